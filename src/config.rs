@@ -1,0 +1,207 @@
+//! Configuration of one Raft node. Defaults and validation follow etcd-io/raft's `Config`.
+
+use crate::error::{Error, Result};
+
+/// No node: the id of "no leader" and "no vote".
+pub const NONE: u64 = 0;
+/// The id of the local append thread in asynchronous storage mode (etcd's `LocalAppendThread`).
+pub const LOCAL_APPEND_THREAD: u64 = u64::MAX;
+/// The id of the local apply thread in asynchronous storage mode (etcd's `LocalApplyThread`).
+pub const LOCAL_APPLY_THREAD: u64 = u64::MAX - 1;
+/// "No limit" for the byte limits below.
+pub const NO_LIMIT: u64 = u64::MAX;
+
+/// How read-only requests (`read_index`) are confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadOnlyOption {
+    /// The leader confirms its leadership with a heartbeat round before releasing a read.
+    #[default]
+    Safe,
+    /// The leader answers at once from its lease; needs `check_quorum` and bounded clock drift.
+    LeaseBased,
+}
+
+/// When the leader builds append messages for its followers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AppendMode {
+    /// Merge everything queued for a follower into as few messages as the size and in-flight
+    /// limits allow, once per Ready, and skip commit-only broadcasts that a later append or
+    /// heartbeat carries anyway. Fewer, larger messages: the fastest mode.
+    #[default]
+    Batched,
+    /// etcd-io/raft's wire behaviour: one append per proposal step and one more whenever the
+    /// commit index moves. The etcd interaction scripts run in this mode.
+    EtcdExact,
+}
+
+/// The configuration of a Raft node.
+#[derive(Clone)]
+pub struct Config {
+    /// The id of the local node. Must not be 0 nor one of the local thread ids.
+    pub id: u64,
+    /// Ticks without hearing from a leader before a follower campaigns. The randomized timeout
+    /// is drawn in `[election_tick, 2 * election_tick)`. Must be greater than `heartbeat_tick`.
+    pub election_tick: usize,
+    /// Ticks between the leader's heartbeats. Must be greater than 0.
+    pub heartbeat_tick: usize,
+    /// The last applied index, when restarting a node.
+    pub applied: u64,
+    /// Byte limit of the entries in one append message (0: one entry per message).
+    pub max_size_per_msg: u64,
+    /// Byte limit of committed but not yet applied entries handed out across Readies
+    /// (0: `max_size_per_msg`).
+    pub max_committed_size_per_ready: u64,
+    /// Limit on the payload bytes of the leader's uncommitted log tail (0: no limit).
+    pub max_uncommitted_entries_size: u64,
+    /// Limit on the append messages in flight to one follower. Must be greater than 0.
+    pub max_inflight_msgs: usize,
+    /// Limit on the payload bytes in flight to one follower (0: no limit).
+    pub max_inflight_bytes: u64,
+    /// A leader steps down when it has not heard from a quorum for an election timeout.
+    pub check_quorum: bool,
+    /// Two-phase elections: a pre-vote round before the term is bumped.
+    pub pre_vote: bool,
+    /// How `read_index` requests are confirmed.
+    pub read_only_option: ReadOnlyOption,
+    /// A follower drops proposals instead of forwarding them to the leader.
+    pub disable_proposal_forwarding: bool,
+    /// Skip the proposal-time checks on configuration changes.
+    pub disable_conf_change_validation: bool,
+    /// A leader removed from (or demoted in) the configuration steps down.
+    pub step_down_on_removal: bool,
+    /// Storage is written and applied through `MsgStorageAppend` / `MsgStorageApply` messages.
+    pub async_storage_writes: bool,
+    /// When append messages are built; see [`AppendMode`].
+    pub append_mode: AppendMode,
+    /// Seed of the random election timeouts. The same seed and inputs give the same outputs.
+    pub seed: u64,
+    /// Where the node logs. Default: discard.
+    pub logger: slog::Logger,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            id: 0,
+            election_tick: 10,
+            heartbeat_tick: 1,
+            applied: 0,
+            max_size_per_msg: 0,
+            max_committed_size_per_ready: 0,
+            max_uncommitted_entries_size: 0,
+            max_inflight_msgs: 256,
+            max_inflight_bytes: 0,
+            check_quorum: false,
+            pre_vote: false,
+            read_only_option: ReadOnlyOption::Safe,
+            disable_proposal_forwarding: false,
+            disable_conf_change_validation: false,
+            step_down_on_removal: false,
+            async_storage_writes: false,
+            append_mode: AppendMode::default(),
+            seed: 0,
+            logger: slog::Logger::root(slog::Discard, slog::o!()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("id", &self.id)
+            .field("election_tick", &self.election_tick)
+            .field("heartbeat_tick", &self.heartbeat_tick)
+            .field("applied", &self.applied)
+            .field("max_size_per_msg", &self.max_size_per_msg)
+            .field("max_committed_size_per_ready", &self.max_committed_size_per_ready)
+            .field("max_uncommitted_entries_size", &self.max_uncommitted_entries_size)
+            .field("max_inflight_msgs", &self.max_inflight_msgs)
+            .field("max_inflight_bytes", &self.max_inflight_bytes)
+            .field("check_quorum", &self.check_quorum)
+            .field("pre_vote", &self.pre_vote)
+            .field("read_only_option", &self.read_only_option)
+            .field("disable_proposal_forwarding", &self.disable_proposal_forwarding)
+            .field("disable_conf_change_validation", &self.disable_conf_change_validation)
+            .field("step_down_on_removal", &self.step_down_on_removal)
+            .field("async_storage_writes", &self.async_storage_writes)
+            .field("append_mode", &self.append_mode)
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// A configuration with etcd's defaults for node `id`.
+    pub fn new(id: u64) -> Self {
+        Config {
+            id,
+            ..Default::default()
+        }
+    }
+
+    /// Checks the configuration and fills in the derived defaults (`max_committed_size_per_ready`
+    /// from `max_size_per_msg`, the "no limit" values). Returns the first rule broken.
+    pub fn validate(&mut self) -> Result<()> {
+        let bad = |s: &str| Err(Error::ConfigInvalid(s.to_string()));
+        if self.id == NONE {
+            return bad("cannot use none as id");
+        }
+        if self.id == LOCAL_APPEND_THREAD || self.id == LOCAL_APPLY_THREAD {
+            return bad("cannot use a local thread id as id");
+        }
+        if self.heartbeat_tick == 0 {
+            return bad("heartbeat tick must be greater than 0");
+        }
+        if self.election_tick <= self.heartbeat_tick {
+            return bad("election tick must be greater than heartbeat tick");
+        }
+        // The randomized timeout is drawn below 2 * election_tick; keep that in range.
+        if self.election_tick > (u32::MAX / 2) as usize {
+            return bad("election tick is too large");
+        }
+        if self.max_committed_size_per_ready == 0 {
+            self.max_committed_size_per_ready = self.max_size_per_msg;
+        }
+        if self.max_uncommitted_entries_size == 0 {
+            self.max_uncommitted_entries_size = NO_LIMIT;
+        }
+        if self.max_inflight_msgs == 0 {
+            return bad("max inflight messages must be greater than 0");
+        }
+        if self.max_inflight_bytes == 0 {
+            self.max_inflight_bytes = NO_LIMIT;
+        } else if self.max_inflight_bytes < self.max_size_per_msg {
+            return bad("max inflight bytes must be >= max message size");
+        }
+        if self.read_only_option == ReadOnlyOption::LeaseBased && !self.check_quorum {
+            return bad("CheckQuorum must be enabled when ReadOnlyOption is ReadOnlyLeaseBased");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_rejects_and_fills_defaults() {
+        assert!(Config::new(0).validate().is_err());
+        assert!(Config::new(LOCAL_APPEND_THREAD).validate().is_err());
+        let mut c = Config::new(1);
+        c.election_tick = 1;
+        assert!(c.validate().is_err());
+        let mut c = Config::new(1);
+        c.read_only_option = ReadOnlyOption::LeaseBased;
+        assert!(c.validate().is_err());
+        c.check_quorum = true;
+        c.max_size_per_msg = 1024;
+        assert!(c.validate().is_ok());
+        assert_eq!(c.max_committed_size_per_ready, 1024);
+        assert_eq!(c.max_uncommitted_entries_size, NO_LIMIT);
+        let mut c = Config::new(1);
+        c.max_size_per_msg = 1024;
+        c.max_inflight_bytes = 10;
+        assert!(c.validate().is_err());
+    }
+}
