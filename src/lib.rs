@@ -3,6 +3,10 @@
 pub mod config;
 pub mod error;
 pub mod raftpb;
+pub mod storage;
 
-pub use config::{AppendMode, Config, ReadOnlyOption, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, NO_LIMIT};
+pub use config::{
+    AppendMode, Config, ReadOnlyOption, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, NO_LIMIT,
+};
 pub use error::{Error, Result, StorageError};
+pub use storage::{RaftState, Storage};
