@@ -1,12 +1,102 @@
-//! raftcore: the Raft consensus protocol as a pure, deterministic state machine.
+//! raftcore: the Raft consensus protocol as a pure, deterministic state machine, with the
+//! semantics of etcd-io/raft.
+//!
+//! The core does no IO: no sockets, no files, no clock, no threads. Time is [`RawNode::tick`];
+//! messages come in through [`RawNode::step`]; everything the node wants done comes out of
+//! [`RawNode::ready`] as a [`Ready`]. Randomness (election timeouts) comes from a generator
+//! seeded by [`Config::seed`] and the node id, so the same inputs and seed give the same
+//! outputs.
+//!
+//! # The Ready contract
+//!
+//! In the default (synchronous) mode, the application loops: tick on a timer, step what the
+//! network delivers, propose, and whenever [`RawNode::has_ready`] is true:
+//!
+//! 1. Take `let rd = node.ready()`. Persist `rd.snapshot` (if any), append `rd.entries` and
+//!    write `rd.hard_state` (if any) to stable storage. `rd.must_sync` says whether the write
+//!    must be synced to disk before going on.
+//! 2. Send `rd.messages` at any time, even before step 1 is done (a leader writes its log in
+//!    parallel with replicating it). Send `rd.persisted_messages` (append and vote responses,
+//!    which promise durable state) only once step 1 is durable. Messages a node addresses to
+//!    itself never appear: `advance` handles them.
+//! 3. Apply `rd.committed_entries` in order, after step 1 (they may include entries of this
+//!    same Ready). Apply a conf-change entry with [`RawNode::apply_conf_change`]. Serve the
+//!    reads in `rd.read_states` once the applied index reaches their index.
+//! 4. Call [`RawNode::advance`]. A `MsgSnap` that was sent obliges a later
+//!    [`RawNode::report_snapshot`].
+//!
+//! With [`Config::async_storage_writes`], persisting and applying happen on other threads:
+//! `rd.messages` carries a `MsgStorageAppend` (to [`LOCAL_APPEND_THREAD`]) and a
+//! `MsgStorageApply` (to [`LOCAL_APPLY_THREAD`]); once the write (or apply) is done, hand each
+//! of the message's `responses` back with [`RawNode::step_local`] (or send it, when it is
+//! addressed to another node). `advance` is not called: it returns an error in that mode.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use raftcore::{Config, MemStorage, RawNode};
+//! use raftcore::raftpb::{ConfState, Snapshot, SnapshotMetadata};
+//!
+//! // A single-voter group whose storage starts from a snapshot holding its configuration.
+//! let mut storage = MemStorage::new();
+//! storage
+//!     .apply_snapshot(Snapshot {
+//!         metadata: Some(SnapshotMetadata {
+//!             conf_state: Some(ConfState { voters: vec![1], ..Default::default() }),
+//!             index: 1,
+//!             term: 1,
+//!         }),
+//!         ..Default::default()
+//!     })
+//!     .unwrap();
+//! let mut node = RawNode::new(&Config::new(1), storage).unwrap();
+//! node.campaign().unwrap();
+//! node.propose(Bytes::from_static(b"hello")).ok(); // dropped until a leader exists
+//!
+//! let mut applied = Vec::new();
+//! for _ in 0..4 {
+//!     if !node.has_ready() {
+//!         continue;
+//!     }
+//!     let rd = node.ready();
+//!     // 1. persist
+//!     if let Some(hs) = rd.hard_state {
+//!         node.store_mut().set_hard_state(hs);
+//!     }
+//!     node.store_mut().append(&rd.entries).unwrap();
+//!     // 2. send rd.messages and rd.persisted_messages (none: a single node)
+//!     // 3. apply
+//!     applied.extend(rd.committed_entries.iter().map(|e| e.index));
+//!     // 4. advance
+//!     node.advance().unwrap();
+//!     if node.role() == raftcore::StateRole::Leader && applied.len() == 1 {
+//!         node.propose(Bytes::from_static(b"hello")).unwrap();
+//!     }
+//! }
+//! assert_eq!(applied, vec![2, 3]);
+//! ```
+
+#![warn(missing_docs)]
 
 pub mod config;
+pub mod confchange;
+pub mod describe;
 pub mod error;
+pub mod log;
+pub mod log_unstable;
+pub mod quorum;
+mod raft;
 pub mod raftpb;
+mod raw_node;
+mod read_only;
+mod rng;
 pub mod storage;
+pub mod tracker;
 
 pub use config::{
     AppendMode, Config, ReadOnlyOption, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, NO_LIMIT,
 };
 pub use error::{Error, Result, StorageError};
-pub use storage::{RaftState, Storage};
+pub use raft::{ReadState, SoftState, StateRole, MAX_REMOTE_VALUE};
+pub use raw_node::{BasicStatus, Peer, RawNode, Ready, SnapshotStatus, Status};
+pub use read_only::MAX_PENDING_READS;
+pub use storage::{MemStorage, RaftState, Storage};
