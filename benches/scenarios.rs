@@ -30,7 +30,13 @@ use common::mem::rss_bytes;
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-const SCENARIOS: [&str; 5] = ["throughput3", "throughput5", "idle_memory", "tick_idle", "follower_append"];
+const SCENARIOS: [&str; 5] = [
+    "throughput3",
+    "throughput5",
+    "idle_memory",
+    "tick_idle",
+    "follower_append",
+];
 
 struct Args {
     scenario: Option<String>,
@@ -56,7 +62,8 @@ fn usage(msg: &str) -> ! {
 
 fn num<T: std::str::FromStr>(flag: &str, s: Option<String>) -> T {
     let s = s.unwrap_or_else(|| usage(&format!("{flag} needs a value")));
-    s.parse().unwrap_or_else(|_| usage(&format!("{flag}: not a number: {s}")))
+    s.parse()
+        .unwrap_or_else(|_| usage(&format!("{flag}: not a number: {s}")))
 }
 
 fn parse_args() -> Args {
@@ -76,7 +83,12 @@ fn parse_args() -> Args {
         let f = flag.as_str();
         match f {
             "--bench" => {}
-            "--scenario" => a.scenario = Some(it.next().unwrap_or_else(|| usage("--scenario needs a value"))),
+            "--scenario" => {
+                a.scenario = Some(
+                    it.next()
+                        .unwrap_or_else(|| usage("--scenario needs a value")),
+                )
+            }
             "--etcd-exact" => a.mode = AppendMode::EtcdExact,
             "--n" | "--batch" | "--payload" | "--groups" | "--msgs" | "--per-msg" => {
                 let v = it.next();
@@ -193,7 +205,11 @@ fn throughput(a: &Args, voters: u64) {
         }
         proposed += k;
         if !c.round() && k == 0 {
-            fail(&format!("{name}: the cluster stalled at {} applied entries of {}", c.min_applied_entries(), a.n));
+            fail(&format!(
+                "{name}: the cluster stalled at {} applied entries of {}",
+                c.min_applied_entries(),
+                a.n
+            ));
         }
     }
     let secs = t0.elapsed().as_secs_f64();
@@ -213,9 +229,15 @@ fn throughput(a: &Args, voters: u64) {
     }
     let rounds = c.rounds - rounds0;
     let delivered = c.delivered - delivered0;
-    eprintln!("{name}: delivered messages by type (incl. election): {:?}", c.message_histogram());
+    eprintln!(
+        "{name}: delivered messages by type (incl. election): {:?}",
+        c.message_histogram()
+    );
     if c.step_errors > 0 {
-        eprintln!("{name}: WARNING: {} step calls returned an error", c.step_errors);
+        eprintln!(
+            "{name}: WARNING: {} step calls returned an error",
+            c.step_errors
+        );
     }
     eprintln!(
         "{name}: n={} batch={} payload={} elapsed={secs:.4}s rounds={rounds} messages={delivered}",
@@ -224,9 +246,21 @@ fn throughput(a: &Args, voters: u64) {
     let n = a.n as f64;
     report(&name, n / secs, "ops/s");
     report(&format!("{name}.ns_per_proposal"), secs * 1e9 / n, "ns");
-    report(&format!("{name}.msgs_per_proposal"), delivered as f64 / n, "msgs");
-    report(&format!("{name}.allocs_per_proposal"), allocs.calls as f64 / n, "allocs");
-    report(&format!("{name}.alloc_bytes_per_proposal"), allocs.bytes as f64 / n, "bytes");
+    report(
+        &format!("{name}.msgs_per_proposal"),
+        delivered as f64 / n,
+        "msgs",
+    );
+    report(
+        &format!("{name}.allocs_per_proposal"),
+        allocs.calls as f64 / n,
+        "allocs",
+    );
+    report(
+        &format!("{name}.alloc_bytes_per_proposal"),
+        allocs.bytes as f64 / n,
+        "bytes",
+    );
 }
 
 /// idle_memory: VmRSS before and after creating `groups` idle followers, per group; then the
@@ -247,7 +281,10 @@ fn idle_memory(a: &Args) {
     g.heartbeat_all();
     let rss2 = rss();
     if g.following() != groups {
-        fail(&format!("idle_memory: only {} of {groups} groups follow their leader", g.following()));
+        fail(&format!(
+            "idle_memory: only {} of {groups} groups follow their leader",
+            g.following()
+        ));
     }
     eprintln!(
         "idle_memory: groups={} rss_before={rss0} rss_after_create={rss1} rss_after_heartbeat={rss2} create_time={create_secs:.3}s",
@@ -256,9 +293,21 @@ fn idle_memory(a: &Args) {
     let per = |x: u64| x.saturating_sub(rss0) as f64 / groups as f64;
     report("idle_memory", per(rss1), "bytes/group");
     report("idle_memory.after_heartbeat", per(rss2), "bytes/group");
-    report("idle_memory.create_ns_per_group", create_secs * 1e9 / groups as f64, "ns");
-    report("idle_memory.allocs_per_group", allocs.calls as f64 / groups as f64, "allocs");
-    report("idle_memory.alloc_bytes_per_group", allocs.bytes as f64 / groups as f64, "bytes");
+    report(
+        "idle_memory.create_ns_per_group",
+        create_secs * 1e9 / groups as f64,
+        "ns",
+    );
+    report(
+        "idle_memory.allocs_per_group",
+        allocs.calls as f64 / groups as f64,
+        "allocs",
+    );
+    report(
+        "idle_memory.alloc_bytes_per_group",
+        allocs.bytes as f64 / groups as f64,
+        "bytes",
+    );
     drop(g);
 }
 
@@ -285,7 +334,9 @@ fn tick_idle(a: &Args) {
             let ready = g.tick_all();
             let dt = t0.elapsed().as_secs_f64();
             if ready != 0 {
-                fail(&format!("tick_idle: {ready} idle followers produced a Ready"));
+                fail(&format!(
+                    "tick_idle: {ready} idle followers produced a Ready"
+                ));
             }
             if rep >= WARMUP {
                 total += dt;
@@ -298,8 +349,16 @@ fn tick_idle(a: &Args) {
     }
     let samples = (REPS * passes) as f64;
     eprintln!("tick_idle: groups={groups} reps={REPS} (+{WARMUP} warm-up) passes/rep={passes} total={total:.4}s");
-    report("tick_idle", total * 1e9 / (samples * groups as f64), "ns/group");
-    report("tick_idle.best_pass", best * 1e9 / groups as f64, "ns/group");
+    report(
+        "tick_idle",
+        total * 1e9 / (samples * groups as f64),
+        "ns/group",
+    );
+    report(
+        "tick_idle.best_pass",
+        best * 1e9 / groups as f64,
+        "ns/group",
+    );
 }
 
 /// follower_append: one follower steps `msgs` appends of `per_msg` entries each and handles the
@@ -319,7 +378,11 @@ fn follower_append(a: &Args) {
         fail(&format!("{name}: {errors} appends were refused"));
     }
     if f.last_index() != f.last_sent {
-        fail(&format!("{name}: stable last index {} != {} sent", f.last_index(), f.last_sent));
+        fail(&format!(
+            "{name}: stable last index {} != {} sent",
+            f.last_index(),
+            f.last_sent
+        ));
     }
     // Everything but the last message's entries is committed and applied.
     let sm = f.apply_state();
@@ -338,11 +401,29 @@ fn follower_append(a: &Args) {
         ));
     }
     if f.responses != a.msgs as u64 {
-        fail(&format!("{name}: {} responses for {} messages", f.responses, a.msgs));
+        fail(&format!(
+            "{name}: {} responses for {} messages",
+            f.responses, a.msgs
+        ));
     }
-    eprintln!("{name}: msgs={} per_msg={} payload={} elapsed={secs:.4}s", a.msgs, a.per_msg, a.payload);
+    eprintln!(
+        "{name}: msgs={} per_msg={} payload={} elapsed={secs:.4}s",
+        a.msgs, a.per_msg, a.payload
+    );
     report(&name, secs * 1e9 / entries as f64, "ns/entry");
-    report(&format!("{name}.ns_per_msg"), secs * 1e9 / a.msgs as f64, "ns/msg");
-    report(&format!("{name}.allocs_per_entry"), allocs.calls as f64 / entries as f64, "allocs");
-    report(&format!("{name}.alloc_bytes_per_entry"), allocs.bytes as f64 / entries as f64, "bytes");
+    report(
+        &format!("{name}.ns_per_msg"),
+        secs * 1e9 / a.msgs as f64,
+        "ns/msg",
+    );
+    report(
+        &format!("{name}.allocs_per_entry"),
+        allocs.calls as f64 / entries as f64,
+        "allocs",
+    );
+    report(
+        &format!("{name}.alloc_bytes_per_entry"),
+        allocs.bytes as f64 / entries as f64,
+        "bytes",
+    );
 }

@@ -80,7 +80,10 @@ fn handle_ready(node: &mut Node, net: &mut VecDeque<Message>) {
             let term = node.raft.basic_status().hard_state.term;
             println!("node {id}: became leader at term {term}");
         } else if ss.leader_id != 0 {
-            println!("node {id}: follows leader {} ({})", ss.leader_id, ss.raft_state);
+            println!(
+                "node {id}: follows leader {} ({})",
+                ss.leader_id, ss.raft_state
+            );
         } else {
             println!("node {id}: {} with no leader known", ss.raft_state);
         }
@@ -122,11 +125,17 @@ fn handle_ready(node: &mut Node, net: &mut VecDeque<Message>) {
         match e.entry_type() {
             EntryType::EntryNormal if e.data.is_empty() => {
                 // The empty entry a new leader appends to commit its term.
-                println!("node {id}: applied entry {} (a new leader's empty entry)", e.index);
+                println!(
+                    "node {id}: applied entry {} (a new leader's empty entry)",
+                    e.index
+                );
             }
             EntryType::EntryNormal => {
                 let cmd = String::from_utf8_lossy(&e.data).into_owned();
-                println!("node {id}: applied entry {} (term {}): {cmd:?}", e.index, e.term);
+                println!(
+                    "node {id}: applied entry {} (term {}): {cmd:?}",
+                    e.index, e.term
+                );
                 node.applied.push(cmd);
             }
             EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
@@ -136,7 +145,10 @@ fn handle_ready(node: &mut Node, net: &mut VecDeque<Message>) {
                     ConfChangeV2::decode(e.data.clone()).map(ConfChangeI::V2)
                 };
                 match cc.map(|cc| node.raft.apply_conf_change(&cc)) {
-                    Ok(Ok(cs)) => println!("node {id}: applied conf change {}: voters {:?}", e.index, cs.voters),
+                    Ok(Ok(cs)) => println!(
+                        "node {id}: applied conf change {}: voters {:?}",
+                        e.index, cs.voters
+                    ),
                     Ok(Err(err)) => println!("node {id}: conf change {} refused: {err}", e.index),
                     Err(err) => println!("node {id}: conf change {} undecodable: {err}", e.index),
                 }
@@ -169,7 +181,9 @@ fn settle(nodes: &mut [Node], net: &mut VecDeque<Message>) {
 }
 
 fn leader(nodes: &[Node]) -> Option<usize> {
-    nodes.iter().position(|n| n.raft.role() == StateRole::Leader)
+    nodes
+        .iter()
+        .position(|n| n.raft.role() == StateRole::Leader)
 }
 
 fn main() {
@@ -193,7 +207,10 @@ fn main() {
         settle(&mut nodes, &mut net);
     };
     let lead_id = nodes[lead].raft.id();
-    println!("after {ticks} ticks node {lead_id} leads; proposing {} commands", COMMANDS.len());
+    println!(
+        "after {ticks} ticks node {lead_id} leads; proposing {} commands",
+        COMMANDS.len()
+    );
 
     for cmd in COMMANDS {
         println!("node {lead_id}: propose {cmd:?}");
@@ -218,7 +235,10 @@ fn main() {
                     n.applied.len()
                 );
             }
-            println!("every node applied all {} commands in the same order", want.len());
+            println!(
+                "every node applied all {} commands in the same order",
+                want.len()
+            );
             return;
         }
         // Heartbeats carry the commit index to followers that have not heard it yet.

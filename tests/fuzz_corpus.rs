@@ -17,7 +17,9 @@ use raftcore::raftpb::{
 use step_message::harness::Setup;
 
 fn corpus_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target)
 }
 
 /// Runs `f` on every file of the target's corpus; a panic names the file.
@@ -90,9 +92,12 @@ const CANDIDATE: u8 = 2;
 const DELIVER: u8 = 16;
 const KEEP_TO: u8 = 4;
 
+/// A named seed: the set-up and the messages with their control bytes.
+type Seed = (&'static str, Setup, Vec<(u8, Message)>);
+
 /// The seed inputs: after set-up node 1 leads term 2 with entries 2..=4 committed, node 2
 /// follows, node 3 campaigns in term 3 (term 2 with pre-vote).
-fn seeds() -> Vec<(&'static str, Setup, Vec<(u8, Message)>)> {
+fn seeds() -> Vec<Seed> {
     use MessageType::*;
     let plain = Setup::default();
     let prevote = Setup {
@@ -129,62 +134,153 @@ fn seeds() -> Vec<(&'static str, Setup, Vec<(u8, Message)>)> {
         (
             "honest_app_resp",
             exact_inflight,
-            vec![(LEADER, Message { index: 5, ..msg(MsgAppResp, 2, 1, 2) })],
+            vec![(
+                LEADER,
+                Message {
+                    index: 5,
+                    ..msg(MsgAppResp, 2, 1, 2)
+                },
+            )],
         ),
-        ("honest_heartbeat", plain, vec![(FOLLOWER, Message { commit: 4, ..msg(MsgHeartbeat, 1, 2, 2) })]),
-        ("honest_heartbeat_resp", plain, vec![(LEADER, msg(MsgHeartbeatResp, 2, 1, 2))]),
+        (
+            "honest_heartbeat",
+            plain,
+            vec![(
+                FOLLOWER,
+                Message {
+                    commit: 4,
+                    ..msg(MsgHeartbeat, 1, 2, 2)
+                },
+            )],
+        ),
+        (
+            "honest_heartbeat_resp",
+            plain,
+            vec![(LEADER, msg(MsgHeartbeatResp, 2, 1, 2))],
+        ),
         (
             "honest_vote",
             plain,
-            vec![(FOLLOWER, Message { log_term: 2, index: 4, ..msg(MsgVote, 3, 2, 3) })],
+            vec![(
+                FOLLOWER,
+                Message {
+                    log_term: 2,
+                    index: 4,
+                    ..msg(MsgVote, 3, 2, 3)
+                },
+            )],
         ),
         (
             "honest_vote_resp_wins",
             plain,
-            vec![(CANDIDATE, msg(MsgVoteResp, 2, 3, 3)), (CANDIDATE | DELIVER, msg(MsgVoteResp, 1, 3, 3))],
+            vec![
+                (CANDIDATE, msg(MsgVoteResp, 2, 3, 3)),
+                (CANDIDATE | DELIVER, msg(MsgVoteResp, 1, 3, 3)),
+            ],
         ),
         (
             "honest_prevote",
             prevote,
-            vec![(FOLLOWER, Message { log_term: 2, index: 4, ..msg(MsgPreVote, 3, 2, 3) })],
+            vec![(
+                FOLLOWER,
+                Message {
+                    log_term: 2,
+                    index: 4,
+                    ..msg(MsgPreVote, 3, 2, 3)
+                },
+            )],
         ),
-        ("honest_prevote_resp", prevote, vec![(CANDIDATE, msg(MsgPreVoteResp, 2, 3, 3))]),
+        (
+            "honest_prevote_resp",
+            prevote,
+            vec![(CANDIDATE, msg(MsgPreVoteResp, 2, 3, 3))],
+        ),
         (
             "honest_snap",
             plain,
-            vec![(FOLLOWER, Message { snapshot: snapshot(10, 2, voters(&[1, 2, 3])), ..msg(MsgSnap, 1, 2, 2) })],
+            vec![(
+                FOLLOWER,
+                Message {
+                    snapshot: snapshot(10, 2, voters(&[1, 2, 3])),
+                    ..msg(MsgSnap, 1, 2, 2)
+                },
+            )],
         ),
         (
             "honest_prop_forwarded",
             plain,
-            vec![(LEADER, Message { entries: vec![entry(0, 0, b"fwd")], ..msg(MsgProp, 2, 1, 0) })],
+            vec![(
+                LEADER,
+                Message {
+                    entries: vec![entry(0, 0, b"fwd")],
+                    ..msg(MsgProp, 2, 1, 0)
+                },
+            )],
         ),
         (
             "honest_read_index",
             plain,
-            vec![(LEADER | DELIVER, Message { entries: vec![entry(0, 0, b"ctx")], ..msg(MsgReadIndex, 2, 1, 0) })],
+            vec![(
+                LEADER | DELIVER,
+                Message {
+                    entries: vec![entry(0, 0, b"ctx")],
+                    ..msg(MsgReadIndex, 2, 1, 0)
+                },
+            )],
         ),
         (
             "honest_read_index_resp",
             plain,
-            vec![(FOLLOWER, Message { index: 4, entries: vec![entry(0, 0, b"ctx")], ..msg(MsgReadIndexResp, 1, 2, 2) })],
+            vec![(
+                FOLLOWER,
+                Message {
+                    index: 4,
+                    entries: vec![entry(0, 0, b"ctx")],
+                    ..msg(MsgReadIndexResp, 1, 2, 2)
+                },
+            )],
         ),
-        ("honest_transfer_leader", plain, vec![(LEADER | DELIVER, msg(MsgTransferLeader, 2, 1, 2))]),
-        ("honest_timeout_now", plain, vec![(FOLLOWER | DELIVER, msg(MsgTimeoutNow, 1, 2, 2))]),
+        (
+            "honest_transfer_leader",
+            plain,
+            vec![(LEADER | DELIVER, msg(MsgTransferLeader, 2, 1, 2))],
+        ),
+        (
+            "honest_timeout_now",
+            plain,
+            vec![(FOLLOWER | DELIVER, msg(MsgTimeoutNow, 1, 2, 2))],
+        ),
         (
             "honest_conf_change_committed",
             plain,
             vec![(
                 FOLLOWER,
-                Message { log_term: 2, index: 4, commit: 5, entries: vec![cc_entry], ..msg(MsgApp, 1, 2, 2) },
+                Message {
+                    log_term: 2,
+                    index: 4,
+                    commit: 5,
+                    entries: vec![cc_entry],
+                    ..msg(MsgApp, 1, 2, 2)
+                },
             )],
         ),
         // Hostile ones (see HOSTILE-INPUT.md).
-        ("hostile_term0_heartbeat", plain, vec![(CANDIDATE, msg(MsgHeartbeat, 1, 3, 0))]),
+        (
+            "hostile_term0_heartbeat",
+            plain,
+            vec![(CANDIDATE, msg(MsgHeartbeat, 1, 3, 0))],
+        ),
         (
             "hostile_max_term_vote",
             plain,
-            vec![(FOLLOWER, Message { log_term: u64::MAX, index: u64::MAX, ..msg(MsgVote, 3, 2, u64::MAX) })],
+            vec![(
+                FOLLOWER,
+                Message {
+                    log_term: u64::MAX,
+                    index: u64::MAX,
+                    ..msg(MsgVote, 3, 2, u64::MAX)
+                },
+            )],
         ),
         (
             "hostile_edge_term_app",
@@ -203,7 +299,13 @@ fn seeds() -> Vec<(&'static str, Setup, Vec<(u8, Message)>)> {
         (
             "hostile_commit_past_log",
             plain,
-            vec![(FOLLOWER, Message { commit: 1000, ..msg(MsgHeartbeat, 1, 2, 2) })],
+            vec![(
+                FOLLOWER,
+                Message {
+                    commit: 1000,
+                    ..msg(MsgHeartbeat, 1, 2, 2)
+                },
+            )],
         ),
         (
             "hostile_entries_not_consecutive",
@@ -242,17 +344,32 @@ fn seeds() -> Vec<(&'static str, Setup, Vec<(u8, Message)>)> {
         (
             "hostile_snapshot_sole_voter",
             plain,
-            vec![(FOLLOWER, Message { snapshot: snapshot(u64::MAX / 4, 3, voters(&[2])), ..msg(MsgSnap, 1, 2, 3) })],
+            vec![(
+                FOLLOWER,
+                Message {
+                    snapshot: snapshot(u64::MAX / 4, 3, voters(&[2])),
+                    ..msg(MsgSnap, 1, 2, 3)
+                },
+            )],
         ),
         (
             "hostile_ack_past_log",
             plain,
-            vec![(LEADER, Message { index: 1000, ..msg(MsgAppResp, 2, 1, 2) })],
+            vec![(
+                LEADER,
+                Message {
+                    index: 1000,
+                    ..msg(MsgAppResp, 2, 1, 2)
+                },
+            )],
         ),
         (
             "hostile_prop_with_term_no_entries",
             plain,
-            vec![(FOLLOWER, msg(MsgProp, 3, 2, 7)), (LEADER, msg(MsgReadIndex, 2, 1, 5))],
+            vec![
+                (FOLLOWER, msg(MsgProp, 3, 2, 7)),
+                (LEADER, msg(MsgReadIndex, 2, 1, 5)),
+            ],
         ),
         (
             "hostile_local_types",
@@ -260,13 +377,22 @@ fn seeds() -> Vec<(&'static str, Setup, Vec<(u8, Message)>)> {
             vec![
                 (FOLLOWER, msg(MsgHup, 1, 2, 2)),
                 (LEADER, msg(MsgStorageAppendResp, u64::MAX, 1, 2)),
-                (LEADER, Message { index: 1000, ..msg(MsgAppResp, 1, 1, 2) }),
+                (
+                    LEADER,
+                    Message {
+                        index: 1000,
+                        ..msg(MsgAppResp, 1, 1, 2)
+                    },
+                ),
             ],
         ),
         (
             "hostile_stranger_and_misrouted",
             plain,
-            vec![(LEADER, msg(MsgHeartbeatResp, 9, 1, 2)), (FOLLOWER | KEEP_TO, msg(MsgApp, 1, 3, 2))],
+            vec![
+                (LEADER, msg(MsgHeartbeatResp, 9, 1, 2)),
+                (FOLLOWER | KEEP_TO, msg(MsgApp, 1, 3, 2)),
+            ],
         ),
     ]
 }
@@ -281,6 +407,16 @@ fn write_seed_corpus() {
         std::fs::write(dir.join(format!("seed_{name}")), data).expect("write a seed");
     }
     // Two inputs of the field-by-field form.
-    std::fs::write(dir.join("seed_structured_a"), [0u8, 0x01, 0x03, 0x02, 2, 2, 3, 2, 0x01, 2, 1, 2, 0x61, 2]).expect("write");
-    std::fs::write(dir.join("seed_structured_b"), [0x1fu8, 0x32, 0x07, 0x01, 0x02, 2, 2, 2, 0x02, 4, 3, 0x01, 0x02, 0x03, 0, 2, 2]).expect("write");
+    std::fs::write(
+        dir.join("seed_structured_a"),
+        [0u8, 0x01, 0x03, 0x02, 2, 2, 3, 2, 0x01, 2, 1, 2, 0x61, 2],
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("seed_structured_b"),
+        [
+            0x1fu8, 0x32, 0x07, 0x01, 0x02, 2, 2, 2, 0x02, 4, 3, 0x01, 0x02, 0x03, 0, 2, 2,
+        ],
+    )
+    .expect("write");
 }

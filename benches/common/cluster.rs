@@ -62,7 +62,11 @@ pub struct ApplyState {
 /// at once, then the snapshot, entries and hard state are persisted to the MemStorage, then the
 /// messages that wait for persistence go to `out`, committed entries are applied (conf changes
 /// through `apply_conf_change`) and the node advances. Returns false when there was no Ready.
-pub fn handle_ready(node: &mut RawNode<MemStorage>, sm: &mut ApplyState, out: &mut Vec<Message>) -> bool {
+pub fn handle_ready(
+    node: &mut RawNode<MemStorage>,
+    sm: &mut ApplyState,
+    out: &mut Vec<Message>,
+) -> bool {
     if !node.has_ready() {
         return false;
     }
@@ -134,7 +138,9 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(voters: u64, mode: AppendMode) -> Cluster {
         let nodes = (1..=voters)
-            .map(|id| RawNode::new(&bench_config(id, mode), bench_storage(voters)).expect("RawNode::new"))
+            .map(|id| {
+                RawNode::new(&bench_config(id, mode), bench_storage(voters)).expect("RawNode::new")
+            })
             .collect();
         Cluster {
             nodes,
@@ -166,7 +172,11 @@ impl Cluster {
             guard += 1;
             assert!(guard < 10_000, "the election does not settle");
         }
-        assert_eq!(self.node(id).role(), StateRole::Leader, "node {id} did not win");
+        assert_eq!(
+            self.node(id).role(),
+            StateRole::Leader,
+            "node {id} did not win"
+        );
         let first = self.sm[0].applied_index;
         assert!(first > 1, "the leader's first entry was not applied");
         assert!(

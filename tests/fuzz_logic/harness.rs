@@ -245,7 +245,8 @@ impl Cluster {
             assert_eq!(m.from, id, "node {id} sent a message as {}: {m:?}", m.from);
             assert_ne!(m.to, id, "node {id} sent a message to itself: {m:?}");
         }
-        self.net.extend(out.into_iter().filter(|m| IDS.contains(&m.to)));
+        self.net
+            .extend(out.into_iter().filter(|m| IDS.contains(&m.to)));
         true
     }
 
@@ -291,7 +292,8 @@ impl Cluster {
     }
 
     fn probe_on_majority(&self) -> bool {
-        (0..self.next_probe).any(|p| self.nodes.iter().filter(|n| n.probes.contains(&p)).count() >= 2)
+        (0..self.next_probe)
+            .any(|p| self.nodes.iter().filter(|n| n.probes.contains(&p)).count() >= 2)
     }
 
     /// The honest group, driven by ticks, must commit and apply a proposal on a majority of its

@@ -187,7 +187,11 @@ pub fn build(r: &mut Reader<'_>, term: u64, commit: u64, last: u64) -> Message {
                 _ => r.small_bytes(),
             };
             m.entries.push(Entry {
-                r#type: if ty == 3 { i32::from(r.u8()) } else { i32::from(ty) },
+                r#type: if ty == 3 {
+                    i32::from(r.u8())
+                } else {
+                    i32::from(ty)
+                },
                 term: r.value(term),
                 index,
                 data,
