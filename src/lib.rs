@@ -1,9 +1,12 @@
 //! raftcore: the Raft consensus protocol as a pure, deterministic state machine.
 
 pub mod config;
+pub mod confchange;
 pub mod error;
+pub mod quorum;
 pub mod raftpb;
 pub mod storage;
+pub mod tracker;
 
 pub use config::{
     AppendMode, Config, ReadOnlyOption, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, NO_LIMIT,
