@@ -1,7 +1,7 @@
 //! raftcore: the Raft consensus protocol as a pure, deterministic state machine.
 
-pub mod config;
 pub mod confchange;
+pub mod config;
 pub mod error;
 pub mod quorum;
 pub mod raftpb;

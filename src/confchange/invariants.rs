@@ -21,7 +21,12 @@ pub(crate) fn check_invariants(cfg: &Config, prs: &ProgressMap) -> Result<()> {
     let learners = cfg.learners.as_ref().unwrap_or(&empty);
     let learners_next = cfg.learners_next.as_ref().unwrap_or(&empty);
 
-    for id in incoming.iter().chain(outgoing).chain(learners).chain(learners_next) {
+    for id in incoming
+        .iter()
+        .chain(outgoing)
+        .chain(learners)
+        .chain(learners_next)
+    {
         if !prs.contains(id) {
             return broken(format!("no progress for {id}"));
         }
@@ -42,7 +47,9 @@ pub(crate) fn check_invariants(cfg: &Config, prs: &ProgressMap) -> Result<()> {
             return broken(format!("{id} is in LearnersNext and Voters[0]"));
         }
         if prs.get(id).is_some_and(|pr| pr.is_learner) {
-            return broken(format!("{id} is in LearnersNext, but is already marked as learner"));
+            return broken(format!(
+                "{id} is in LearnersNext, but is already marked as learner"
+            ));
         }
     }
     for id in learners {
@@ -117,7 +124,10 @@ mod tests {
             "AutoLeave must be false when not joint"
         );
         cfg.voters.outgoing = [2].into_iter().collect();
-        assert_eq!(msg(check_invariants(&cfg, &prs)), "2 is a voter, but is marked as learner");
+        assert_eq!(
+            msg(check_invariants(&cfg, &prs)),
+            "2 is a voter, but is marked as learner"
+        );
         prs.insert(2, pr(false));
         cfg.learners = None;
         cfg.learners_next = Some([1].into_iter().collect());

@@ -104,7 +104,11 @@ mod tests {
             let mut t = ProgressTracker::new(5, 0);
             t.record_vote(1, true);
             restore(&mut t, 10, &want).unwrap();
-            assert!(t.conf_state().equivalent(&want), "{want:?} -> {:?}", t.conf_state());
+            assert!(
+                t.conf_state().equivalent(&want),
+                "{want:?} -> {:?}",
+                t.conf_state()
+            );
             assert!(t.votes().is_empty());
             for (_, pr) in t.progress.iter() {
                 assert_eq!((pr.next_idx, pr.inflights.size()), (10, 5));

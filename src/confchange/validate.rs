@@ -97,7 +97,10 @@ mod tests {
     fn rejects_invalid() {
         assert_eq!(check(&[], &[], &[], &[]), "ConfState has no voters");
         assert_eq!(check(&[], &[], &[1], &[]), "ConfState has no voters");
-        assert_eq!(check(&[0], &[], &[], &[]), "ConfState voters contains node id 0");
+        assert_eq!(
+            check(&[0], &[], &[], &[]),
+            "ConfState voters contains node id 0"
+        );
         assert_eq!(
             check(&[1, u64::MAX], &[], &[], &[]),
             "ConfState voters contains reserved node id 18446744073709551615"
@@ -106,9 +109,18 @@ mod tests {
             check(&[1], &[u64::MAX - 1], &[], &[]),
             "ConfState learners contains reserved node id 18446744073709551614"
         );
-        assert_eq!(check(&[2, 1, 2], &[], &[], &[]), "ConfState voters lists node 2 twice");
-        assert_eq!(check(&[1], &[1], &[], &[]), "node 1 is both a voter and a learner");
-        assert_eq!(check(&[1], &[2], &[2], &[]), "node 2 is both a voter and a learner");
+        assert_eq!(
+            check(&[2, 1, 2], &[], &[], &[]),
+            "ConfState voters lists node 2 twice"
+        );
+        assert_eq!(
+            check(&[1], &[1], &[], &[]),
+            "node 1 is both a voter and a learner"
+        );
+        assert_eq!(
+            check(&[1], &[2], &[2], &[]),
+            "node 2 is both a voter and a learner"
+        );
         assert_eq!(
             check(&[1], &[], &[], &[2]),
             "learners_next node 2 is not an outgoing voter"

@@ -106,7 +106,10 @@ mod tests {
         let j = JointConfig::new(cfg(&[1, 2, 3]), cfg(&[1, 2]));
         assert_eq!(j.to_string(), "(1 2 3)&&(1 2)");
         assert_eq!(JointConfig::new(cfg(&[1]), cfg(&[])).to_string(), "(1)");
-        assert_eq!(JointConfig::new(cfg(&[1, 5]), cfg(&[2, 5, 7])).ids(), vec![1, 2, 5, 7]);
+        assert_eq!(
+            JointConfig::new(cfg(&[1, 5]), cfg(&[2, 5, 7])).ids(),
+            vec![1, 2, 5, 7]
+        );
         assert!(j.is_joint() && j.contains(3) && !j.contains(4));
     }
 
@@ -121,9 +124,15 @@ mod tests {
     #[test]
     fn votes_need_both_halves() {
         let j = JointConfig::new(cfg(&[1]), cfg(&[2]));
-        assert_eq!(j.vote_result(&|id| (id == 1).then_some(true)), VoteResult::Pending);
+        assert_eq!(
+            j.vote_result(&|id| (id == 1).then_some(true)),
+            VoteResult::Pending
+        );
         assert_eq!(j.vote_result(&|id| Some(id == 1)), VoteResult::Lost);
         assert_eq!(j.vote_result(&|_| Some(true)), VoteResult::Won);
-        assert_eq!(JointConfig::default().vote_result(&|_| None), VoteResult::Won);
+        assert_eq!(
+            JointConfig::default().vote_result(&|_| None),
+            VoteResult::Won
+        );
     }
 }

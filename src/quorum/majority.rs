@@ -268,9 +268,15 @@ mod tests {
     fn votes() {
         let c: MajorityConfig = [4, 8].into_iter().collect();
         assert_eq!(c.vote_result(&|_| None), VoteResult::Pending);
-        assert_eq!(c.vote_result(&|id| (id == 4).then_some(false)), VoteResult::Lost);
+        assert_eq!(
+            c.vote_result(&|id| (id == 4).then_some(false)),
+            VoteResult::Lost
+        );
         assert_eq!(c.vote_result(&|_| Some(true)), VoteResult::Won);
-        assert_eq!(MajorityConfig::new().vote_result(&|_| None), VoteResult::Won);
+        assert_eq!(
+            MajorityConfig::new().vote_result(&|_| None),
+            VoteResult::Won
+        );
     }
 
     #[test]
@@ -284,6 +290,9 @@ mod tests {
                     xx>      103    (id=4)\n\
                     ?          0    (id=5)\n";
         assert_eq!(got, want);
-        assert_eq!(MajorityConfig::new().describe(&acks(&[])), "<empty majority quorum>");
+        assert_eq!(
+            MajorityConfig::new().describe(&acks(&[])),
+            "<empty majority quorum>"
+        );
     }
 }

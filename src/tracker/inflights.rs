@@ -195,7 +195,10 @@ mod tests {
         }
         assert!(inf.full());
         assert_eq!(inf.capacity(), 10);
-        assert_eq!(contents(&inf), (5..15).map(|i| (i, 100 + i)).collect::<Vec<_>>());
+        assert_eq!(
+            contents(&inf),
+            (5..15).map(|i| (i, 100 + i)).collect::<Vec<_>>()
+        );
         inf.free_le(12);
         assert_eq!(contents(&inf), vec![(13, 113), (14, 114)]);
         assert_eq!(inf.bytes(), 227);

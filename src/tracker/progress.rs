@@ -173,7 +173,11 @@ impl Progress {
 /// each suffix only when it applies.
 impl fmt::Display for Progress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} match={} next={}", self.state, self.matched, self.next_idx)?;
+        write!(
+            f,
+            "{} match={} next={}",
+            self.state, self.matched, self.next_idx
+        )?;
         if self.is_learner {
             f.write_str(" learner")?;
         }
@@ -341,6 +345,11 @@ mod tests {
     }
 
     #[test]
+    fn stays_small() {
+        assert!(std::mem::size_of::<Progress>() <= 96);
+    }
+
+    #[test]
     fn display() {
         let mut p = Progress::new(15, 3, 0);
         p.matched = 11;
@@ -350,7 +359,10 @@ mod tests {
         for _ in 0..3 {
             p.sent_entries(1, 1);
         }
-        assert_eq!(p.to_string(), "StateReplicate match=11 next=15 paused inflight=3[full]");
+        assert_eq!(
+            p.to_string(),
+            "StateReplicate match=11 next=15 paused inflight=3[full]"
+        );
         let mut q = Progress::new(11, 3, 0);
         q.is_learner = true;
         q.become_snapshot(12);

@@ -157,7 +157,11 @@ fn committed(case: &Case) -> Result<String, String> {
             let with_zero = JointConfig::new(c.clone(), zero.clone());
             differs(with_zero.committed_index(&l), "zero-joint quorum", idx);
             let zero_first = JointConfig::new(zero, c.clone());
-            differs(zero_first.committed_index(&l), "zero-joint quorum (swapped)", idx);
+            differs(
+                zero_first.committed_index(&l),
+                "zero-joint quorum (swapped)",
+                idx,
+            );
             let with_self = JointConfig::new(c.clone(), c.clone());
             differs(with_self.committed_index(&l), "self-joint quorum", idx);
             idx
@@ -187,7 +191,11 @@ fn committed(case: &Case) -> Result<String, String> {
         }
         if cur.is_some_and(|a| a > idx) {
             let got = eval(&|v| if v == id { Some(idx) } else { l(v) });
-            differs(got, &format!("lowering the ack of {id} to the committed index"), idx);
+            differs(
+                got,
+                &format!("lowering the ack of {id} to the committed index"),
+                idx,
+            );
         }
     }
 
