@@ -2,6 +2,8 @@
 
 pub mod config;
 pub mod error;
+pub mod log;
+pub mod log_unstable;
 pub mod raftpb;
 pub mod storage;
 
@@ -9,4 +11,5 @@ pub use config::{
     AppendMode, Config, ReadOnlyOption, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, NO_LIMIT,
 };
 pub use error::{Error, Result, StorageError};
+pub use storage::MemStorage;
 pub use storage::{RaftState, Storage};
