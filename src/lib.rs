@@ -1,6 +1,7 @@
 //! raftcore: the Raft consensus protocol as a pure, deterministic state machine.
 
 pub mod config;
+pub mod describe;
 pub mod error;
 pub mod raftpb;
 pub mod storage;
