@@ -393,6 +393,30 @@ pub fn describe_ready_parts(rd: &ReadyParts<'_>, f: EntryFormatter<'_>) -> Strin
     format!("Ready MustSync={}:\n{s}", rd.must_sync)
 }
 
+/// The text etcd's `DescribeReady` prints for a [`crate::Ready`]: the early messages, then the
+/// ones sent after the persist.
+pub fn describe_ready(rd: &crate::Ready, f: EntryFormatter<'_>) -> String {
+    let state = rd.soft_state.map(|ss| ss.raft_state);
+    let parts = ReadyParts {
+        must_sync: rd.must_sync,
+        soft_state: match (&rd.soft_state, &state) {
+            (Some(ss), Some(st)) => Some((ss.leader_id, st as &dyn fmt::Display)),
+            _ => None,
+        },
+        hard_state: rd.hard_state.as_ref(),
+        read_states: rd
+            .read_states
+            .iter()
+            .map(|r| (r.index, &r.request_ctx[..]))
+            .collect(),
+        entries: &rd.entries,
+        snapshot: rd.snapshot.as_ref(),
+        committed_entries: &rd.committed_entries,
+        messages: rd.messages.iter().chain(rd.persisted_messages.iter()).collect(),
+    };
+    describe_ready_parts(&parts, f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
