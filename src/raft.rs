@@ -299,7 +299,7 @@ impl<S: Storage> Raft<S> {
             self.dirty.clear();
             return;
         }
-        let ids = self.trk.progress.ids();
+        let ids: Vec<u64> = self.trk.progress.ids().collect();
         for id in ids {
             if id != self.id {
                 self.maybe_send_append(id, true);
@@ -321,7 +321,7 @@ impl<S: Storage> Raft<S> {
             return;
         }
         let ids = if self.dirty_all {
-            self.trk.progress.ids()
+            self.trk.progress.ids().collect()
         } else {
             let mut d = std::mem::take(&mut self.dirty);
             d.sort_unstable();
@@ -441,7 +441,8 @@ impl<S: Storage> Raft<S> {
 
     fn bcast_heartbeat(&mut self) {
         let ctx = self.read_only.last_pending_ctx().unwrap_or_default();
-        for id in self.trk.progress.ids() {
+        let ids: Vec<u64> = self.trk.progress.ids().collect();
+        for id in ids {
             if id != self.id {
                 self.send_heartbeat(id, ctx.clone());
             }
@@ -531,7 +532,13 @@ impl<S: Storage> Raft<S> {
     fn build_progress(&mut self) {
         let last = self.raft_log.last_index();
         let mut map = ProgressMap::default();
-        for id in self.trk.config.ids() {
+        let cfg = &self.trk.config;
+        let mut ids: Vec<u64> = cfg.voters.ids();
+        ids.extend(cfg.learners_iter());
+        ids.extend(cfg.learners_next_iter());
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
             let mut pr = Progress::new(last + 1, self.trk.max_inflight, self.trk.max_inflight_bytes);
             pr.is_learner = self.trk.config.is_learner(id);
             if id == self.id {
@@ -864,7 +871,7 @@ impl<S: Storage> Raft<S> {
                 }
                 let id = self.id;
                 for (pid, pr) in self.trk.progress.iter_mut() {
-                    if *pid != id {
+                    if pid != id {
                         pr.recent_active = false;
                     }
                 }
@@ -1660,13 +1667,15 @@ impl<S: Storage> Raft<S> {
         } else {
             // Probe new members at once rather than waiting for a heartbeat or a proposal.
             if self.cfg.append_mode == AppendMode::Batched {
-                for id in self.trk.progress.ids() {
+                let ids: Vec<u64> = self.trk.progress.ids().collect();
+                for id in ids {
                     if id != self.id {
                         self.send_append_if_nonempty(id);
                     }
                 }
             } else {
-                for id in self.trk.progress.ids() {
+                let ids: Vec<u64> = self.trk.progress.ids().collect();
+                for id in ids {
                     if id != self.id {
                         self.maybe_send_append(id, false);
                     }

@@ -411,7 +411,7 @@ impl<S: Storage> RawNode<S> {
         let async_writes = self.raft.cfg.async_storage_writes;
         let r = &mut self.raft;
         let mut rd = Ready {
-            entries: r.raft_log.next_unstable_ents(),
+            entries: r.raft_log.next_unstable_ents().to_vec(),
             committed_entries: r.raft_log.next_committed_ents(!async_writes),
             messages: std::mem::take(&mut r.msgs),
             ..Default::default()
@@ -559,7 +559,7 @@ impl<S: Storage> RawNode<S> {
                 .trk
                 .progress
                 .iter()
-                .map(|(id, pr)| (*id, pr.clone()))
+                .map(|(id, pr)| (id, pr.clone()))
                 .collect()
         } else {
             Vec::new()
