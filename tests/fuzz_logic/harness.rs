@@ -12,8 +12,8 @@
 use bytes::Bytes;
 use prost::Message as _;
 use raftcore::raftpb::{
-    ConfChange, ConfChangeI, ConfChangeV2, ConfState, EntryType, HardState, Message, Snapshot,
-    SnapshotMetadata,
+    ConfChange, ConfChangeI, ConfChangeV2, ConfState, EntryType, HardState, Message, MessageType,
+    Snapshot, SnapshotMetadata,
 };
 use raftcore::{AppendMode, Config, MemStorage, RawNode, StateRole, Storage, MAX_REMOTE_VALUE};
 
@@ -65,6 +65,8 @@ pub struct FNode {
     pub applied: u64,
     /// Probe numbers this node applied.
     pub probes: Vec<u64>,
+    /// The configuration as the application sees it: the last snapshot's or conf change's.
+    pub conf: ConfState,
 }
 
 pub struct Cluster {
@@ -74,14 +76,24 @@ pub struct Cluster {
     next_probe: u64,
 }
 
+fn initial_conf() -> ConfState {
+    ConfState {
+        voters: IDS.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// Whether `nodes` hold a majority of `voters` (an empty set of voters has none).
+fn majority_of(voters: &[u64], nodes: &[u64]) -> bool {
+    let have = voters.iter().filter(|v| nodes.contains(v)).count();
+    !voters.is_empty() && have > voters.len() / 2
+}
+
 fn initial_storage() -> MemStorage {
     let mut s = MemStorage::new();
     s.apply_snapshot(Snapshot {
         metadata: Some(SnapshotMetadata {
-            conf_state: Some(ConfState {
-                voters: IDS.to_vec(),
-                ..Default::default()
-            }),
+            conf_state: Some(initial_conf()),
             index: 1,
             term: 1,
         }),
@@ -122,6 +134,7 @@ impl Cluster {
                     raw: RawNode::new(&cfg, initial_storage()).expect("set-up: RawNode::new"),
                     applied: 1,
                     probes: Vec::new(),
+                    conf: initial_conf(),
                 }
             })
             .collect();
@@ -189,6 +202,7 @@ impl Cluster {
                 "node {id}: a Ready's snapshot at {si} would roll back the state machine, applied {}",
                 n.applied
             );
+            n.conf = snap.conf_state();
             if let Err(e) = n.raw.store_mut().apply_snapshot(snap) {
                 panic!("node {id}: the storage refuses the Ready's snapshot at {si}: {e}");
             }
@@ -230,12 +244,16 @@ impl Cluster {
                 // A committed conf change that is invalid is a logged no-op: the error is fine.
                 EntryType::EntryConfChange => {
                     if let Ok(cc) = ConfChange::decode(e.data.clone()) {
-                        let _ = n.raw.apply_conf_change(&ConfChangeI::V1(cc));
+                        if let Ok(cs) = n.raw.apply_conf_change(&ConfChangeI::V1(cc)) {
+                            n.conf = cs;
+                        }
                     }
                 }
                 EntryType::EntryConfChangeV2 => {
                     if let Ok(cc) = ConfChangeV2::decode(e.data.clone()) {
-                        let _ = n.raw.apply_conf_change(&ConfChangeI::V2(cc));
+                        if let Ok(cs) = n.raw.apply_conf_change(&ConfChangeI::V2(cc)) {
+                            n.conf = cs;
+                        }
                     }
                 }
             }
@@ -244,7 +262,14 @@ impl Cluster {
             panic!("node {id}: advance failed in synchronous mode: {e}");
         }
         for m in &out {
-            assert_eq!(m.from, id, "node {id} sent a message as {}: {m:?}", m.from);
+            // Forwarded proposals and read requests keep their sender, as in etcd.
+            let forwarded = m.r#type == MessageType::MsgProp as i32
+                || m.r#type == MessageType::MsgReadIndex as i32;
+            assert!(
+                m.from == id || forwarded,
+                "node {id} sent a message as {}: {m:?}",
+                m.from
+            );
             assert_ne!(m.to, id, "node {id} sent a message to itself: {m:?}");
         }
         self.net
@@ -304,9 +329,27 @@ impl Cluster {
             .any(|n| n.raw.basic_status().hard_state.term > MAX_REMOTE_VALUE - TERM_MARGIN)
     }
 
+    /// Whether a probe was applied by a majority of the group ({1, 2, 3}), or, once committed
+    /// conf changes or snapshots (honest or forged) changed a node's configuration, by a
+    /// majority of that node's configuration (of both halves of a joint one).
     fn probe_on_majority(&self) -> bool {
-        (0..self.next_probe)
-            .any(|p| self.nodes.iter().filter(|n| n.probes.contains(&p)).count() >= 2)
+        (0..self.next_probe).any(|p| {
+            let have: Vec<u64> = self
+                .nodes
+                .iter()
+                .filter(|n| n.probes.contains(&p))
+                .map(|n| n.raw.id())
+                .collect();
+            if have.len() >= 2 {
+                return true;
+            }
+            self.nodes.iter().any(|n| {
+                let cs = &n.conf;
+                *cs != initial_conf()
+                    && majority_of(&cs.voters, &have)
+                    && (cs.voters_outgoing.is_empty() || majority_of(&cs.voters_outgoing, &have))
+            })
+        })
     }
 
     /// The honest group, driven by ticks, must commit and apply a proposal on a majority of its
@@ -350,7 +393,7 @@ impl Cluster {
             let last = n.raw.store().last_index().unwrap_or(0);
             let first = n.raw.store().first_index().unwrap_or(0);
             s.push_str(&format!(
-                "node {}: {:?} term {} vote {} lead {} commit {} applied {} log [{first}, {last}] probes {:?} config {:?}\n",
+                "node {}: {:?} term {} vote {} lead {} commit {} applied {} log [{first}, {last}] probes {:?} config {:?} applied conf {:?}\n",
                 st.id,
                 st.soft_state.raft_state,
                 st.hard_state.term,
@@ -360,6 +403,7 @@ impl Cluster {
                 n.applied,
                 n.probes,
                 st.config,
+                n.conf,
             ));
         }
         s
