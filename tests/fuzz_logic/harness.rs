@@ -67,6 +67,9 @@ pub struct FNode {
     pub probes: Vec<u64>,
     /// The configuration as the application sees it: the last snapshot's or conf change's.
     pub conf: ConfState,
+    /// Removed from its own configuration: the application has shut it down (honest phase
+    /// only, as an etcd application stops a removed member).
+    pub stopped: bool,
 }
 
 pub struct Cluster {
@@ -87,6 +90,21 @@ fn initial_conf() -> ConfState {
 fn majority_of(voters: &[u64], nodes: &[u64]) -> bool {
     let have = voters.iter().filter(|v| nodes.contains(v)).count();
     !voters.is_empty() && have > voters.len() / 2
+}
+
+/// A configuration that `apply_conf_change` produced must be one the core accepts in a
+/// snapshot (or from its storage at start-up): no node 0, no reserved ids, no contradictions.
+fn check_conf_state(id: u64, cs: &ConfState) {
+    if let Err(e) = raftcore::confchange::validate_conf_state(cs) {
+        panic!("node {id}: apply_conf_change produced a configuration that snapshots and restarts refuse: {cs:?}: {e}");
+    }
+}
+
+fn is_member(cs: &ConfState, id: u64) -> bool {
+    cs.voters.contains(&id)
+        || cs.learners.contains(&id)
+        || cs.voters_outgoing.contains(&id)
+        || cs.learners_next.contains(&id)
 }
 
 fn initial_storage() -> MemStorage {
@@ -135,6 +153,7 @@ impl Cluster {
                     applied: 1,
                     probes: Vec::new(),
                     conf: initial_conf(),
+                    stopped: false,
                 }
             })
             .collect();
@@ -245,6 +264,7 @@ impl Cluster {
                 EntryType::EntryConfChange => {
                     if let Ok(cc) = ConfChange::decode(e.data.clone()) {
                         if let Ok(cs) = n.raw.apply_conf_change(&ConfChangeI::V1(cc)) {
+                            check_conf_state(id, &cs);
                             n.conf = cs;
                         }
                     }
@@ -252,6 +272,7 @@ impl Cluster {
                 EntryType::EntryConfChangeV2 => {
                     if let Ok(cc) = ConfChangeV2::decode(e.data.clone()) {
                         if let Ok(cs) = n.raw.apply_conf_change(&ConfChangeI::V2(cc)) {
+                            check_conf_state(id, &cs);
                             n.conf = cs;
                         }
                     }
@@ -282,13 +303,17 @@ impl Cluster {
     pub fn pass(&mut self) -> bool {
         let mut busy = false;
         for i in 0..self.nodes.len() {
-            busy |= self.handle_ready(i);
+            if !self.nodes[i].stopped {
+                busy |= self.handle_ready(i);
+            }
         }
         let msgs = std::mem::take(&mut self.net);
         busy |= !msgs.is_empty();
         for m in msgs {
-            let to = m.to;
-            let _ = self.node(to).step(m);
+            let n = &mut self.nodes[(m.to - 1) as usize];
+            if !n.stopped {
+                let _ = n.raw.step(m);
+            }
         }
         busy
     }
@@ -313,9 +338,20 @@ impl Cluster {
     }
 
     pub fn tick_all(&mut self) {
-        for n in &mut self.nodes {
+        for n in self.nodes.iter_mut().filter(|n| !n.stopped) {
             n.raw.tick();
         }
+    }
+
+    /// Stops the nodes whose applied configuration no longer holds them. Returns whether any
+    /// node still runs.
+    fn stop_removed(&mut self) -> bool {
+        for n in &mut self.nodes {
+            if !is_member(&n.conf, n.raw.id()) {
+                n.stopped = true;
+            }
+        }
+        self.nodes.iter().any(|n| !n.stopped)
     }
 
     /// Known limitation of the core, reported and not checked here: a remote term up to
@@ -359,13 +395,16 @@ impl Cluster {
             return;
         }
         for tick in 0..LIVENESS_TICKS {
+            if !self.stop_removed() {
+                return;
+            }
             self.settle();
             if self.probe_on_majority() {
                 return;
             }
             if tick % 8 == 0 {
                 for i in 0..self.nodes.len() {
-                    if self.nodes[i].raw.role() == StateRole::Leader {
+                    if !self.nodes[i].stopped && self.nodes[i].raw.role() == StateRole::Leader {
                         let mut data = PROBE.to_vec();
                         data.extend_from_slice(&self.next_probe.to_be_bytes());
                         self.next_probe += 1;
@@ -393,7 +432,7 @@ impl Cluster {
             let last = n.raw.store().last_index().unwrap_or(0);
             let first = n.raw.store().first_index().unwrap_or(0);
             s.push_str(&format!(
-                "node {}: {:?} term {} vote {} lead {} commit {} applied {} log [{first}, {last}] probes {:?} config {:?} applied conf {:?}\n",
+                "node {}: {:?} term {} vote {} lead {} commit {} applied {} log [{first}, {last}] probes {:?} config {:?} applied conf {:?}{}\n",
                 st.id,
                 st.soft_state.raft_state,
                 st.hard_state.term,
@@ -404,6 +443,7 @@ impl Cluster {
                 n.probes,
                 st.config,
                 n.conf,
+                if n.stopped { " (stopped)" } else { "" },
             ));
         }
         s
