@@ -283,9 +283,11 @@ impl Cluster {
             panic!("node {id}: advance failed in synchronous mode: {e}");
         }
         for m in &out {
-            // Forwarded proposals and read requests keep their sender, as in etcd.
+            // Forwarded proposals, read requests and transfer requests keep their sender, as
+            // in etcd.
             let forwarded = m.r#type == MessageType::MsgProp as i32
-                || m.r#type == MessageType::MsgReadIndex as i32;
+                || m.r#type == MessageType::MsgReadIndex as i32
+                || m.r#type == MessageType::MsgTransferLeader as i32;
             assert!(
                 m.from == id || forwarded,
                 "node {id} sent a message as {}: {m:?}",
