@@ -19,7 +19,8 @@ use raftcore::{AppendMode, Config, MemStorage, RawNode, StateRole, Storage, MAX_
 
 /// Node ids of the group.
 pub const IDS: [u64; 3] = [1, 2, 3];
-/// Ticks the honest group gets to commit a proposal on a majority after the hostile input.
+/// Ticks the honest group gets to commit a proposal on a majority after the hostile input
+/// (unless the input made that impossible: see `Cluster::check_liveness`).
 pub const LIVENESS_TICKS: usize = 600;
 /// Delivery passes per settle, so that a message storm cannot hang the harness.
 const SETTLE_PASSES: usize = 64;
@@ -345,15 +346,27 @@ impl Cluster {
         }
     }
 
-    /// Stops the nodes whose applied configuration no longer holds them. Returns whether any
-    /// node still runs.
+    /// Stops the nodes whose applied configuration no longer holds them. Returns whether the
+    /// running nodes can still form a quorum in every node's applied configuration: a
+    /// committed conf change (honest or forged) that makes a node that does not exist a
+    /// voter can stall a group for good, in etcd as here.
     fn stop_removed(&mut self) -> bool {
         for n in &mut self.nodes {
             if !is_member(&n.conf, n.raw.id()) {
                 n.stopped = true;
             }
         }
-        self.nodes.iter().any(|n| !n.stopped)
+        let live: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|n| !n.stopped)
+            .map(|n| n.raw.id())
+            .collect();
+        self.nodes.iter().all(|n| {
+            majority_of(&n.conf.voters, &live)
+                && (n.conf.voters_outgoing.is_empty()
+                    || majority_of(&n.conf.voters_outgoing, &live))
+        })
     }
 
     /// Known limitation of the core, reported and not checked here: a remote term up to
@@ -391,7 +404,10 @@ impl Cluster {
     }
 
     /// The honest group, driven by ticks, must commit and apply a proposal on a majority of its
-    /// nodes within `LIVENESS_TICKS`. Proposals go to every node that believes it leads.
+    /// nodes within `LIVENESS_TICKS`. Proposals go to every node that believes it leads. Nodes
+    /// removed from their own configuration stop, as an application stops a removed member.
+    /// Not checked when no quorum can form any more (a committed configuration needs nodes
+    /// that do not exist) or when a term reached the core's limit (`term_exhausted`).
     pub fn check_liveness(&mut self) {
         if self.term_exhausted() {
             return;
@@ -433,8 +449,9 @@ impl Cluster {
             let st = n.raw.status();
             let last = n.raw.store().last_index().unwrap_or(0);
             let first = n.raw.store().first_index().unwrap_or(0);
+            let last_term = n.raw.store().term(last).unwrap_or(0);
             s.push_str(&format!(
-                "node {}: {:?} term {} vote {} lead {} commit {} applied {} log [{first}, {last}] probes {:?} config {:?} applied conf {:?}{}\n",
+                "node {}: {:?} term {} vote {} lead {} commit {} applied {} log [{first}, {last}] last term {last_term} probes {:?} config {:?} applied conf {:?}{}\n",
                 st.id,
                 st.soft_state.raft_state,
                 st.hard_state.term,
