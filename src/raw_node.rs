@@ -163,11 +163,15 @@ impl<S: Storage> RawNode<S> {
     /// preferred way; this exists for convenience.
     pub fn bootstrap(&mut self, peers: &[Peer]) -> Result<()> {
         if peers.is_empty() {
-            return Err(Error::ConfigInvalid("must provide at least one peer to Bootstrap".into()));
+            return Err(Error::ConfigInvalid(
+                "must provide at least one peer to Bootstrap".into(),
+            ));
         }
         let last = self.raft.raft_log.last_index();
         if last != 0 {
-            return Err(Error::ConfigInvalid("can't bootstrap a nonempty Storage".into()));
+            return Err(Error::ConfigInvalid(
+                "can't bootstrap a nonempty Storage".into(),
+            ));
         }
         // The HardState is left empty here so that the first Ready carries it.
         self.prev_hard_state = HardState::default();
@@ -256,8 +260,14 @@ impl<S: Storage> RawNode<S> {
     /// Proposes a configuration change (V1 or V2; an empty V2 leaves a joint configuration).
     pub fn propose_conf_change(&mut self, cc: impl Into<ConfChangeI>) -> Result<()> {
         let (ty, data) = match cc.into() {
-            ConfChangeI::V1(c) => (EntryType::EntryConfChange, prost::Message::encode_to_vec(&c)),
-            ConfChangeI::V2(c) => (EntryType::EntryConfChangeV2, prost::Message::encode_to_vec(&c)),
+            ConfChangeI::V1(c) => (
+                EntryType::EntryConfChange,
+                prost::Message::encode_to_vec(&c),
+            ),
+            ConfChangeI::V2(c) => (
+                EntryType::EntryConfChangeV2,
+                prost::Message::encode_to_vec(&c),
+            ),
         };
         self.raft.step(Message {
             r#type: MessageType::MsgProp as i32,
@@ -297,7 +307,10 @@ impl<S: Storage> RawNode<S> {
     /// Checks a network message against the rules every honest message keeps. Returns its type.
     fn validate_remote(&self, m: &Message) -> Result<MessageType> {
         let reject = |why: &'static str| {
-            debug!(self.raft.cfg.logger, "{:x} rejected message from {:x}: {}", self.raft.id, m.from, why);
+            debug!(
+                self.raft.cfg.logger,
+                "{:x} rejected message from {:x}: {}", self.raft.id, m.from, why
+            );
             Err(Error::InvalidMessage(why))
         };
         let Some(t) = m.msg_type() else {
@@ -397,7 +410,8 @@ impl<S: Storage> RawNode<S> {
             return true;
         }
         if r.raft_log.has_next_unstable_ents()
-            || r.raft_log.has_next_committed_ents(!r.cfg.async_storage_writes)
+            || r.raft_log
+                .has_next_committed_ents(!r.cfg.async_storage_writes)
         {
             return true;
         }
@@ -438,25 +452,25 @@ impl<S: Storage> RawNode<S> {
 
         // What tells the core that this Ready's writes are done: the last unstable entry (the
         // term check on it guards against entries overwritten since), and the snapshot.
-        let append_resp = if r.raft_log.has_next_or_in_progress_unstable_ents() || rd.snapshot.is_some()
-        {
-            let mut m = Message {
-                r#type: MessageType::MsgStorageAppendResp as i32,
-                from: LOCAL_APPEND_THREAD,
-                to: r.id,
-                term: r.term,
-                snapshot: rd.snapshot.clone(),
-                ..Default::default()
+        let append_resp =
+            if r.raft_log.has_next_or_in_progress_unstable_ents() || rd.snapshot.is_some() {
+                let mut m = Message {
+                    r#type: MessageType::MsgStorageAppendResp as i32,
+                    from: LOCAL_APPEND_THREAD,
+                    to: r.id,
+                    term: r.term,
+                    snapshot: rd.snapshot.clone(),
+                    ..Default::default()
+                };
+                if r.raft_log.has_next_or_in_progress_unstable_ents() {
+                    let (lt, li) = r.raft_log.last_entry_id();
+                    m.index = li;
+                    m.log_term = lt;
+                }
+                Some(m)
+            } else {
+                None
             };
-            if r.raft_log.has_next_or_in_progress_unstable_ents() {
-                let (lt, li) = r.raft_log.last_entry_id();
-                m.index = li;
-                m.log_term = lt;
-            }
-            Some(m)
-        } else {
-            None
-        };
         let apply_resp = (!rd.committed_entries.is_empty()).then(|| Message {
             r#type: MessageType::MsgStorageApplyResp as i32,
             from: LOCAL_APPLY_THREAD,
