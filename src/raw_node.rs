@@ -673,3 +673,41 @@ impl<S: Storage> RawNode<S> {
         self.raft.trk.progress.get(id).map(|p| p.state)
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::storage::MemStorage;
+
+    #[test]
+    fn print_sizes() {
+        eprintln!(
+            "RawNode<MemStorage> {}",
+            std::mem::size_of::<RawNode<MemStorage>>()
+        );
+        eprintln!(
+            "Raft<MemStorage> {}",
+            std::mem::size_of::<Raft<MemStorage>>()
+        );
+        eprintln!(
+            "RaftLog<MemStorage> {}",
+            std::mem::size_of::<crate::log::RaftLog<MemStorage>>()
+        );
+        eprintln!("MemStorage {}", std::mem::size_of::<MemStorage>());
+        eprintln!(
+            "Unstable {}",
+            std::mem::size_of::<crate::log_unstable::Unstable>()
+        );
+        eprintln!(
+            "ProgressTracker {}",
+            std::mem::size_of::<crate::tracker::ProgressTracker>()
+        );
+        eprintln!(
+            "ReadOnly {}",
+            std::mem::size_of::<crate::read_only::ReadOnly>()
+        );
+        eprintln!("Message {}", std::mem::size_of::<Message>());
+        eprintln!("Entry {}", std::mem::size_of::<Entry>());
+        eprintln!("HardState {}", std::mem::size_of::<HardState>());
+    }
+}

@@ -11,7 +11,10 @@ use raftcore::{AppendMode, MemStorage, RawNode};
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
 }
@@ -82,7 +85,11 @@ fn same_seed_same_readies() {
     for mode in [AppendMode::Batched, AppendMode::EtcdExact] {
         let a = transcript(1234, mode);
         let b = transcript(1234, mode);
-        assert!(a.len() > 100, "the schedule should produce work ({} readies)", a.len());
+        assert!(
+            a.len() > 100,
+            "the schedule should produce work ({} readies)",
+            a.len()
+        );
         assert_eq!(a, b, "{mode:?}: two runs with one seed diverged");
         assert!(
             a.iter().any(|r| r.contains("Leader")),
@@ -95,5 +102,8 @@ fn same_seed_same_readies() {
 fn other_seed_other_timeouts() {
     let a = transcript(1, AppendMode::Batched);
     let b = transcript(2, AppendMode::Batched);
-    assert_ne!(a, b, "the seed should change the election timeouts and so the run");
+    assert_ne!(
+        a, b,
+        "the seed should change the election timeouts and so the run"
+    );
 }
