@@ -95,7 +95,7 @@ pub use config::{
     AppendMode, Config, ReadOnlyOption, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, NO_LIMIT,
 };
 pub use error::{Error, Result, StorageError};
-pub use raft::{ReadState, SoftState, StateRole, MAX_REMOTE_VALUE};
+pub use raft::{ReadState, SoftState, StateRole, MAX_REMOTE_VALUE, MAX_TERM_JUMP};
 pub use raw_node::{BasicStatus, Peer, RawNode, Ready, SnapshotStatus, Status};
 pub use read_only::MAX_PENDING_READS;
 pub use storage::{MemStorage, RaftState, Storage};

@@ -28,6 +28,12 @@ use crate::tracker::{Progress, ProgressMap, ProgressState, ProgressTracker};
 /// keeping remote values below it means `term + 1` and `index + n` can never overflow.
 pub const MAX_REMOTE_VALUE: u64 = u64::MAX / 4;
 
+/// How far ahead of the node's own term a remote message's term may be. Honest terms grow by
+/// one per election; a jump beyond this comes from a corrupt or hostile sender. Without the
+/// bound one message could push a group to a term near the top of the range, after which no
+/// election could ever start again.
+pub const MAX_TERM_JUMP: u64 = 1 << 48;
+
 /// The role of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum StateRole {
@@ -673,7 +679,9 @@ impl<S: Storage> Raft<S> {
             warn!(self.cfg.logger, "{:x} cannot campaign at term {} since there are still pending configuration changes to apply", self.id, self.term);
             return;
         }
-        // Terms stay far below u64::MAX: a term that cannot be incremented ends elections.
+        // Remote terms may run at most MAX_TERM_JUMP ahead of ours and stay below
+        // MAX_REMOTE_VALUE, so `term + 1` never overflows and a hostile message cannot use up
+        // the term space in one go.
         if self.term >= MAX_REMOTE_VALUE {
             error!(
                 self.cfg.logger,

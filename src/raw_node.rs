@@ -8,7 +8,9 @@ use slog::{debug, warn};
 
 use crate::config::{Config, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE};
 use crate::error::{Error, Result};
-use crate::raft::{ents_size, Raft, ReadState, SoftState, StateRole, MAX_REMOTE_VALUE};
+use crate::raft::{
+    ents_size, Raft, ReadState, SoftState, StateRole, MAX_REMOTE_VALUE, MAX_TERM_JUMP,
+};
 use crate::raftpb::{
     is_local_msg_target, ConfChange, ConfChangeI, ConfChangeSingle, ConfChangeType, ConfState,
     Entry, EntryType, HardState, Message, MessageType, Snapshot,
@@ -340,8 +342,14 @@ impl<S: Storage> RawNode<S> {
         {
             return reject("term or index out of range");
         }
-        if m.entries.len() as u64 > MAX_REMOTE_VALUE {
-            return reject("too many entries");
+        if m.term > self.raft.term.saturating_add(MAX_TERM_JUMP) {
+            return reject("term too far ahead of this node's");
+        }
+        if m.term != 0 && (m.log_term > m.term || m.entries.iter().any(|e| e.term > m.term)) {
+            return reject("entry term above the message term");
+        }
+        if m.term != 0 && m.snapshot.as_ref().is_some_and(|s| s.term() > m.term) {
+            return reject("snapshot term above the message term");
         }
         for e in &m.entries {
             if e.term > MAX_REMOTE_VALUE || e.index > MAX_REMOTE_VALUE {
@@ -663,5 +671,43 @@ impl<S: Storage> RawNode<S> {
     /// The node's progress state for `id` (leader only).
     pub fn progress_state(&self, id: u64) -> Option<ProgressState> {
         self.raft.trk.progress.get(id).map(|p| p.state)
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::storage::MemStorage;
+
+    #[test]
+    fn print_sizes() {
+        eprintln!(
+            "RawNode<MemStorage> {}",
+            std::mem::size_of::<RawNode<MemStorage>>()
+        );
+        eprintln!(
+            "Raft<MemStorage> {}",
+            std::mem::size_of::<Raft<MemStorage>>()
+        );
+        eprintln!(
+            "RaftLog<MemStorage> {}",
+            std::mem::size_of::<crate::log::RaftLog<MemStorage>>()
+        );
+        eprintln!("MemStorage {}", std::mem::size_of::<MemStorage>());
+        eprintln!(
+            "Unstable {}",
+            std::mem::size_of::<crate::log_unstable::Unstable>()
+        );
+        eprintln!(
+            "ProgressTracker {}",
+            std::mem::size_of::<crate::tracker::ProgressTracker>()
+        );
+        eprintln!(
+            "ReadOnly {}",
+            std::mem::size_of::<crate::read_only::ReadOnly>()
+        );
+        eprintln!("Message {}", std::mem::size_of::<Message>());
+        eprintln!("Entry {}", std::mem::size_of::<Entry>());
+        eprintln!("HardState {}", std::mem::size_of::<HardState>());
     }
 }

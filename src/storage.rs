@@ -304,7 +304,7 @@ impl MemStorage {
 impl Storage for MemStorage {
     fn initial_state(&self) -> Result<RaftState> {
         Ok(RaftState {
-            hard_state: self.hard_state.clone(),
+            hard_state: self.hard_state,
             conf_state: self.snapshot.conf_state(),
         })
     }
@@ -428,7 +428,7 @@ mod tests {
             vote: 1,
             commit: 0,
         };
-        s.set_hard_state(hs.clone());
+        s.set_hard_state(hs);
         assert_eq!(s.hard_state(), &hs);
         s.set_conf_state(voters(&[4]));
         assert_eq!(s.initial_state().unwrap().hard_state, hs);
