@@ -1139,7 +1139,7 @@ impl<S: Storage> Raft<S> {
                         self.cfg.logger,
                         "{:x} ignoring conf change {} at config {}: {}",
                         self.id,
-                        confchange::describe(&cc.changes),
+                        crate::describe::describe_conf_change(&cc),
                         self.trk.config,
                         why
                     );
@@ -1921,7 +1921,7 @@ impl<S: Storage> Raft<S> {
                     self.cfg.logger,
                     "{:x} refused to apply conf change {}: {}",
                     self.id,
-                    confchange::describe(&cc.changes),
+                    crate::describe::describe_conf_change(cc),
                     e
                 );
                 Err(e)
