@@ -226,6 +226,21 @@ impl Unstable {
         Ok(())
     }
 
+    /// Appends one entry right after the last one (the leader's proposals): no vector is
+    /// built per entry. An entry at any other index is refused.
+    pub fn push(&mut self, e: Entry) -> Result<()> {
+        if e.index != self.end() {
+            return Err(StorageError::Other(format!(
+                "unstable push at index {} is not the next index {}",
+                e.index,
+                self.end()
+            ))
+            .into());
+        }
+        self.entries.push(e);
+        Ok(())
+    }
+
     /// The unstable entries with indexes in `[lo, hi)`. `Compacted` if `lo < offset`,
     /// `Unavailable` if `hi` is past the last unstable entry + 1, `Other` if `lo > hi`.
     pub fn slice(&self, lo: u64, hi: u64) -> Result<&[Entry]> {

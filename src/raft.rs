@@ -916,8 +916,7 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgStorageApplyResp => {
                 if let Some(last) = m.entries.last() {
                     let index = last.index;
-                    self.applied_to(index, ents_size(&m.entries));
-                    self.reduce_uncommitted_size(payloads_size(&m.entries));
+                    self.on_applied(index, ents_size(&m.entries), payloads_size(&m.entries));
                 }
             }
             MessageType::MsgVote | MessageType::MsgPreVote => {
@@ -1744,15 +1743,62 @@ impl<S: Storage> Raft<S> {
             return false;
         }
         let li = self.raft_log.append(es);
-        // The leader acknowledges its own entries once they are durable: the self-addressed
-        // response comes back through advance (or the append thread).
+        self.self_ack(li);
+        true
+    }
+
+    /// The leader acknowledges its own entries once they are durable: the self-addressed
+    /// response comes back through advance (or the append thread). In batched mode a newer
+    /// acknowledgement replaces an older one still waiting in the queue: it says more.
+    fn self_ack(&mut self, last_index: u64) {
+        if self.cfg.append_mode == AppendMode::Batched {
+            if let Some(m) = self.msgs_after_append.last_mut() {
+                if m.to == self.id
+                    && m.r#type == MessageType::MsgAppResp as i32
+                    && m.term == self.term
+                    && !m.reject
+                {
+                    m.index = m.index.max(last_index);
+                    return;
+                }
+            }
+        }
         self.send(Message {
             r#type: MessageType::MsgAppResp as i32,
             to: self.id,
-            index: li,
+            index: last_index,
             ..Default::default()
         });
-        true
+    }
+
+    /// A local proposal of one entry on the leader, without building a message (the common
+    /// case on the hot path). Returns `None` when the node is not a leader that takes
+    /// proposals directly, so the caller steps a `MsgProp` instead.
+    pub(crate) fn propose_fast(&mut self, data: Bytes) -> std::result::Result<Result<()>, Bytes> {
+        if self.state != StateRole::Leader {
+            return Err(data);
+        }
+        if self.trk.progress.get(self.id).is_none() || self.lead_transferee != NONE {
+            return Ok(Err(Error::ProposalDropped));
+        }
+        let payload = data.len() as u64;
+        if self.uncommitted_size > 0
+            && payload > 0
+            && self.uncommitted_size.saturating_add(payload) > self.cfg.max_uncommitted_entries_size
+        {
+            warn!(self.cfg.logger, "{:x} appending new entries to log would exceed uncommitted entry size limit; dropping proposal", self.id);
+            return Ok(Err(Error::ProposalDropped));
+        }
+        self.uncommitted_size = self.uncommitted_size.saturating_add(payload);
+        let li = self.raft_log.append_one(Entry {
+            term: self.term,
+            index: self.raft_log.last_index() + 1,
+            r#type: EntryType::EntryNormal as i32,
+            data,
+        });
+        self.self_ack(li);
+        self.bcast_append();
+        Ok(Ok(()))
     }
 
     fn increase_uncommitted_size(&mut self, ents: &[Entry]) -> bool {
@@ -1839,6 +1885,13 @@ impl<S: Storage> Raft<S> {
             entries: req.entries,
             ..Default::default()
         });
+    }
+
+    /// The application applied entries up to `index` (`size` encoded bytes, `payload` payload
+    /// bytes): the apply window and the uncommitted budget open up.
+    pub(crate) fn on_applied(&mut self, index: u64, size: u64, payload: u64) {
+        self.applied_to(index, size);
+        self.reduce_uncommitted_size(payload);
     }
 
     pub(crate) fn applied_to(&mut self, index: u64, size: u64) {

@@ -9,7 +9,8 @@ use slog::{debug, warn};
 use crate::config::{Config, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE};
 use crate::error::{Error, Result};
 use crate::raft::{
-    ents_size, Raft, ReadState, SoftState, StateRole, MAX_REMOTE_VALUE, MAX_TERM_JUMP,
+    ents_size, payloads_size, Raft, ReadState, SoftState, StateRole, MAX_REMOTE_VALUE,
+    MAX_TERM_JUMP,
 };
 use crate::raftpb::{
     is_local_msg_target, ConfChange, ConfChangeI, ConfChangeSingle, ConfChangeType, ConfState,
@@ -120,6 +121,10 @@ pub struct RawNode<S: Storage> {
     prev_hard_state: HardState,
     /// Sync mode: local messages stepped on `advance` (self acks, storage responses).
     steps_on_advance: Vec<Message>,
+    /// Sync mode: what the last Ready handed out to apply, acknowledged on `advance`: the last
+    /// index, the entries' encoded size and their payload size. (A summary rather than a
+    /// `MsgStorageApplyResp` carrying clones of the entries.)
+    applied_on_advance: Option<(u64, u64, u64)>,
     /// Sync mode: a Ready was handed out and `advance` not yet called.
     awaiting_advance: bool,
 }
@@ -156,6 +161,7 @@ impl<S: Storage> RawNode<S> {
             prev_soft_state,
             prev_hard_state,
             steps_on_advance: Vec::new(),
+            applied_on_advance: None,
             awaiting_advance: false,
         })
     }
@@ -228,6 +234,10 @@ impl<S: Storage> RawNode<S> {
 
     /// Proposes data to be appended to the log.
     pub fn propose(&mut self, data: Bytes) -> Result<()> {
+        let data = match self.raft.propose_fast(data) {
+            Ok(res) => return res,
+            Err(data) => data,
+        };
         self.raft.step(Message {
             r#type: MessageType::MsgProp as i32,
             from: self.raft.id,
@@ -479,13 +489,7 @@ impl<S: Storage> RawNode<S> {
             } else {
                 None
             };
-        let apply_resp = (!rd.committed_entries.is_empty()).then(|| Message {
-            r#type: MessageType::MsgStorageApplyResp as i32,
-            from: LOCAL_APPLY_THREAD,
-            to: r.id,
-            entries: rd.committed_entries.clone(),
-            ..Default::default()
-        });
+        let committed_size = ents_size(&rd.committed_entries);
 
         if async_writes {
             let need_append = !rd.entries.is_empty()
@@ -510,7 +514,14 @@ impl<S: Storage> RawNode<S> {
                 m.responses.extend(append_resp);
                 rd.messages.push(m);
             }
-            if let Some(resp) = apply_resp {
+            if !rd.committed_entries.is_empty() {
+                let resp = Message {
+                    r#type: MessageType::MsgStorageApplyResp as i32,
+                    from: LOCAL_APPLY_THREAD,
+                    to: r.id,
+                    entries: rd.committed_entries.clone(),
+                    ..Default::default()
+                };
                 rd.messages.push(Message {
                     r#type: MessageType::MsgStorageApply as i32,
                     from: r.id,
@@ -533,14 +544,20 @@ impl<S: Storage> RawNode<S> {
                 }
             }
             self.steps_on_advance.extend(append_resp);
-            self.steps_on_advance.extend(apply_resp);
+            self.applied_on_advance = rd.committed_entries.last().map(|last| {
+                (
+                    last.index,
+                    committed_size,
+                    payloads_size(&rd.committed_entries),
+                )
+            });
             self.awaiting_advance = true;
         }
 
         r.raft_log.accept_unstable();
         if let Some(last) = rd.committed_entries.last() {
-            let size = ents_size(&rd.committed_entries);
-            r.raft_log.accept_applying(last.index, size, !async_writes);
+            r.raft_log
+                .accept_applying(last.index, committed_size, !async_writes);
         }
         rd
     }
@@ -559,6 +576,9 @@ impl<S: Storage> RawNode<S> {
         let steps = std::mem::take(&mut self.steps_on_advance);
         for m in steps {
             let _ = self.raft.step(m);
+        }
+        if let Some((index, size, payload)) = self.applied_on_advance.take() {
+            self.raft.on_applied(index, size, payload);
         }
         Ok(())
     }
