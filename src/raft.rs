@@ -101,9 +101,10 @@ pub struct Raft<S: Storage> {
     pub(crate) lead_transferee: u64,
     pub(crate) pending_conf_index: u64,
     uncommitted_size: u64,
-    pub(crate) read_only: ReadOnly,
+    /// Reads waiting for a heartbeat quorum or for the first commit of the term (leader
+    /// only, created on the first read).
+    read_only: Option<Box<ReadOnly>>,
     pub(crate) read_states: Vec<ReadState>,
-    pending_read_index_messages: Vec<Message>,
     election_elapsed: usize,
     heartbeat_elapsed: usize,
     randomized_election_timeout: usize,
@@ -130,11 +131,13 @@ pub(crate) fn ents_size(ents: &[Entry]) -> u64 {
 
 impl<S: Storage> Raft<S> {
     /// Builds a node from a validated config and its storage.
-    pub(crate) fn new(cfg: Arc<Config>, store: S) -> Result<Self> {
+    /// Builds node `id` from a validated config (whose own `id` and `applied` are not read:
+    /// the config may be shared by many groups) and its storage.
+    pub(crate) fn new(id: u64, applied: u64, cfg: Arc<Config>, store: S) -> Result<Self> {
         let rs = store.initial_state()?;
         let raft_log = RaftLog::new(store, cfg.max_committed_size_per_ready)?;
         let mut r = Raft {
-            id: cfg.id,
+            id,
             term: 0,
             vote: NONE,
             raft_log,
@@ -145,9 +148,8 @@ impl<S: Storage> Raft<S> {
             lead_transferee: NONE,
             pending_conf_index: 0,
             uncommitted_size: 0,
-            read_only: ReadOnly::new(cfg.read_only_option),
+            read_only: None,
             read_states: Vec::new(),
-            pending_read_index_messages: Vec::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             randomized_election_timeout: cfg.election_tick,
@@ -155,7 +157,7 @@ impl<S: Storage> Raft<S> {
             msgs_after_append: Vec::new(),
             dirty_all: false,
             dirty: Vec::new(),
-            rng: Rng::new(cfg.seed, cfg.id),
+            rng: Rng::new(cfg.seed, id),
             cfg,
         };
         let last = r.raft_log.last_index();
@@ -166,8 +168,7 @@ impl<S: Storage> Raft<S> {
         if !hs.is_empty() {
             r.load_state(&hs)?;
         }
-        if r.cfg.applied > 0 {
-            let applied = r.cfg.applied;
+        if applied > 0 {
             if applied > r.raft_log.committed {
                 return Err(Error::CorruptState(format!(
                     "applied index {applied} is past the commit index {}",
@@ -470,7 +471,11 @@ impl<S: Storage> Raft<S> {
     }
 
     fn bcast_heartbeat(&mut self) {
-        let ctx = self.read_only.last_pending_ctx().unwrap_or_default();
+        let ctx = self
+            .read_only
+            .as_ref()
+            .and_then(|r| r.last_pending_ctx())
+            .unwrap_or_default();
         let ids: Vec<u64> = self.trk.progress.ids().collect();
         for id in ids {
             if id != self.id {
@@ -507,7 +512,7 @@ impl<S: Storage> Raft<S> {
         self.dirty.clear();
         self.pending_conf_index = 0;
         self.uncommitted_size = 0;
-        self.read_only = ReadOnly::new(self.cfg.read_only_option);
+        self.read_only = None;
     }
 
     pub(crate) fn become_follower(&mut self, term: u64, lead: u64) {
@@ -613,7 +618,8 @@ impl<S: Storage> Raft<S> {
 
     fn tick_election(&mut self) {
         self.election_elapsed += 1;
-        if self.promotable() && self.past_election_timeout() {
+        // The cheap clock test first: an idle follower's tick is an increment and a compare.
+        if self.past_election_timeout() && self.promotable() {
             self.election_elapsed = 0;
             self.hup_local();
         }
@@ -1015,11 +1021,11 @@ impl<S: Storage> Raft<S> {
                 if !self.committed_entry_in_current_term() {
                     // Until the leader commits an entry of its term, its commit index may be
                     // behind the group's: hold the read until then.
-                    if self.pending_read_index_messages.len() >= crate::read_only::MAX_PENDING_READS
-                    {
+                    let ro = self.read_only_mut();
+                    if ro.held.len() >= crate::read_only::MAX_PENDING_READS {
                         return Err(Error::ProposalDropped);
                     }
-                    self.pending_read_index_messages.push(m);
+                    ro.held.push(m);
                     return Ok(());
                 }
                 return self.handle_read_index(m);
@@ -1259,19 +1265,26 @@ impl<S: Storage> Raft<S> {
         if pr.matched < last_index || pr.can_bump_commit(committed) {
             self.send_append(from);
         }
-        if self.read_only.option != ReadOnlyOption::Safe || m.context.is_empty() {
+        if self.cfg.read_only_option != ReadOnlyOption::Safe || m.context.is_empty() {
             return;
         }
-        if !self.read_only.recv_ack(from, &m.context) {
+        let Some(ro) = self.read_only.as_mut() else {
+            return;
+        };
+        if !ro.recv_ack(from, &m.context) {
             return;
         }
-        let ro = &self.read_only;
+        let ro = &**ro;
         let confirmed = self
             .trk
             .config
             .voters
             .committed_index(&|id: u64| ro.acked(id));
-        let released = self.read_only.advance(confirmed);
+        let released = self
+            .read_only
+            .as_mut()
+            .map(|ro| ro.advance(confirmed))
+            .unwrap_or_default();
         for rs in released {
             self.respond_to_read_index(rs.req, rs.index);
         }
@@ -1463,7 +1476,7 @@ impl<S: Storage> Raft<S> {
                 self.send(m);
             }
             MessageType::MsgForgetLeader => {
-                if self.read_only.option == ReadOnlyOption::LeaseBased {
+                if self.cfg.read_only_option == ReadOnlyOption::LeaseBased {
                     error!(
                         self.cfg.logger,
                         "ignoring MsgForgetLeader due to ReadOnlyLeaseBased"
@@ -1833,14 +1846,14 @@ impl<S: Storage> Raft<S> {
     }
 
     fn release_pending_read_index_messages(&mut self) {
-        if self.pending_read_index_messages.is_empty() {
+        if self.read_only.as_ref().is_none_or(|r| r.held.is_empty()) {
             return;
         }
         if !self.committed_entry_in_current_term() {
             error!(self.cfg.logger, "{:x} pending MsgReadIndex should be released only after first commit in current term", self.id);
             return;
         }
-        let msgs = std::mem::take(&mut self.pending_read_index_messages);
+        let msgs = std::mem::take(&mut self.read_only_mut().held);
         for m in msgs {
             let _ = self.handle_read_index(m);
         }
@@ -1848,9 +1861,10 @@ impl<S: Storage> Raft<S> {
 
     fn handle_read_index(&mut self, m: Message) -> Result<()> {
         let committed = self.raft_log.committed;
-        match self.read_only.option {
+        match self.cfg.read_only_option {
             ReadOnlyOption::Safe => {
-                if !self.read_only.add_request(committed, m, self.id) {
+                let id = self.id;
+                if !self.read_only_mut().add_request(committed, m, id) {
                     warn!(
                         self.cfg.logger,
                         "{:x} dropping read index request: too many pending reads", self.id
@@ -1862,6 +1876,10 @@ impl<S: Storage> Raft<S> {
             ReadOnlyOption::LeaseBased => self.respond_to_read_index(m, committed),
         }
         Ok(())
+    }
+
+    fn read_only_mut(&mut self) -> &mut ReadOnly {
+        self.read_only.get_or_insert_with(Default::default)
     }
 
     fn respond_to_read_index(&mut self, req: Message, index: u64) {

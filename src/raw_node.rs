@@ -135,25 +135,37 @@ impl<S: Storage> RawNode<S> {
     pub fn new(config: &Config, store: S) -> Result<Self> {
         let mut cfg = config.clone();
         cfg.validate()?;
-        Self::with_config(Arc::new(cfg), store)
+        let (id, applied) = (cfg.id, cfg.applied);
+        Self::with_config(id, applied, Arc::new(cfg), store)
     }
 
-    /// Creates a node sharing an already validated config (many groups in one process can
-    /// share one `Arc<Config>`; `id` overrides the config's).
-    pub fn with_shared_config(id: u64, config: Arc<Config>, store: S) -> Result<Self> {
-        if config.id != id {
-            let mut cfg = (*config).clone();
-            cfg.id = id;
-            cfg.validate()?;
-            return Self::with_config(Arc::new(cfg), store);
-        }
+    /// Creates node `id` sharing a config with other groups: thousands of groups in one
+    /// process can share one `Arc<Config>`, so each carries a pointer rather than a copy. The
+    /// config must already have been validated ([`Config::validate`], which fills in derived
+    /// limits); its own `id` and `applied` are ignored in favour of the arguments.
+    pub fn with_shared_config(
+        id: u64,
+        applied: u64,
+        config: Arc<Config>,
+        store: S,
+    ) -> Result<Self> {
         let mut check = (*config).clone();
+        check.id = id;
         check.validate()?;
-        Self::with_config(config, store)
+        let derived_same = check.max_committed_size_per_ready
+            == config.max_committed_size_per_ready
+            && check.max_uncommitted_entries_size == config.max_uncommitted_entries_size
+            && check.max_inflight_bytes == config.max_inflight_bytes;
+        if !derived_same {
+            return Err(Error::ConfigInvalid(
+                "a shared config must be validated before it is shared".into(),
+            ));
+        }
+        Self::with_config(id, applied, config, store)
     }
 
-    fn with_config(cfg: Arc<Config>, store: S) -> Result<Self> {
-        let raft = Raft::new(cfg, store)?;
+    fn with_config(id: u64, applied: u64, cfg: Arc<Config>, store: S) -> Result<Self> {
+        let raft = Raft::new(id, applied, cfg, store)?;
         let prev_soft_state = raft.soft_state();
         let prev_hard_state = raft.hard_state();
         Ok(RawNode {
