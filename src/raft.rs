@@ -1961,6 +1961,23 @@ impl<S: Storage> Raft<S> {
     /// it was and returns the error; every node applies the same entries, so every node makes
     /// the same decision.
     pub(crate) fn apply_conf_change(&mut self, cc: &ConfChangeV2) -> Result<ConfState> {
+        if let Some(bad) = cc
+            .changes
+            .iter()
+            .find(|c| crate::raftpb::is_local_msg_target(c.node_id))
+        {
+            // The local storage threads' ids can never be members: messages to them would be
+            // taken for storage work.
+            let e = Error::ConfChange(format!("node id {:#x} is reserved", bad.node_id));
+            warn!(
+                self.cfg.logger,
+                "{:x} refused to apply conf change {}: {}",
+                self.id,
+                crate::describe::describe_conf_change(cc),
+                e
+            );
+            return Err(e);
+        }
         let had_progress = !self.trk.progress.is_empty();
         if !had_progress {
             self.build_progress();
