@@ -45,7 +45,7 @@ pub fn entry_size(e: &Entry) -> u64 {
     #[inline]
     fn varint_len(v: u64) -> u64 {
         // 1 byte per started 7 bits.
-        ((64 - (v | 1).leading_zeros() as u64) + 6) / 7
+        (64 - (v | 1).leading_zeros() as u64).div_ceil(7)
     }
     let mut n = 0;
     if e.term != 0 {
