@@ -73,10 +73,18 @@ impl Cluster {
     }
 
     pub fn with_configs(configs: Vec<Config>, voters: &[u64]) -> Self {
+        Self::with_members(configs, voters, &[])
+    }
+
+    /// A cluster whose configuration has `voters` and `learners` (every node of `configs`
+    /// starts from a snapshot holding it).
+    pub fn with_members(configs: Vec<Config>, voters: &[u64], learners: &[u64]) -> Self {
         let ids: Vec<u64> = configs.iter().map(|c| c.id).collect();
         let nodes = configs
             .iter()
-            .map(|c| Some(RawNode::new(c, storage_with_voters(voters, &[])).expect("valid config")))
+            .map(|c| {
+                Some(RawNode::new(c, storage_with_voters(voters, learners)).expect("valid config"))
+            })
             .collect();
         let n = ids.len();
         Cluster {
