@@ -52,7 +52,8 @@ impl Proposals {
     /// with whatever is under way (a configuration change, a catch-up).
     fn during(&mut self, c: &mut Cluster, leader: u64, rounds: usize) {
         for _ in 0..rounds {
-            self.propose(c, leader).expect("the leader accepts proposals");
+            self.propose(c, leader)
+                .expect("the leader accepts proposals");
             c.process_readies();
             c.deliver();
         }
@@ -79,7 +80,11 @@ fn replace(
     }
     c.stabilize();
     assert_eq!(c.node(new).role(), StateRole::Follower);
-    assert_eq!(c.term(new), 0, "a new member without a configuration campaigned");
+    assert_eq!(
+        c.term(new),
+        0,
+        "a new member without a configuration campaigned"
+    );
     assert_eq!(c.node(new).store().last_index().unwrap(), 0);
 
     // Enter the joint configuration, with proposals before, during and after.
@@ -115,22 +120,26 @@ fn replace(
     // Out of the joint configuration everywhere.
     let mut want: Vec<u64> = c.conf_state_of(leader).voters;
     want.sort_unstable();
-    assert!(want.contains(&new) && !want.contains(&old), "voters {want:?}");
+    assert!(
+        want.contains(&new) && !want.contains(&old),
+        "voters {want:?}"
+    );
     for &id in &c.ids.clone() {
         if c.nodes[c.idx(id)].is_none() || id == old {
             continue;
         }
         let cs = c.conf_state_of(id);
         assert_eq!(sorted(cs.voters.clone()), want, "node {id}");
-        assert!(cs.voters_outgoing.is_empty(), "node {id} still joint: {cs:?}");
+        assert!(
+            cs.voters_outgoing.is_empty(),
+            "node {id} still joint: {cs:?}"
+        );
     }
     // The new member caught up through a snapshot holding a configuration it is in.
     assert!(
-        c.snap_reports
-            .iter()
-            .any(|&(from, to, _, s)| from == leader
-                && to == new
-                && s == raftcore::SnapshotStatus::Finish),
+        c.snap_reports.iter().any(|&(from, to, _, s)| from == leader
+            && to == new
+            && s == raftcore::SnapshotStatus::Finish),
         "no snapshot reached {new}"
     );
 
@@ -183,9 +192,26 @@ fn every_member_replaced_one_at_a_time_through_joint_configs() {
         // 2 -> 4 (auto), 1 -> 5 removing the leader (explicit leave), 3 -> 6 (implicit).
         let l = replace(&mut c, &mut p, mode, 2, 4, ConfChangeTransition::Auto);
         assert_eq!(l, 1);
-        let l = replace(&mut c, &mut p, mode, 1, 5, ConfChangeTransition::JointExplicit);
-        assert_eq!(l, 5, "leadership moved to a member of the new configuration");
-        let l = replace(&mut c, &mut p, mode, 3, 6, ConfChangeTransition::JointImplicit);
+        let l = replace(
+            &mut c,
+            &mut p,
+            mode,
+            1,
+            5,
+            ConfChangeTransition::JointExplicit,
+        );
+        assert_eq!(
+            l, 5,
+            "leadership moved to a member of the new configuration"
+        );
+        let l = replace(
+            &mut c,
+            &mut p,
+            mode,
+            3,
+            6,
+            ConfChangeTransition::JointImplicit,
+        );
         assert_eq!(l, 5);
 
         p.during(&mut c, l, 5);
@@ -293,7 +319,10 @@ fn learner_promoted_to_voter_counts_and_can_lead() {
         let before = c.committed(1);
         c.propose(1, "b").unwrap();
         c.stabilize();
-        assert!(c.committed(1) > before, "{mode:?}: the promoted voter's ack did not count");
+        assert!(
+            c.committed(1) > before,
+            "{mode:?}: the promoted voter's ack did not count"
+        );
         // With 2 also cut off, 1 and 4 are not a quorum.
         c.cut.insert((1, 2));
         c.cut.insert((2, 1));
