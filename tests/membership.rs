@@ -348,3 +348,271 @@ fn learner_promoted_to_voter_counts_and_can_lead() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Randomized membership changes under message loss.
+
+/// Proptest cases: `PROPTEST_CASES` if set, else `default`, never more than 64.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+        .min(64)
+}
+
+struct TestRng(u64);
+impl TestRng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// A random configuration change for a group whose configuration is `cs`.
+fn random_change(rng: &mut TestRng, cs: &ConfState) -> ConfChangeV2 {
+    use ConfChangeType::*;
+    if !cs.voters_outgoing.is_empty() {
+        // Joint: the only change that makes sense is leaving.
+        return ConfChangeV2::default();
+    }
+    let id = |rng: &mut TestRng| 1 + rng.below(6);
+    let transition = match rng.below(3) {
+        0 => ConfChangeTransition::Auto,
+        1 => ConfChangeTransition::JointImplicit,
+        _ => ConfChangeTransition::JointExplicit,
+    };
+    match rng.below(5) {
+        0 => v2(&[(ConfChangeAddNode, id(rng))], ConfChangeTransition::Auto),
+        1 if cs.voters.len() > 1 => {
+            let v = cs.voters[rng.below(cs.voters.len() as u64) as usize];
+            v2(&[(ConfChangeRemoveNode, v)], ConfChangeTransition::Auto)
+        }
+        2 => v2(&[(ConfChangeAddLearnerNode, id(rng))], transition),
+        _ => {
+            let v = cs.voters[rng.below(cs.voters.len() as u64) as usize];
+            v2(
+                &[(ConfChangeAddNode, id(rng)), (ConfChangeRemoveNode, v)],
+                transition,
+            )
+        }
+    }
+}
+
+/// The leader of the highest term (a removed leader may linger at an older one).
+fn newest_leader(c: &Cluster) -> Option<u64> {
+    c.nodes
+        .iter()
+        .flatten()
+        .filter(|n| n.role() == StateRole::Leader)
+        .max_by_key(|n| n.basic_status().hard_state.term)
+        .map(|n| n.id())
+}
+
+/// The operator's part when a leader was removed from the configuration (etcd's behaviour
+/// without step_down_on_removal: it keeps leading and drops proposals): hand leadership to a
+/// voter of the new configuration.
+fn hand_over_if_removed(c: &mut Cluster, rng: &mut TestRng) {
+    let Some(l) = newest_leader(c) else { return };
+    let cs = c.conf_state_of(l);
+    if cs.voters.contains(&l) || cs.voters_outgoing.contains(&l) {
+        return;
+    }
+    if !cs.learners.contains(&l) {
+        // A leader that is no member at all takes no proposals (a demoted one, now a learner,
+        // still does, as in etcd).
+        assert_eq!(c.propose(l, "x"), Err(Error::ProposalDropped));
+    }
+    let to = cs.voters[rng.below(cs.voters.len() as u64) as usize];
+    c.node(l).transfer_leader(to);
+}
+
+/// Six nodes, three of them voters at first and three fresh and empty; random ticks,
+/// proposals and configuration changes at the leader; messages dropped; snapshots and
+/// compaction; an operator hands leadership over when the leader is removed. Checked after
+/// every step: one leader per term, applied sequences are prefixes
+/// of one another, and nodes that applied the same index have the same configuration. After
+/// healing, the members of the final configuration converge.
+fn membership_run(seed: u64, mode: AppendMode, drop_pct: u64, compact_every: u64) {
+    let cfg = |id| {
+        let mut c = config(id, mode);
+        c.seed = seed;
+        c.election_tick = 5;
+        // Removed members keep running here, with a stale configuration in which they may
+        // still be voters: pre-vote and check-quorum keep them from disrupting the group
+        // (without them, such a node bumps the terms of the others forever, as in etcd).
+        c.pre_vote = true;
+        c.check_quorum = true;
+        c
+    };
+    let mut c = Cluster::with_configs((1..=3).map(cfg).collect(), &[1, 2, 3]);
+    for id in 4..=6 {
+        c.add_node(cfg(id), MemStorage::new());
+    }
+    c.compact_every = Some(compact_every);
+    let mut rng = TestRng(seed ^ 0x5EED);
+    let mut leader_of_term = std::collections::BTreeMap::new();
+    let mut n = 0;
+    for step in 0..400 {
+        match rng.below(20) {
+            0..=7 => {
+                let id = 1 + rng.below(6);
+                c.node(id).tick();
+            }
+            8..=10 => {
+                if let Some(l) = newest_leader(&c) {
+                    n += 1;
+                    let _ = c.propose(l, format!("p{n}"));
+                }
+            }
+            11 => {
+                if let Some(l) = newest_leader(&c) {
+                    let cc = random_change(&mut rng, &c.conf_state_of(l));
+                    let _ = c.node(l).propose_conf_change(cc);
+                }
+            }
+            12 => hand_over_if_removed(&mut c, &mut rng),
+            _ => {}
+        }
+        c.process_readies();
+        let msgs = std::mem::take(&mut c.queue);
+        for m in msgs {
+            if !rng.chance(drop_pct) {
+                c.queue.push(m);
+            } else if m.msg_type() == Some(raftcore::raftpb::MessageType::MsgSnap) {
+                c.node(m.from)
+                    .report_snapshot(m.to, raftcore::SnapshotStatus::Failure);
+            }
+        }
+        c.deliver();
+        c.process_readies();
+
+        for node in c.nodes.iter().flatten() {
+            if node.role() == StateRole::Leader {
+                let t = node.basic_status().hard_state.term;
+                let prev = *leader_of_term.entry(t).or_insert(node.id());
+                assert_eq!(
+                    prev,
+                    node.id(),
+                    "seed {seed} step {step}: two leaders in {t}"
+                );
+            }
+        }
+        c.assert_applied_consistent();
+        let mut by_applied: std::collections::BTreeMap<u64, (u64, ConfState)> =
+            std::collections::BTreeMap::new();
+        for id in 1..=6 {
+            let a = c.applied_index(id);
+            let cs = c.conf_state_of(id);
+            if let Some((other, ocs)) = by_applied.get(&a) {
+                assert!(
+                    cs.equivalent(ocs),
+                    "seed {seed} step {step}: {id} and {other} applied {a} but have {cs:?} and {ocs:?}"
+                );
+            } else {
+                by_applied.insert(a, (id, cs));
+            }
+        }
+    }
+
+    if std::env::var("MS_STATS").is_ok() {
+        eprintln!(
+            "seed {seed}: {} leader terms, {} snapshots, final {:?}",
+            leader_of_term.len(),
+            c.snap_reports.len(),
+            newest_leader(&c).map(|l| c.conf_state_of(l))
+        );
+    }
+    // Heal: the members of the final configuration settle on one leader and one log.
+    let settled = |c: &Cluster| -> Option<(u64, Vec<u64>)> {
+        let l = newest_leader(c)?;
+        let cs = c.conf_state_of(l);
+        if !cs.voters_outgoing.is_empty() || !cs.voters.contains(&l) {
+            return None;
+        }
+        let members: Vec<u64> = cs.voters.iter().chain(&cs.learners).copied().collect();
+        let (t, commit) = (c.term(l), c.committed(l));
+        members
+            .iter()
+            .all(|&m| {
+                let s = c.node_ref(m).basic_status();
+                s.soft_state.leader_id == l
+                    && s.hard_state.term == t
+                    && s.hard_state.commit == commit
+            })
+            .then_some((l, members))
+    };
+    let mut done = None;
+    for _ in 0..300 {
+        c.tick_all();
+        c.stabilize();
+        hand_over_if_removed(&mut c, &mut rng);
+        c.stabilize();
+        if let Some(l) = newest_leader(&c) {
+            let cs = c.conf_state_of(l);
+            if !cs.voters_outgoing.is_empty() && !cs.auto_leave {
+                // An explicit joint configuration waits for the operator to leave it.
+                let _ = c.node(l).propose_conf_change(ConfChangeV2::default());
+                c.stabilize();
+            }
+        }
+        done = settled(&c);
+        if done.is_some() {
+            break;
+        }
+    }
+    if done.is_none() || std::env::var("MS_DEBUG").is_ok() {
+        eprintln!("settled: {done:?}");
+        for id in 1..=6 {
+            let n = c.node_ref(id);
+            let b = n.basic_status();
+            eprintln!(
+                "{id}: {:?} lead {} {:?} applied {} last {} cs {:?} prs {:?}",
+                n.role(),
+                b.soft_state.leader_id,
+                b.hard_state,
+                b.applied,
+                n.store().last_index().unwrap(),
+                c.conf_state_of(id),
+                n.status()
+                    .progress
+                    .iter()
+                    .map(|(i, p)| (*i, p.matched, p.next_idx, p.state))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    let (l, members) = done.unwrap_or_else(|| panic!("seed {seed}: the group did not settle"));
+    c.propose(l, "final").unwrap();
+    c.stabilize();
+    for &m in &members {
+        assert_eq!(c.applied_of(m), c.applied_of(l), "seed {seed}: member {m}");
+        assert!(c.conf_state_of(m).equivalent(&c.conf_state_of(l)));
+    }
+    assert_eq!(c.payloads(l).last().unwrap(), &Bytes::from_static(b"final"));
+    c.assert_applied_consistent();
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(cases(24)))]
+
+    #[test]
+    fn random_membership_changes_under_message_loss(
+        seed in proptest::prelude::any::<u64>(),
+        drop_pct in 0u64..20,
+        etcd in proptest::prelude::any::<bool>(),
+        compact_every in 3u64..30,
+    ) {
+        let mode = if etcd { AppendMode::EtcdExact } else { AppendMode::Batched };
+        membership_run(seed, mode, drop_pct, compact_every);
+    }
+}
