@@ -484,3 +484,68 @@ fn max_committed_size_per_ready_pages_committed_entries() {
         assert_eq!(c.payloads(3), c.payloads(1));
     }
 }
+
+/// In Probe, a follower that does not answer gets one append, not one per proposal; a
+/// heartbeat answer lets exactly one more (the same probe again) go out.
+#[test]
+fn probing_sends_one_append_until_the_follower_answers() {
+    for mode in MODES {
+        let mut c = cluster(mode, |_| {});
+        warm_up(&mut c);
+        c.node(1).report_unreachable(2);
+        assert_eq!(progress_of(&c, 2).state, ProgressState::Probe);
+        let mut held: Vec<Message> = Vec::new();
+        let mut appends: Vec<Message> = Vec::new();
+        let step = |c: &mut Cluster, held: &mut Vec<Message>, appends: &mut Vec<Message>| {
+            c.process_readies();
+            for m in std::mem::take(&mut c.queue) {
+                if is_app(&m) && m.to == 2 && !m.entries.is_empty() {
+                    appends.push(m.clone());
+                }
+                if m.from == 2 {
+                    held.push(m);
+                } else {
+                    c.queue.push(m);
+                }
+            }
+            c.deliver();
+        };
+        for i in 0..10 {
+            c.propose(1, payload(i, 10)).unwrap();
+            step(&mut c, &mut held, &mut appends);
+        }
+        step(&mut c, &mut held, &mut appends);
+        assert_eq!(appends.len(), 1, "{mode:?}: one probe while unanswered");
+
+        // A heartbeat round: only 2's heartbeat answer gets through.
+        c.node(1).tick();
+        step(&mut c, &mut held, &mut appends);
+        step(&mut c, &mut held, &mut appends);
+        let hb: Vec<Message> = held
+            .iter()
+            .filter(|m| m.msg_type() == Some(MessageType::MsgHeartbeatResp))
+            .cloned()
+            .collect();
+        assert!(!hb.is_empty());
+        c.queue.extend(hb);
+        c.deliver();
+        step(&mut c, &mut held, &mut appends);
+        assert_eq!(
+            appends.len(),
+            2,
+            "{mode:?}: one more probe per heartbeat answer"
+        );
+        assert_eq!(
+            appends[1].index, appends[0].index,
+            "{mode:?}: the probe starts from the same place"
+        );
+
+        // Once 2 answers, it goes back to Replicate and catches up.
+        held.retain(|m| m.msg_type() == Some(MessageType::MsgAppResp));
+        c.queue.append(&mut held);
+        c.deliver();
+        c.stabilize();
+        assert_eq!(progress_of(&c, 2).state, ProgressState::Replicate);
+        assert_eq!(c.payloads(2), c.payloads(1), "{mode:?}");
+    }
+}

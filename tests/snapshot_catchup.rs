@@ -517,3 +517,78 @@ fn leader_retries_while_snapshot_is_temporarily_unavailable() {
         assert_eq!(hs.commit, applied);
     }
 }
+
+/// A snapshot whose last entry the follower already holds does not replace its log: it only
+/// moves the commit index there (etcd's fast-forward), and the follower answers with it.
+#[test]
+fn snapshot_already_in_the_log_only_moves_the_commit() {
+    let mut n = RawNode::new(
+        &config(3, AppendMode::EtcdExact),
+        common::storage_with_voters(&[1, 2, 3], &[]),
+    )
+    .unwrap();
+    let ents: Vec<Entry> = (2..=10)
+        .map(|i| Entry {
+            index: i,
+            term: 2,
+            data: Bytes::from(format!("e{i}")),
+            ..Default::default()
+        })
+        .collect();
+    n.step(Message {
+        r#type: MessageType::MsgApp as i32,
+        from: 1,
+        to: 3,
+        term: 2,
+        index: 1,
+        log_term: 1,
+        commit: 1,
+        entries: ents,
+        ..Default::default()
+    })
+    .unwrap();
+    let rd = n.ready();
+    n.store_mut().append(&rd.entries).unwrap();
+    n.store_mut().set_hard_state(rd.hard_state.unwrap());
+    n.advance().unwrap();
+    assert_eq!(n.basic_status().hard_state.commit, 1);
+
+    n.step(Message {
+        r#type: MessageType::MsgSnap as i32,
+        from: 1,
+        to: 3,
+        term: 2,
+        snapshot: Some(Snapshot {
+            data: Bytes::from_static(b"not restored"),
+            metadata: Some(SnapshotMetadata {
+                conf_state: Some(ConfState {
+                    voters: vec![1, 2, 3],
+                    ..Default::default()
+                }),
+                index: 6,
+                term: 2,
+            }),
+        }),
+        ..Default::default()
+    })
+    .unwrap();
+    let rd = n.ready();
+    assert!(
+        rd.snapshot.is_none(),
+        "the log already holds the snapshot's entries"
+    );
+    assert_eq!(rd.hard_state.map(|h| h.commit), Some(6));
+    let applied: Vec<u64> = rd.committed_entries.iter().map(|e| e.index).collect();
+    assert_eq!(applied, vec![2, 3, 4, 5, 6]);
+    let resp: Vec<&Message> = rd.messages.iter().chain(&rd.persisted_messages).collect();
+    assert_eq!(resp.len(), 1);
+    assert_eq!(resp[0].msg_type(), Some(MessageType::MsgAppResp));
+    assert_eq!((resp[0].index, resp[0].reject), (6, false));
+    n.advance().unwrap();
+    assert_eq!(
+        n.store().last_index().unwrap(),
+        10,
+        "entries past the snapshot are kept"
+    );
+    assert_eq!(n.store().snapshot().unwrap().index(), 1);
+}
