@@ -272,6 +272,43 @@ fn stale_term_messages_are_ignored_or_answered_per_etcd() {
     );
 }
 
+/// A malformed append (entries not following its index) at a higher term is rejected with
+/// `Error::InvalidMessage`, which promises the message was rejected "before it could touch any
+/// state": the node must not adopt its term, drop its vote or take its sender as leader.
+#[test]
+fn malformed_append_at_a_higher_term_is_rejected_without_adopting_the_term() {
+    let mut n = raw(1, &[1, 2, 3], |_| {});
+    let mut vote = msg(MessageType::MsgVote, 3, 1, 2);
+    vote.index = 1;
+    vote.log_term = 1;
+    n.step(vote).unwrap();
+    handle(&mut n);
+    let before = n.basic_status();
+    assert_eq!((before.hard_state.term, before.hard_state.vote), (2, 3));
+
+    let entry = |index| Entry {
+        index,
+        term: 5,
+        ..Default::default()
+    };
+    let mut m = msg(MessageType::MsgApp, 2, 1, 5);
+    m.index = 1;
+    m.log_term = 1;
+    // A gap: index 2, then 4.
+    m.entries = vec![entry(2), entry(4)];
+    let r = n.step(m);
+    assert!(
+        matches!(r, Err(raftcore::Error::InvalidMessage(_))),
+        "{r:?}"
+    );
+    let after = n.basic_status();
+    assert_eq!(
+        after.hard_state, before.hard_state,
+        "the rejected append moved the term"
+    );
+    assert_eq!(after.soft_state, before.soft_state);
+}
+
 // ---------------------------------------------------------------------------------------------
 // §5.2 Leader election
 

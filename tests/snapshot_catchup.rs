@@ -592,3 +592,45 @@ fn snapshot_already_in_the_log_only_moves_the_commit() {
     );
     assert_eq!(n.store().snapshot().unwrap().index(), 1);
 }
+
+/// `Error::InvalidMessage` promises that the message was rejected "before it could touch any
+/// state": a snapshot with an invalid ConfState at a higher term must not move the term, the
+/// vote or the leader either.
+#[test]
+fn invalid_snapshot_at_a_higher_term_touches_no_state() {
+    let mut c = Cluster::new(3, AppendMode::EtcdExact);
+    c.campaign(1);
+    c.propose(1, "x").unwrap();
+    c.stabilize();
+    let before = c.node(3).basic_status();
+    let index = c.committed(1) + 5;
+    let m = Message {
+        r#type: MessageType::MsgSnap as i32,
+        from: 2,
+        to: 3,
+        term: before.hard_state.term + 1,
+        snapshot: Some(Snapshot {
+            data: Bytes::new(),
+            metadata: Some(SnapshotMetadata {
+                // Node 3 is both a voter and a learner: invalid.
+                conf_state: Some(ConfState {
+                    voters: vec![1, 2, 3],
+                    learners: vec![3],
+                    ..Default::default()
+                }),
+                index,
+                term: before.hard_state.term + 1,
+            }),
+        }),
+        ..Default::default()
+    };
+    let r = c.node(3).step(m);
+    assert!(matches!(r, Err(Error::InvalidMessage(_))), "{r:?}");
+    let after = c.node(3).basic_status();
+    assert_eq!(
+        after.hard_state, before.hard_state,
+        "the rejected message moved the term"
+    );
+    assert_eq!(after.soft_state, before.soft_state);
+    assert!(!c.node(3).has_ready());
+}
