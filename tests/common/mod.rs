@@ -127,7 +127,8 @@ impl Cluster {
             let store = node.store_mut();
             if let Some(s) = &rd.snapshot {
                 store.apply_snapshot(s.clone()).expect("snapshot applies");
-                // The state machine is replaced by the snapshot's (see `encode_applied`).
+                // The state machine is replaced by the snapshot's (see `encode_applied`);
+                // empty data is an empty state machine or a snapshot made without one.
                 if !s.data.is_empty() {
                     self.applied[i] = decode_applied(&s.data);
                 }
@@ -169,6 +170,8 @@ impl Cluster {
     }
 
     /// Delivers every queued message (dropping cut links). Returns whether any was delivered.
+    /// The sending of a `MsgSnap` is reported to its sender with `report_snapshot`: `Finish`
+    /// if the receiver stepped it without error, `Failure` if it was dropped or refused.
     pub fn deliver(&mut self) -> bool {
         let msgs = std::mem::take(&mut self.queue);
         let any = !msgs.is_empty();
