@@ -412,7 +412,11 @@ pub fn describe_ready(rd: &crate::Ready, f: EntryFormatter<'_>) -> String {
         entries: &rd.entries,
         snapshot: rd.snapshot.as_ref(),
         committed_entries: &rd.committed_entries,
-        messages: rd.messages.iter().chain(rd.persisted_messages.iter()).collect(),
+        messages: rd
+            .messages
+            .iter()
+            .chain(rd.persisted_messages.iter())
+            .collect(),
     };
     describe_ready_parts(&parts, f)
 }

@@ -285,6 +285,22 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
+    /// Appends one entry at `last_index() + 1` (the leader's proposals). Returns the new last
+    /// index. An entry at another index is a local bug: refused (debug builds assert).
+    pub fn append_one(&mut self, e: Entry) -> u64 {
+        let ok = e.index == self.last_index() + 1 && e.index > self.committed;
+        debug_assert!(
+            ok,
+            "invalid local append of index {} after {}",
+            e.index,
+            self.last_index()
+        );
+        if ok && self.unstable.push(e).is_err() {
+            debug_assert!(false, "unstable log out of step with the log");
+        }
+        self.last_index()
+    }
+
     /// [`RaftLog::append`], reporting a violating append as an error (`StorageError::Other`)
     /// instead; the log is then unchanged.
     pub fn try_append(&mut self, ents: Vec<Entry>) -> Result<u64> {
@@ -495,7 +511,7 @@ impl<S: Storage> RaftLog<S> {
     /// The latest snapshot: the unstable one if any, else the storage's.
     pub fn snapshot(&self) -> Result<Snapshot> {
         match &self.unstable.snapshot {
-            Some(s) => Ok(s.clone()),
+            Some(s) => Ok((**s).clone()),
             None => self.store.snapshot(),
         }
     }
@@ -619,5 +635,1250 @@ impl<S: Storage> fmt::Display for RaftLog<S> {
             self.unstable.offset_in_progress,
             self.unstable.entries.len()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raftpb::{ConfState, SnapshotMetadata};
+    use crate::storage::MemStorage;
+    use bytes::Bytes;
+
+    fn ent(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
+    }
+
+    /// Entries from index `from` with the given terms.
+    fn ents(from: u64, terms: &[u64]) -> Vec<Entry> {
+        terms
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| ent(from + k as u64, t))
+            .collect()
+    }
+
+    fn data_ent(index: u64, term: u64, len: usize) -> Entry {
+        Entry {
+            index,
+            term,
+            data: Bytes::from(vec![b'x'; len]),
+            ..Default::default()
+        }
+    }
+
+    fn snap(index: u64, term: u64) -> Snapshot {
+        Snapshot {
+            data: Bytes::new(),
+            metadata: Some(SnapshotMetadata {
+                conf_state: Some(ConfState::default()),
+                index,
+                term,
+            }),
+        }
+    }
+
+    /// A log over an empty storage.
+    fn new_log() -> RaftLog<MemStorage> {
+        RaftLog::new(MemStorage::new(), NO_LIMIT).unwrap()
+    }
+
+    /// A log whose storage holds a snapshot at (index, term) and then `stable` entries.
+    fn log_with(snap_index: u64, snap_term: u64, stable: &[Entry]) -> RaftLog<MemStorage> {
+        let mut s = MemStorage::new();
+        if snap_index > 0 {
+            s.apply_snapshot(snap(snap_index, snap_term)).unwrap();
+        }
+        s.append(stable).unwrap();
+        RaftLog::new(s, NO_LIMIT).unwrap()
+    }
+
+    const COMPACTED: Error = Error::Store(StorageError::Compacted);
+    const UNAVAILABLE: Error = Error::Store(StorageError::Unavailable);
+
+    /// Persists what the log hands out, as an application would.
+    fn persist(l: &mut RaftLog<MemStorage>) {
+        let snapshot = l.next_unstable_snapshot().cloned();
+        let ents = l.next_unstable_ents().to_vec();
+        l.accept_unstable();
+        if let Some(s) = snapshot {
+            l.store.apply_snapshot(s.clone()).unwrap();
+            l.stable_snap_to(s.index());
+        }
+        l.store.append(&ents).unwrap();
+        if let Some(e) = ents.last() {
+            assert_eq!(l.stable_to(e.index, e.term), StableOutcome::Stabilized);
+        }
+    }
+
+    #[test]
+    fn new_log_cursors() {
+        let l = log_with(10, 3, &ents(11, &[3, 4]));
+        assert_eq!(l.first_index(), 11);
+        assert_eq!(l.last_index(), 12);
+        assert_eq!(l.committed, 10);
+        assert_eq!(l.applying, 10);
+        assert_eq!(l.applied, 10);
+        assert_eq!(l.unstable.offset, 13);
+        assert_eq!(l.unstable.offset_in_progress, 13);
+        assert_eq!(l.last_entry_id(), (4, 12));
+        assert_eq!(l.last_term(), 4);
+    }
+
+    /// A storage whose answers are set by the test.
+    struct FakeStorage {
+        first: u64,
+        last: u64,
+    }
+
+    impl Storage for FakeStorage {
+        fn initial_state(&self) -> Result<crate::storage::RaftState> {
+            Ok(Default::default())
+        }
+        fn entries(&self, _: u64, _: u64, _: u64) -> Result<Vec<Entry>> {
+            Err(StorageError::Other("broken".into()).into())
+        }
+        fn term(&self, _: u64) -> Result<u64> {
+            Err(StorageError::Other("broken".into()).into())
+        }
+        fn first_index(&self) -> Result<u64> {
+            Ok(self.first)
+        }
+        fn last_index(&self) -> Result<u64> {
+            Ok(self.last)
+        }
+        fn snapshot(&self) -> Result<Snapshot> {
+            Err(StorageError::SnapshotTemporarilyUnavailable.into())
+        }
+    }
+
+    #[test]
+    fn new_rejects_inconsistent_storage() {
+        let bad = [(0, 0), (5, 3), (1, u64::MAX), (u64::MAX, 1)];
+        for (first, last) in bad {
+            let r = RaftLog::new(FakeStorage { first, last }, NO_LIMIT);
+            assert!(
+                matches!(r, Err(Error::CorruptState(_))),
+                "first {first} last {last}"
+            );
+        }
+        let l = RaftLog::new(FakeStorage { first: 5, last: 4 }, NO_LIMIT).unwrap();
+        assert_eq!(l.committed, 4);
+        // Storage errors are passed on, not panicked on.
+        assert!(matches!(
+            l.snapshot(),
+            Err(Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+        ));
+        let l = RaftLog::new(FakeStorage { first: 1, last: 4 }, NO_LIMIT).unwrap();
+        assert!(matches!(
+            l.term(2),
+            Err(Error::Store(StorageError::Other(_)))
+        ));
+        assert!(!l.match_term(2, 0));
+        assert!(l.slice(1, 3, NO_LIMIT).is_err());
+        assert_eq!(l.find_conflict_by_term(3, 1), (3, 0));
+    }
+
+    #[test]
+    fn find_conflict() {
+        let prev = ents(1, &[1, 2, 3]);
+        // (entries, want)
+        let cases = [
+            // No conflict, empty entries.
+            (vec![], 0),
+            // No conflict.
+            (ents(1, &[1, 2, 3]), 0),
+            (ents(2, &[2, 3]), 0),
+            (ents(3, &[3]), 0),
+            // No conflict, but new entries.
+            (ents(1, &[1, 2, 3, 4, 4]), 4),
+            (ents(2, &[2, 3, 4, 5]), 4),
+            (ents(3, &[3, 4, 4]), 4),
+            (ents(4, &[4, 4]), 4),
+            // Conflicts with existing entries.
+            (ents(1, &[4, 4]), 1),
+            (ents(2, &[1, 4, 4]), 2),
+            (ents(3, &[1, 2, 4, 4]), 3),
+        ];
+        for (i, (e, want)) in cases.into_iter().enumerate() {
+            let mut l = new_log();
+            l.append(prev.clone());
+            assert_eq!(l.find_conflict(&e), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn find_conflict_by_term() {
+        // (snapshot (index, term), stable entries after it, index, term, want)
+        type Case = ((u64, u64), Vec<u64>, u64, u64, (u64, u64));
+        let cases: Vec<Case> = vec![
+            // Log at terms [2 2 5 5 5] after a dummy at (0, 0).
+            ((0, 0), vec![2, 2, 5, 5, 5], 100, 2, (100, 0)), // Past the end: unknown term.
+            ((0, 0), vec![2, 2, 5, 5, 5], 5, 6, (5, 5)),
+            ((0, 0), vec![2, 2, 5, 5, 5], 5, 5, (5, 5)),
+            ((0, 0), vec![2, 2, 5, 5, 5], 5, 4, (2, 2)),
+            ((0, 0), vec![2, 2, 5, 5, 5], 5, 2, (2, 2)),
+            ((0, 0), vec![2, 2, 5, 5, 5], 5, 1, (0, 0)),
+            ((0, 0), vec![2, 2, 5, 5, 5], 1, 2, (1, 2)),
+            ((0, 0), vec![2, 2, 5, 5, 5], 1, 1, (0, 0)),
+            ((0, 0), vec![2, 2, 5, 5, 5], 0, 0, (0, 0)),
+            ((0, 0), vec![2, 2, 5, 5, 5], u64::MAX, 0, (u64::MAX, 0)),
+            // A compacted log, snapshot at (10, 3), then terms [3 3 3 4 4 4].
+            ((10, 3), vec![3, 3, 3, 4, 4, 4], 30, 3, (30, 0)),
+            ((10, 3), vec![3, 3, 3, 4, 4, 4], 14, 9, (14, 4)),
+            ((10, 3), vec![3, 3, 3, 4, 4, 4], 14, 4, (14, 4)),
+            ((10, 3), vec![3, 3, 3, 4, 4, 4], 14, 3, (13, 3)),
+            ((10, 3), vec![3, 3, 3, 4, 4, 4], 14, 2, (9, 0)), // Stops below the snapshot.
+            ((10, 3), vec![3, 3, 3, 4, 4, 4], 11, 2, (9, 0)),
+            ((10, 3), vec![3, 3, 3, 4, 4, 4], 10, 2, (9, 0)),
+            ((10, 3), vec![3, 3, 3, 4, 4, 4], 10, 3, (10, 3)),
+            ((10, 3), vec![3, 3, 3, 4, 4, 4], 10, 0, (9, 0)),
+            ((10, 3), vec![3, 3, 3, 4, 4, 4], 5, 0, (5, 0)), // Compacted: unknown.
+        ];
+        for (i, ((si, st), terms, index, term, want)) in cases.into_iter().enumerate() {
+            let l = log_with(si, st, &ents(si + 1, &terms));
+            assert_eq!(l.find_conflict_by_term(index, term), want, "case {i}");
+            // The same with the entries in the unstable log.
+            let mut l = log_with(si, st, &[]);
+            l.append(ents(si + 1, &terms));
+            assert_eq!(
+                l.find_conflict_by_term(index, term),
+                want,
+                "case {i} unstable"
+            );
+        }
+    }
+
+    #[test]
+    fn is_up_to_date() {
+        let mut l = new_log();
+        l.append(ents(1, &[1, 2, 3]));
+        // (last_index, term, want)
+        let cases = [
+            // A greater term wins whatever the index.
+            (2, 4, true),
+            (3, 4, true),
+            (4, 4, true),
+            (u64::MAX, 4, true),
+            // A smaller term loses whatever the index.
+            (2, 2, false),
+            (3, 2, false),
+            (4, 2, false),
+            (u64::MAX, 0, false),
+            // The same term: the longer (or equal) log wins.
+            (2, 3, false),
+            (3, 3, true),
+            (4, 3, true),
+        ];
+        for (index, term, want) in cases {
+            assert_eq!(l.is_up_to_date(index, term), want, "({index}, {term})");
+        }
+    }
+
+    #[test]
+    fn append_local() {
+        let prev = ents(1, &[1, 2]);
+        // (entries, want last index, want log, want unstable offset)
+        let cases = [
+            (vec![], 2, ents(1, &[1, 2]), 3),
+            (ents(3, &[2]), 3, ents(1, &[1, 2, 2]), 3),
+            // Conflicts with index 1.
+            (ents(1, &[2]), 1, ents(1, &[2]), 1),
+            // Conflicts with index 2.
+            (ents(2, &[3, 3]), 3, ents(1, &[1, 3, 3]), 2),
+        ];
+        for (i, (app, want_last, want_log, want_off)) in cases.into_iter().enumerate() {
+            let mut l = log_with(0, 0, &prev);
+            assert_eq!(l.append(app), want_last, "case {i}");
+            assert_eq!(l.all_entries().unwrap(), want_log, "case {i}");
+            assert_eq!(l.unstable.offset, want_off, "case {i}");
+        }
+    }
+
+    #[test]
+    fn try_append_rejects_bad_local_appends() {
+        let mut l = log_with(0, 0, &ents(1, &[1, 2, 3]));
+        l.commit_to(2);
+        let before = l.all_entries().unwrap();
+        let bad = [
+            ents(2, &[4]),              // Rewrites a committed entry.
+            ents(1, &[4]),              // Same.
+            ents(0, &[4]),              // Index 0.
+            ents(5, &[4]),              // A gap.
+            vec![ent(4, 4), ent(6, 4)], // Not contiguous.
+            vec![ent(4, 4), ent(4, 4)], // Same.
+        ];
+        for (i, b) in bad.into_iter().enumerate() {
+            assert!(l.try_append(b).is_err(), "case {i}");
+            assert_eq!(l.all_entries().unwrap(), before, "case {i}");
+            assert_eq!(l.committed, 2);
+        }
+        assert_eq!(l.try_append(ents(3, &[4])).unwrap(), 3);
+        assert_eq!(l.last_entry_id(), (4, 3));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "invalid local append")]
+    fn append_below_commit_is_a_debug_assertion() {
+        let mut l = log_with(0, 0, &ents(1, &[1, 2, 3]));
+        l.commit_to(2);
+        l.append(ents(2, &[4]));
+    }
+
+    #[test]
+    fn maybe_append() {
+        let prev = ents(1, &[1, 2, 3]);
+        let (last_index, last_term, commit) = (3u64, 3u64, 1u64);
+        // (prev index, prev term, committed, entries, want result, want commit, want log)
+        type Case = (u64, u64, u64, Vec<Entry>, Option<u64>, u64, Vec<Entry>);
+        let cases: Vec<Case> = vec![
+            // No match: term mismatch.
+            (
+                last_index,
+                last_term - 1,
+                last_index,
+                ents(last_index + 1, &[4]),
+                None,
+                commit,
+                prev.clone(),
+            ),
+            // No match: index past the end.
+            (
+                last_index + 1,
+                last_term,
+                last_index,
+                ents(last_index + 2, &[4]),
+                None,
+                commit,
+                prev.clone(),
+            ),
+            // Match with the last entry.
+            (
+                last_index,
+                last_term,
+                last_index,
+                vec![],
+                Some(last_index),
+                last_index,
+                prev.clone(),
+            ),
+            // The commit index moves up to the last new entry only.
+            (
+                last_index,
+                last_term,
+                last_index + 1,
+                vec![],
+                Some(last_index),
+                last_index,
+                prev.clone(),
+            ),
+            // It never moves back.
+            (
+                last_index,
+                last_term,
+                commit - 1,
+                vec![],
+                Some(last_index),
+                commit,
+                prev.clone(),
+            ),
+            (
+                last_index,
+                last_term,
+                0,
+                vec![],
+                Some(last_index),
+                commit,
+                prev.clone(),
+            ),
+            (0, 0, last_index, vec![], Some(0), commit, prev.clone()),
+            (
+                last_index,
+                last_term,
+                last_index,
+                ents(last_index + 1, &[4]),
+                Some(last_index + 1),
+                last_index,
+                ents(1, &[1, 2, 3, 4]),
+            ),
+            (
+                last_index,
+                last_term,
+                last_index + 1,
+                ents(last_index + 1, &[4]),
+                Some(last_index + 1),
+                last_index + 1,
+                ents(1, &[1, 2, 3, 4]),
+            ),
+            (
+                last_index,
+                last_term,
+                last_index + 2,
+                ents(last_index + 1, &[4]),
+                Some(last_index + 1),
+                last_index + 1,
+                ents(1, &[1, 2, 3, 4]),
+            ),
+            (
+                last_index,
+                last_term,
+                last_index + 2,
+                ents(last_index + 1, &[4, 4]),
+                Some(last_index + 2),
+                last_index + 2,
+                ents(1, &[1, 2, 3, 4, 4]),
+            ),
+            // Match with an entry in the middle.
+            (
+                last_index - 1,
+                last_term - 1,
+                last_index,
+                ents(last_index, &[4]),
+                Some(last_index),
+                last_index,
+                ents(1, &[1, 2, 4]),
+            ),
+            (
+                last_index - 2,
+                last_term - 2,
+                last_index,
+                ents(last_index - 1, &[4]),
+                Some(last_index - 1),
+                last_index - 1,
+                ents(1, &[1, 4]),
+            ),
+            (
+                last_index - 2,
+                last_term - 2,
+                last_index,
+                ents(last_index - 1, &[4, 4]),
+                Some(last_index),
+                last_index,
+                ents(1, &[1, 4, 4]),
+            ),
+            // Entries already in the log: nothing is truncated.
+            (0, 0, last_index, ents(1, &[1, 2]), Some(2), 2, prev.clone()),
+        ];
+        for (i, (pi, pt, c, e, want, want_commit, want_log)) in cases.into_iter().enumerate() {
+            let mut l = new_log();
+            l.append(prev.clone());
+            l.committed = commit;
+            assert_eq!(l.maybe_append(pi, pt, c, e).unwrap(), want, "case {i}");
+            assert_eq!(l.committed, want_commit, "case {i}");
+            assert_eq!(l.all_entries().unwrap(), want_log, "case {i}");
+        }
+    }
+
+    #[test]
+    fn maybe_append_truncates_stable_entries() {
+        let mut l = log_with(0, 0, &ents(1, &[1, 1, 1, 1]));
+        l.commit_to(1);
+        assert_eq!(l.maybe_append(1, 1, 1, ents(2, &[2, 2])).unwrap(), Some(3));
+        assert_eq!(l.all_entries().unwrap(), ents(1, &[1, 2, 2]));
+        assert_eq!(l.unstable.offset, 2);
+        assert_eq!(l.next_unstable_ents(), &ents(2, &[2, 2])[..]);
+        persist(&mut l);
+        assert_eq!(l.store.last_index().unwrap(), 3);
+        assert_eq!(l.store.term(3).unwrap(), 2);
+    }
+
+    /// Every malformed append of HOSTILE-INPUT.md class 4 is an error or a rejection, never a
+    /// panic, and leaves the log as it was.
+    #[test]
+    fn maybe_append_hostile() {
+        let base = || {
+            let mut l = log_with(5, 2, &ents(6, &[2, 3, 3]));
+            l.append(ents(9, &[4, 4]));
+            l.commit_to(7);
+            l
+        };
+        // Log: snapshot (5, 2), stable 6..8 at [2 3 3], unstable 9..10 at [4 4]; committed 7.
+        let max = u64::MAX;
+        type Case = (u64, u64, u64, Vec<Entry>, &'static str);
+        let errs: Vec<Case> = vec![
+            (8, 3, 10, vec![ent(10, 4)], "index skips"),
+            (8, 3, 10, vec![ent(9, 4), ent(11, 4)], "gap inside"),
+            (8, 3, 10, vec![ent(9, 4), ent(9, 4)], "repeated index"),
+            (8, 3, 10, vec![ent(9, 4), ent(8, 4)], "index goes back"),
+            (8, 3, 10, vec![ent(8, 4)], "index at prev"),
+            (8, 3, 10, vec![ent(0, 4)], "index 0"),
+            (0, 0, 10, vec![ent(0, 1)], "index 0 after 0"),
+            (8, 3, 10, vec![ent(9, 5), ent(10, 4)], "terms decrease"),
+            (8, 3, 10, vec![ent(9, 2)], "term below prev term"),
+            (8, 3, 10, vec![ent(9, 0)], "term 0"),
+            (0, 0, 10, vec![ent(1, 0)], "term 0 at 1"),
+            (max - 1, 3, max, vec![ent(max, 4)], "index u64::MAX"),
+            (max, 3, max, vec![ent(0, 4)], "index wraps"),
+            (max, 0, max, vec![ent(max, 4)], "index after u64::MAX"),
+            (max - 2, 3, 0, ents(max - 1, &[3, 3]), "last index u64::MAX"),
+            // Matching prev, but rewriting committed entries.
+            (5, 2, 10, ents(6, &[9, 9]), "rewrites committed 6"),
+            (6, 2, 10, ents(7, &[9]), "rewrites committed 7"),
+        ];
+        for (pi, pt, c, e, what) in errs {
+            let mut l = base();
+            let r = l.maybe_append(pi, pt, c, e);
+            assert!(matches!(r, Err(Error::InvalidMessage(_))), "{what}: {r:?}");
+            assert_eq!(
+                l.all_entries().unwrap(),
+                base().all_entries().unwrap(),
+                "{what}"
+            );
+            assert_eq!(l.committed, 7, "{what}");
+            assert_eq!(l.unstable, base().unstable, "{what}");
+        }
+        let rejects: Vec<Case> = vec![
+            (11, 0, 20, vec![], "log term 0 past the end"),
+            (11, 4, 20, ents(12, &[4]), "prev past the end"),
+            (max, 0, max, vec![], "prev at u64::MAX, term 0"),
+            (max, 4, max, vec![], "prev at u64::MAX"),
+            (max - 1, 0, max, ents(max, &[]), "prev near u64::MAX"),
+            (4, 1, 20, ents(5, &[2]), "prev compacted"),
+            (0, 0, 20, ents(1, &[1]), "prev 0 on a compacted log"),
+            (10, 3, 20, ents(11, &[4]), "prev term mismatch"),
+            (10, 0, max, vec![], "prev term 0"),
+        ];
+        for (pi, pt, c, e, what) in rejects {
+            let mut l = base();
+            assert_eq!(l.maybe_append(pi, pt, c, e).unwrap(), None, "{what}");
+            assert_eq!(
+                l.all_entries().unwrap(),
+                base().all_entries().unwrap(),
+                "{what}"
+            );
+            assert_eq!(l.committed, 7, "{what}");
+        }
+        // A commit index past the log is clamped to what is known to match.
+        let mut l = base();
+        assert_eq!(l.maybe_append(8, 3, max, vec![]).unwrap(), Some(8));
+        assert_eq!(l.committed, 8);
+        assert_eq!(l.maybe_append(10, 4, max, vec![]).unwrap(), Some(10));
+        assert_eq!(l.committed, 10);
+        // Re-sending committed entries unchanged is fine.
+        let mut l = base();
+        assert_eq!(l.maybe_append(5, 2, 3, ents(6, &[2, 3])).unwrap(), Some(7));
+        assert_eq!(l.committed, 7);
+        assert_eq!(l.all_entries().unwrap(), base().all_entries().unwrap());
+    }
+
+    #[test]
+    fn commit_to() {
+        let mut l = new_log();
+        l.append(ents(1, &[1, 2, 3]));
+        l.committed = 2;
+        l.commit_to(3);
+        assert_eq!(l.committed, 3);
+        // Never decreases.
+        l.commit_to(1);
+        assert_eq!(l.committed, 3);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "out of range")]
+    fn commit_past_last_index_is_a_debug_assertion() {
+        let mut l = new_log();
+        l.append(ents(1, &[1, 2, 3]));
+        l.commit_to(4);
+    }
+
+    #[test]
+    fn maybe_commit() {
+        let mut l = new_log();
+        l.append(ents(1, &[1, 2, 3]));
+        assert!(!l.maybe_commit(2, 1)); // Term mismatch.
+        assert!(!l.maybe_commit(2, 0)); // Term 0.
+        assert!(!l.maybe_commit(4, 3)); // Past the end.
+        assert!(!l.maybe_commit(u64::MAX, 3));
+        assert_eq!(l.committed, 0);
+        assert!(l.maybe_commit(2, 2));
+        assert_eq!(l.committed, 2);
+        assert!(!l.maybe_commit(2, 2)); // Not past the commit index.
+        assert!(!l.maybe_commit(1, 1));
+        assert!(l.maybe_commit(3, 3));
+        assert_eq!(l.committed, 3);
+    }
+
+    #[test]
+    fn compaction_and_term_errors() {
+        // Storage: snapshot at (3, 3), entries 4..=6 at [4 5 6]; unstable 7 at term 6.
+        let mut l = log_with(3, 3, &ents(4, &[4, 5, 6]));
+        l.append(ents(7, &[6]));
+        let cases = [
+            (0, Err(COMPACTED)),
+            (2, Err(COMPACTED)),
+            (3, Ok(3)),
+            (4, Ok(4)),
+            (6, Ok(6)),
+            (7, Ok(6)),
+            (8, Err(UNAVAILABLE)),
+            (u64::MAX, Err(UNAVAILABLE)),
+        ];
+        for (i, want) in cases.clone() {
+            assert_eq!(l.term(i), want, "term({i})");
+        }
+        // Compacting the storage moves the first index; older terms become errors.
+        persist(&mut l);
+        l.commit_to(7);
+        l.applied_to(5, 0);
+        l.store.compact(5).unwrap();
+        assert_eq!(l.first_index(), 6);
+        assert_eq!(l.term(4), Err(COMPACTED));
+        assert_eq!(l.term(5), Ok(5));
+        assert_eq!(l.slice(5, 7, NO_LIMIT), Err(COMPACTED));
+        assert_eq!(l.entries(4, NO_LIMIT), Err(COMPACTED));
+        assert_eq!(l.slice(6, 8, NO_LIMIT).unwrap(), ents(6, &[6, 6]));
+        assert_eq!(l.all_entries().unwrap(), ents(6, &[6, 6]));
+        assert!(!l.match_term(4, 4));
+        assert_eq!(l.find_conflict_by_term(7, 4), (4, 0));
+    }
+
+    #[test]
+    fn term_with_unstable_snapshot() {
+        // Storage snapshot at (5, 2) with no entries; unstable snapshot at (8, 3).
+        let mut l = log_with(5, 2, &[]);
+        l.restore(snap(8, 3));
+        assert_eq!(l.committed, 8);
+        assert_eq!(l.first_index(), 9);
+        assert_eq!(l.last_index(), 8);
+        assert_eq!(l.term(8), Ok(3));
+        assert_eq!(l.term(5), Err(COMPACTED)); // Below the unstable snapshot.
+        assert_eq!(l.term(7), Err(COMPACTED));
+        assert_eq!(l.term(9), Err(UNAVAILABLE));
+        assert!(l.has_pending_snapshot());
+        assert!(l.has_next_unstable_snapshot());
+        assert_eq!(l.snapshot().unwrap(), snap(8, 3));
+        assert_eq!(l.entries(9, NO_LIMIT).unwrap(), vec![]);
+        l.accept_unstable();
+        assert!(!l.has_next_unstable_snapshot());
+        assert!(l.has_pending_snapshot());
+    }
+
+    #[test]
+    fn restore() {
+        let mut l = log_with(0, 0, &ents(1, &[1, 1]));
+        l.append(ents(3, &[2]));
+        l.restore(snap(100, 5));
+        assert_eq!(l.committed, 100);
+        assert_eq!(l.first_index(), 101);
+        assert_eq!(l.last_index(), 100);
+        assert_eq!(l.last_entry_id(), (5, 100));
+        assert_eq!(l.unstable.offset, 101);
+        assert!(l.unstable.entries.is_empty());
+        assert_eq!(l.term(100), Ok(5));
+        // Nothing to apply until the snapshot is persisted.
+        assert!(!l.has_next_committed_ents(true));
+        // Appends continue after the snapshot.
+        assert_eq!(
+            l.maybe_append(100, 5, 101, ents(101, &[5])).unwrap(),
+            Some(101)
+        );
+        assert_eq!(l.committed, 101);
+        persist(&mut l);
+        assert!(!l.has_pending_snapshot());
+        assert_eq!(l.store.first_index().unwrap(), 101);
+        assert_eq!(l.store.last_index().unwrap(), 101);
+        l.applied_to(100, 0);
+        assert_eq!(l.next_committed_ents(true), ents(101, &[5]));
+    }
+
+    #[test]
+    fn unstable_ents_through_the_log() {
+        let mut l = log_with(0, 0, &ents(1, &[1, 2]));
+        assert!(!l.has_next_unstable_ents());
+        assert!(!l.has_next_or_in_progress_unstable_ents());
+        l.append(ents(3, &[3, 3]));
+        assert_eq!(l.next_unstable_ents(), &ents(3, &[3, 3])[..]);
+        assert!(l.has_next_unstable_ents());
+        l.accept_unstable();
+        assert!(!l.has_next_unstable_ents());
+        assert!(l.has_next_or_in_progress_unstable_ents());
+        l.append(ents(5, &[3]));
+        assert_eq!(l.next_unstable_ents(), &ents(5, &[3])[..]);
+        assert_eq!(l.stable_to(4, 3), StableOutcome::Stabilized);
+        assert_eq!(l.unstable.offset, 5);
+        assert_eq!(l.next_unstable_ents(), &ents(5, &[3])[..]);
+        assert_eq!(l.to_string(), "committed=0, applied=0, applying=0, unstable.offset=5, unstable.offsetInProgress=5, len(unstable.Entries)=1");
+    }
+
+    /// The ABA race of asynchronous writes: entries are handed out, then replaced by entries
+    /// of a newer term at the same indexes before the write completes. The old write's
+    /// acknowledgement must not mark the new entries stable.
+    #[test]
+    fn stable_to_aba_guard() {
+        let mut l = new_log();
+        l.append(ents(1, &[1, 1]));
+        l.accept_unstable();
+        // A new leader overwrites index 2 (and adds 3) at term 2, not yet handed out.
+        assert_eq!(l.maybe_append(1, 1, 0, ents(2, &[2, 2])).unwrap(), Some(3));
+        assert_eq!(l.unstable.offset_in_progress, 2);
+        assert_eq!(l.next_unstable_ents(), &ents(2, &[2, 2])[..]);
+        // The old write of (2, 1) completes: ignored.
+        assert_eq!(
+            l.stable_to(2, 1),
+            StableOutcome::TermMismatch { existing: 2 }
+        );
+        assert_eq!(l.unstable.offset, 1);
+        assert_eq!(l.next_unstable_ents(), &ents(2, &[2, 2])[..]);
+        // The write of index 1 alone is fine.
+        assert_eq!(l.stable_to(1, 1), StableOutcome::Stabilized);
+        assert_eq!(l.unstable.offset, 2);
+        // The rest is written and acknowledged.
+        l.accept_unstable();
+        assert_eq!(l.stable_to(3, 2), StableOutcome::Stabilized);
+        assert!(!l.has_next_or_in_progress_unstable_ents());
+        assert_eq!(l.stable_to(3, 2), StableOutcome::Missing);
+    }
+
+    #[test]
+    fn stable_to_with_snapshot() {
+        let (si, st) = (5, 2);
+        // (stable entries, new entries, stable_to index, term, want offset)
+        type Case = (Vec<Entry>, Vec<Entry>, u64, u64, u64);
+        let cases: Vec<Case> = vec![
+            (vec![], vec![], si + 1, st, si + 1),
+            (vec![], vec![], si, st, si + 1),
+            (vec![], vec![], si - 1, st, si + 1),
+            (vec![], vec![], si + 1, st + 1, si + 1),
+            (vec![], vec![], si, st + 1, si + 1),
+            (vec![], vec![], si - 1, st + 1, si + 1),
+            (ents(si + 1, &[st]), vec![], si + 1, st, si + 2),
+            (ents(si + 1, &[st]), vec![], si, st, si + 2),
+            (ents(si + 1, &[st]), vec![], si - 1, st, si + 2),
+            (ents(si + 1, &[st]), vec![], si + 1, st + 1, si + 2),
+            (vec![], ents(si + 1, &[st]), si + 1, st, si + 2),
+            (vec![], ents(si + 1, &[st]), si, st, si + 1),
+            (vec![], ents(si + 1, &[st]), si - 1, st, si + 1),
+            (vec![], ents(si + 1, &[st]), si + 1, st + 1, si + 1),
+        ];
+        for (i, (stable, new, idx, term, want)) in cases.into_iter().enumerate() {
+            let mut l = log_with(si, st, &stable);
+            l.append(new);
+            l.stable_to(idx, term);
+            assert_eq!(l.unstable.offset, want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn stable_snap_to() {
+        let mut l = log_with(5, 2, &[]);
+        l.restore(snap(8, 3));
+        l.accept_unstable();
+        l.stable_snap_to(7);
+        assert!(l.has_pending_snapshot());
+        l.stable_snap_to(8);
+        assert!(!l.has_pending_snapshot());
+    }
+
+    #[test]
+    fn has_and_next_committed_ents() {
+        // Storage: snapshot (3, 1), entries 4..=5; unstable 6. Committed 5, applied 3.
+        // (applied, applying, allow_unstable, paused, snapshot, want)
+        let cases = [
+            (3, 3, true, false, false, ents(4, &[1, 1])),
+            (3, 4, true, false, false, ents(5, &[1])),
+            (3, 5, true, false, false, vec![]),
+            (4, 4, true, false, false, ents(5, &[1])),
+            (4, 5, true, false, false, vec![]),
+            (5, 5, true, false, false, vec![]),
+            // Don't allow unstable entries: the same here (6 is not committed).
+            (3, 3, false, false, false, ents(4, &[1, 1])),
+            (4, 4, false, false, false, ents(5, &[1])),
+            (5, 5, false, false, false, vec![]),
+            // Paused.
+            (3, 3, true, true, false, vec![]),
+            // A pending snapshot blocks applying.
+            (3, 3, true, false, true, vec![]),
+        ];
+        for (i, (applied, applying, allow, paused, with_snap, want)) in
+            cases.into_iter().enumerate()
+        {
+            let mut l = log_with(3, 1, &ents(4, &[1, 1]));
+            l.append(ents(6, &[1]));
+            l.maybe_commit(5, 1);
+            l.applied_to(applied, 0);
+            l.accept_applying(applying, 0, allow);
+            l.applying_ents_paused = paused;
+            if with_snap {
+                l.restore(snap(4, 1));
+                l.committed = 5;
+            }
+            assert_eq!(l.next_committed_ents(allow), want, "case {i}");
+            assert_eq!(
+                l.has_next_committed_ents(allow),
+                !want.is_empty(),
+                "case {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn committed_unstable_ents_need_allow_unstable() {
+        let mut l = log_with(0, 0, &ents(1, &[1]));
+        l.append(ents(2, &[1, 1]));
+        l.commit_to(3);
+        assert_eq!(l.max_appliable_index(true), 3);
+        assert_eq!(l.max_appliable_index(false), 1);
+        assert_eq!(l.next_committed_ents(false), ents(1, &[1]));
+        assert_eq!(l.next_committed_ents(true), ents(1, &[1, 1, 1]));
+        l.accept_applying(1, 0, false);
+        assert!(!l.has_next_committed_ents(false));
+        assert!(l.has_next_committed_ents(true));
+        persist(&mut l);
+        assert_eq!(l.next_committed_ents(false), ents(2, &[1, 1]));
+    }
+
+    #[test]
+    fn next_committed_ents_paging() {
+        // Ten entries of the same size; the limit fits 2.5 of them.
+        let e: Vec<Entry> = (1..=10).map(|i| data_ent(i, 1, 100)).collect();
+        let sz = entry_size(&e[0]);
+        let mut s = MemStorage::new();
+        s.append(&e[..6]).unwrap();
+        let mut l = RaftLog::new(s, sz * 5 / 2).unwrap();
+        l.append(e[6..].to_vec());
+        l.commit_to(10);
+
+        // First batch: 2 entries (a third would cross the limit), then pause.
+        let b = l.next_committed_ents(true);
+        assert_eq!(b, e[0..2].to_vec());
+        l.accept_applying(2, 2 * sz, true);
+        assert!(l.applying_ents_paused());
+        assert_eq!(l.applying_ents_size(), 2 * sz);
+        assert!(!l.has_next_committed_ents(true));
+        assert!(l.next_committed_ents(true).is_empty());
+
+        // Applying the first entry frees room for the rest of the limit: 1 entry fits
+        // (sz/2 + ... a second would not).
+        l.applied_to(1, sz);
+        assert!(!l.applying_ents_paused());
+        assert_eq!(l.next_committed_ents(true), e[2..3].to_vec());
+        l.accept_applying(3, sz, true);
+        assert!(l.applying_ents_paused());
+        assert_eq!(l.applying_ents_size(), 2 * sz);
+
+        // Everything applied: a full page again, crossing into the unstable entries.
+        l.applied_to(3, 2 * sz);
+        assert_eq!(l.applying_ents_size(), 0);
+        assert_eq!(l.next_committed_ents(true), e[3..5].to_vec());
+        l.accept_applying(5, 2 * sz, true);
+        l.applied_to(5, 2 * sz);
+        assert_eq!(l.next_committed_ents(true), e[5..7].to_vec());
+        l.accept_applying(7, 2 * sz, true);
+        l.applied_to(7, 2 * sz);
+        assert_eq!(l.next_committed_ents(true), e[7..9].to_vec());
+        l.accept_applying(9, 2 * sz, true);
+        assert!(l.applying_ents_paused());
+        l.applied_to(9, 2 * sz);
+        // The last page is not cut by the limit: no pause after it.
+        assert_eq!(l.next_committed_ents(true), e[9..10].to_vec());
+        l.accept_applying(10, sz, true);
+        assert!(!l.applying_ents_paused());
+        assert!(!l.has_next_committed_ents(true));
+        l.applied_to(10, sz);
+        assert_eq!(l.applied, 10);
+        assert_eq!(l.applying, 10);
+    }
+
+    #[test]
+    fn next_committed_ents_limit_zero_hands_out_one_at_a_time() {
+        let e: Vec<Entry> = (1..=3).map(|i| data_ent(i, 1, 10)).collect();
+        let mut l = RaftLog::new(MemStorage::new(), 0).unwrap();
+        l.append(e.clone());
+        l.commit_to(3);
+        for (k, want) in e.iter().enumerate() {
+            let i = k as u64 + 1;
+            let b = l.next_committed_ents(true);
+            assert_eq!(b, vec![want.clone()]);
+            let sz = entry_size(want);
+            l.accept_applying(i, sz, true);
+            assert!(!l.has_next_committed_ents(true));
+            l.applied_to(i, sz);
+        }
+        assert!(!l.has_next_committed_ents(true));
+        assert!(!l.applying_ents_paused());
+    }
+
+    #[test]
+    fn accept_applying_pauses() {
+        let max = 100;
+        // (index, size, allow_unstable, want paused)
+        let cases = [
+            (3, max - 1, true, true), // Cut below what could be applied.
+            (3, max - 1, false, true),
+            (3, max, true, true),
+            (3, max, false, true),
+            (4, max - 1, true, true),
+            (4, max - 1, false, false),
+            (4, max, true, true),
+            (4, max, false, true),
+            (5, max - 1, true, false),
+            (5, max - 1, false, false),
+            (5, max, true, true),
+            (5, max, false, true),
+        ];
+        for (i, (index, size, allow, paused)) in cases.into_iter().enumerate() {
+            // Storage: snapshot (3, 1), entries 4..=5 stable? Only 4 stable, 5..=6 unstable.
+            let mut l = RaftLog::new(
+                {
+                    let mut s = MemStorage::new();
+                    s.apply_snapshot(snap(3, 1)).unwrap();
+                    s.append(&ents(4, &[1])).unwrap();
+                    s
+                },
+                max,
+            )
+            .unwrap();
+            l.append(ents(5, &[1, 1]));
+            l.maybe_commit(5, 1);
+            l.accept_applying(index, size, allow);
+            assert_eq!(l.applying_ents_paused(), paused, "case {i}");
+        }
+    }
+
+    #[test]
+    fn applied_to_releases_size() {
+        let max = 100;
+        let over = 150;
+        // (index, size, want applying size, want paused)
+        let cases = [
+            (4, over - 1, 1, false),
+            (4, over + 1, 0, false),
+            (4, over, 0, false),
+            (4, over - max + 1, max - 1, false),
+            (4, over - max, max, true),
+            (4, over - max - 1, max + 1, true),
+        ];
+        for (i, (index, size, want_size, want_paused)) in cases.into_iter().enumerate() {
+            let mut l = RaftLog::new(
+                {
+                    let mut s = MemStorage::new();
+                    s.apply_snapshot(snap(3, 1)).unwrap();
+                    s.append(&ents(4, &[1, 1])).unwrap();
+                    s
+                },
+                max,
+            )
+            .unwrap();
+            l.append(ents(6, &[1]));
+            l.maybe_commit(5, 1);
+            l.accept_applying(5, over, false);
+            l.applied_to(index, size);
+            assert_eq!(l.applied, index, "case {i}");
+            assert_eq!(l.applying, 5, "case {i}");
+            assert_eq!(l.applying_ents_size(), want_size, "case {i}");
+            assert_eq!(l.applying_ents_paused(), want_paused, "case {i}");
+        }
+    }
+
+    #[test]
+    fn slice_across_storage_and_unstable() {
+        // Storage: snapshot at (offset-1), entries [offset, half); unstable [half, last].
+        // Indexes and terms all take two bytes, so all entries have the same size.
+        let offset = 200u64;
+        let num = 100u64;
+        let half = offset + num / 2;
+        let last = offset + num - 1;
+        let e = |i: u64| data_ent(i, i, 8);
+        let range = |lo: u64, hi: u64| (lo..hi).map(e).collect::<Vec<_>>();
+        let mut s = MemStorage::new();
+        s.apply_snapshot(snap(offset - 1, offset - 1)).unwrap();
+        s.append(&range(offset, half)).unwrap();
+        let mut l = RaftLog::new(s, NO_LIMIT).unwrap();
+        l.append(range(half, last + 1));
+        let sz = entry_size(&e(half));
+        assert_eq!(entry_size(&e(offset)), sz);
+
+        // (lo, hi, max_size, want)
+        let cases: Vec<(u64, u64, u64, Result<Vec<Entry>>)> = vec![
+            // Out of bounds.
+            (offset - 1, offset + 1, NO_LIMIT, Err(COMPACTED)),
+            (offset, last + 2, NO_LIMIT, Err(UNAVAILABLE)),
+            (last, u64::MAX, NO_LIMIT, Err(UNAVAILABLE)),
+            (0, 0, NO_LIMIT, Err(COMPACTED)),
+            // No limit.
+            (offset, offset, NO_LIMIT, Ok(vec![])),
+            (last + 1, last + 1, NO_LIMIT, Ok(vec![])),
+            (offset, half, NO_LIMIT, Ok(range(offset, half))),
+            (offset, half + 1, NO_LIMIT, Ok(range(offset, half + 1))),
+            (offset, last + 1, NO_LIMIT, Ok(range(offset, last + 1))),
+            (half, half + 1, NO_LIMIT, Ok(range(half, half + 1))),
+            (half - 1, half + 1, NO_LIMIT, Ok(range(half - 1, half + 1))),
+            (half, last + 1, NO_LIMIT, Ok(range(half, last + 1))),
+            // With a limit: at least one entry.
+            (half - 1, half + 1, 0, Ok(range(half - 1, half))),
+            (half - 1, half + 1, sz + 1, Ok(range(half - 1, half))),
+            (half - 2, half + 1, sz + 1, Ok(range(half - 2, half - 1))),
+            (half - 1, half + 1, 2 * sz, Ok(range(half - 1, half + 1))),
+            (half - 1, half + 2, 3 * sz, Ok(range(half - 1, half + 2))),
+            (half, half + 2, sz, Ok(range(half, half + 1))),
+            (half, half + 3, 2 * sz, Ok(range(half, half + 2))),
+            // The storage part exactly fills the limit.
+            (half - 2, half + 2, 2 * sz, Ok(range(half - 2, half))),
+            // One unstable entry fits in the room left, a second does not.
+            (
+                half - 2,
+                half + 2,
+                3 * sz + 1,
+                Ok(range(half - 2, half + 1)),
+            ),
+        ];
+        for (lo, hi, max, want) in cases {
+            assert_eq!(l.slice(lo, hi, max), want, "slice({lo}, {hi}, {max})");
+        }
+        assert!(matches!(
+            l.slice(half, half - 1, NO_LIMIT),
+            Err(Error::Store(StorageError::Other(_)))
+        ));
+        // entries(i, ..) is a slice to the end.
+        assert_eq!(l.entries(last + 1, NO_LIMIT).unwrap(), vec![]);
+        assert_eq!(l.entries(u64::MAX, NO_LIMIT).unwrap(), vec![]);
+        assert_eq!(l.entries(last, NO_LIMIT).unwrap(), range(last, last + 1));
+        assert_eq!(
+            l.entries(half - 1, 2 * sz).unwrap(),
+            range(half - 1, half + 1)
+        );
+        assert_eq!(l.entries(offset - 1, NO_LIMIT), Err(COMPACTED));
+    }
+
+    #[test]
+    fn slice_shares_payloads() {
+        let mut l = new_log();
+        l.append(vec![data_ent(1, 1, 1000)]);
+        let got = l.slice(1, 2, NO_LIMIT).unwrap();
+        assert_eq!(got[0].data.as_ptr(), l.unstable.entries[0].data.as_ptr());
+    }
+
+    #[test]
+    fn scan() {
+        let offset = 47u64;
+        let num = 20u64;
+        let last = offset + num;
+        let half = offset + num / 2;
+        let e = |i: u64| data_ent(i, i, 8);
+        let mut s = MemStorage::new();
+        s.apply_snapshot(snap(offset, offset)).unwrap();
+        s.append(&(offset + 1..half).map(e).collect::<Vec<_>>())
+            .unwrap();
+        let mut l = RaftLog::new(s, NO_LIMIT).unwrap();
+        l.append((half..=last).map(e).collect());
+        let sz = entry_size(&e(half));
+
+        // Pages of k entries each, exactly.
+        for k in 1..=num {
+            for lo in offset + 1..last {
+                for hi in lo..=last {
+                    let mut got = Vec::new();
+                    l.scan(lo, hi, sz * k, |page| {
+                        assert!(!page.is_empty());
+                        assert!(page.len() as u64 <= k, "page of {} > {k}", page.len());
+                        got.extend_from_slice(page);
+                        Ok(())
+                    })
+                    .unwrap();
+                    let want: Vec<Entry> = (lo..hi).map(e).collect();
+                    assert_eq!(got, want, "scan({lo}, {hi}, {k} entries)");
+                }
+            }
+        }
+
+        // The callback stops the scan with its error.
+        let mut pages = 0;
+        let r = l.scan(offset + 1, half, 0, |_| {
+            pages += 1;
+            if pages == 3 {
+                Err(Error::InvalidMessage("stop"))
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(r, Err(Error::InvalidMessage("stop")));
+        assert_eq!(pages, 3);
+
+        // Out of range: an error after no page.
+        assert_eq!(l.scan(offset, half, NO_LIMIT, |_| Ok(())), Err(COMPACTED));
+        assert_eq!(
+            l.scan(half, last + 2, NO_LIMIT, |_| Ok(())),
+            Err(UNAVAILABLE)
+        );
+        // An empty range visits nothing.
+        l.scan(half, half, NO_LIMIT, |_| panic!("no page expected"))
+            .unwrap();
+    }
+
+    #[test]
+    fn display() {
+        let mut l = log_with(0, 0, &ents(1, &[1, 1]));
+        l.append(ents(3, &[2, 2]));
+        l.accept_unstable();
+        l.commit_to(3);
+        l.accept_applying(2, 0, true);
+        l.applied_to(1, 0);
+        assert_eq!(
+            l.to_string(),
+            "committed=3, applied=1, applying=2, unstable.offset=3, \
+             unstable.offsetInProgress=5, len(unstable.Entries)=2"
+        );
+    }
+
+    mod proptests {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// An append message relative to the current log: prev index chosen near the end
+            /// (offset from last_index, may be past it), entries made contiguous or not.
+            Append {
+                back: u64,
+                prev_term_delta: i8,
+                commit_delta: i64,
+                terms: Vec<u8>,
+                skew: Option<(usize, u64)>,
+            },
+            /// An append message with arbitrary numbers.
+            Raw {
+                prev_index: u64,
+                prev_term: u64,
+                committed: u64,
+                ents: Vec<(u64, u64)>,
+            },
+            /// Persist the unstable part.
+            Persist,
+            /// Apply what is committed and compact the storage up to `applied`.
+            ApplyAndCompact,
+            /// A local append by a leader at a term at least the last one.
+            Propose { n: u8, term_bump: u8 },
+        }
+
+        fn near_max() -> impl Strategy<Value = u64> {
+            prop_oneof![0u64..40, (0u64..4).prop_map(|d| u64::MAX - d), any::<u64>(),]
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (
+                    0u64..6,
+                    prop_oneof![6 => Just(0i8), 1 => -2i8..3],
+                    -3i64..10,
+                    prop::collection::vec(0u8..3, 0..5),
+                    prop::option::weighted(0.2, (0usize..5, any::<u64>())),
+                )
+                    .prop_map(|(back, prev_term_delta, commit_delta, terms, skew)| {
+                        Op::Append { back, prev_term_delta, commit_delta, terms, skew }
+                    }),
+                2 => (
+                    near_max(),
+                    near_max(),
+                    near_max(),
+                    prop::collection::vec((near_max(), near_max()), 0..4),
+                )
+                    .prop_map(|(prev_index, prev_term, committed, ents)| Op::Raw {
+                        prev_index,
+                        prev_term,
+                        committed,
+                        ents,
+                    }),
+                2 => Just(Op::Persist),
+                1 => Just(Op::ApplyAndCompact),
+                1 => (1u8..4, 0u8..2).prop_map(|(n, term_bump)| Op::Propose { n, term_bump }),
+            ]
+        }
+
+        fn check_invariants(l: &RaftLog<MemStorage>) {
+            let first = l.first_index();
+            let last = l.last_index();
+            assert!(first <= last + 1, "first {first} last {last}");
+            assert!(l.committed <= last, "committed {} last {last}", l.committed);
+            assert!(l.applied <= l.applying && l.applying <= l.committed);
+            assert!(l.unstable.offset <= l.unstable.offset_in_progress);
+            assert!(
+                l.unstable.offset_in_progress
+                    <= l.unstable.offset + l.unstable.entries.len() as u64
+            );
+            let all = l.all_entries().unwrap();
+            let mut prev_term = l.term(first - 1).unwrap();
+            for (k, e) in all.iter().enumerate() {
+                assert_eq!(e.index, first + k as u64);
+                assert!(e.term >= prev_term, "terms decrease at {}", e.index);
+                prev_term = e.term;
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            #[test]
+            fn maybe_append_never_panics(ops in prop::collection::vec(op(), 1..60)) {
+                let mut l = log_with(0, 0, &ents(1, &[1, 1, 2]));
+                let mut committed_terms: Vec<(u64, u64)> = Vec::new();
+                for op in ops {
+                    let before_commit = l.committed;
+                    match op {
+                        Op::Append { back, prev_term_delta, commit_delta, terms, skew } => {
+                            let last = l.last_index();
+                            let prev_index = last.saturating_sub(back) + u64::from(back == 0);
+                            let base = l.term(prev_index).unwrap_or(l.last_term());
+                            let prev_term =
+                                base.saturating_add_signed(i64::from(prev_term_delta));
+                            let mut t = prev_term.max(1);
+                            let mut es: Vec<Entry> = terms
+                                .iter()
+                                .enumerate()
+                                .map(|(k, &dt)| {
+                                    t += u64::from(dt);
+                                    ent(prev_index + 1 + k as u64, t)
+                                })
+                                .collect();
+                            if let Some((k, v)) = skew {
+                                if let Some(e) = es.get_mut(k) {
+                                    e.index = v;
+                                }
+                            }
+                            let c = l.committed.saturating_add_signed(commit_delta);
+                            let _ = l.maybe_append(prev_index, prev_term, c, es);
+                        }
+                        Op::Raw { prev_index, prev_term, committed, ents } => {
+                            let es = ents.into_iter().map(|(i, t)| ent(i, t)).collect();
+                            let _ = l.maybe_append(prev_index, prev_term, committed, es);
+                        }
+                        Op::Persist => persist(&mut l),
+                        Op::ApplyAndCompact => {
+                            let b = l.next_committed_ents(false);
+                            if let Some(e) = b.last() {
+                                let size = b.iter().map(entry_size).sum();
+                                l.accept_applying(e.index, size, false);
+                                l.applied_to(e.index, size);
+                            }
+                            if l.applied >= l.store.first_index().unwrap() {
+                                l.store.compact(l.applied).unwrap();
+                            }
+                        }
+                        Op::Propose { n, term_bump } => {
+                            let (t, last) = l.last_entry_id();
+                            let t = t.max(1) + u64::from(term_bump);
+                            let es = (1..=u64::from(n)).map(|k| ent(last + k, t)).collect();
+                            l.append(es);
+                        }
+                    }
+                    check_invariants(&l);
+                    prop_assert!(l.committed >= before_commit);
+                    // Committed entries are never rewritten.
+                    committed_terms.retain(|&(i, _)| i >= l.first_index());
+                    for &(i, t) in &committed_terms {
+                        prop_assert_eq!(l.term(i).unwrap(), t, "committed entry {} rewritten", i);
+                    }
+                    let from = committed_terms.last().map_or(l.first_index(), |&(i, _)| i + 1);
+                    for i in from.max(l.first_index())..=l.committed {
+                        committed_terms.push((i, l.term(i).unwrap()));
+                    }
+                }
+            }
+        }
     }
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use slog::{debug, error, info, warn};
 
-use crate::config::{AppendMode, Config, ReadOnlyOption, NONE};
 use crate::confchange::{self, Changer};
+use crate::config::{AppendMode, Config, ReadOnlyOption, NONE};
 use crate::error::{Error, Result, StorageError};
 use crate::log::RaftLog;
 use crate::quorum::VoteResult;
@@ -27,6 +27,12 @@ use crate::tracker::{Progress, ProgressMap, ProgressState, ProgressTracker};
 /// The largest term or index accepted from the network. Nothing honest comes near it, and
 /// keeping remote values below it means `term + 1` and `index + n` can never overflow.
 pub const MAX_REMOTE_VALUE: u64 = u64::MAX / 4;
+
+/// How far ahead of the node's own term a remote message's term may be. Honest terms grow by
+/// one per election; a jump beyond this comes from a corrupt or hostile sender. Without the
+/// bound one message could push a group to a term near the top of the range, after which no
+/// election could ever start again.
+pub const MAX_TERM_JUMP: u64 = 1 << 48;
 
 /// The role of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -95,9 +101,10 @@ pub struct Raft<S: Storage> {
     pub(crate) lead_transferee: u64,
     pub(crate) pending_conf_index: u64,
     uncommitted_size: u64,
-    pub(crate) read_only: ReadOnly,
+    /// Reads waiting for a heartbeat quorum or for the first commit of the term (leader
+    /// only, created on the first read).
+    read_only: Option<Box<ReadOnly>>,
     pub(crate) read_states: Vec<ReadState>,
-    pending_read_index_messages: Vec<Message>,
     election_elapsed: usize,
     heartbeat_elapsed: usize,
     randomized_election_timeout: usize,
@@ -124,11 +131,13 @@ pub(crate) fn ents_size(ents: &[Entry]) -> u64 {
 
 impl<S: Storage> Raft<S> {
     /// Builds a node from a validated config and its storage.
-    pub(crate) fn new(cfg: Arc<Config>, store: S) -> Result<Self> {
+    /// Builds node `id` from a validated config (whose own `id` and `applied` are not read:
+    /// the config may be shared by many groups) and its storage.
+    pub(crate) fn new(id: u64, applied: u64, cfg: Arc<Config>, store: S) -> Result<Self> {
         let rs = store.initial_state()?;
         let raft_log = RaftLog::new(store, cfg.max_committed_size_per_ready)?;
         let mut r = Raft {
-            id: cfg.id,
+            id,
             term: 0,
             vote: NONE,
             raft_log,
@@ -139,9 +148,8 @@ impl<S: Storage> Raft<S> {
             lead_transferee: NONE,
             pending_conf_index: 0,
             uncommitted_size: 0,
-            read_only: ReadOnly::new(cfg.read_only_option),
+            read_only: None,
             read_states: Vec::new(),
-            pending_read_index_messages: Vec::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             randomized_election_timeout: cfg.election_tick,
@@ -149,7 +157,7 @@ impl<S: Storage> Raft<S> {
             msgs_after_append: Vec::new(),
             dirty_all: false,
             dirty: Vec::new(),
-            rng: Rng::new(cfg.seed, cfg.id),
+            rng: Rng::new(cfg.seed, id),
             cfg,
         };
         let last = r.raft_log.last_index();
@@ -160,8 +168,7 @@ impl<S: Storage> Raft<S> {
         if !hs.is_empty() {
             r.load_state(&hs)?;
         }
-        if r.cfg.applied > 0 {
-            let applied = r.cfg.applied;
+        if applied > 0 {
             if applied > r.raft_log.committed {
                 return Err(Error::CorruptState(format!(
                     "applied index {applied} is past the commit index {}",
@@ -277,7 +284,10 @@ impl<S: Storage> Raft<S> {
         if t.is_after_persist() {
             self.msgs_after_append.push(m);
         } else {
-            debug_assert!(m.to != self.id, "message should not be self-addressed when sending {t:?}");
+            debug_assert!(
+                m.to != self.id,
+                "message should not be self-addressed when sending {t:?}"
+            );
             self.msgs.push(m);
         }
     }
@@ -389,7 +399,10 @@ impl<S: Storage> Raft<S> {
             return false;
         };
         if !pr.recent_active {
-            debug!(self.cfg.logger, "ignore sending snapshot to {:x} since it is not recently active", to);
+            debug!(
+                self.cfg.logger,
+                "ignore sending snapshot to {:x} since it is not recently active", to
+            );
             return false;
         }
         let snapshot = match self.raft_log.snapshot() {
@@ -399,21 +412,39 @@ impl<S: Storage> Raft<S> {
                 return false;
             }
             Err(e) => {
-                error!(self.cfg.logger, "{:x} failed to get a snapshot for {:x}: {}", self.id, to, e);
+                error!(
+                    self.cfg.logger,
+                    "{:x} failed to get a snapshot for {:x}: {}", self.id, to, e
+                );
                 return false;
             }
         };
         if snapshot.is_empty() {
-            error!(self.cfg.logger, "{:x} needs a snapshot for {:x} but the storage has none", self.id, to);
+            error!(
+                self.cfg.logger,
+                "{:x} needs a snapshot for {:x} but the storage has none", self.id, to
+            );
             return false;
         }
         let (sindex, sterm) = (snapshot.index(), snapshot.term());
         let (first, committed) = (self.raft_log.first_index(), self.raft_log.committed);
         let pr = self.trk.progress.get_mut(to).expect("checked above");
-        debug!(self.cfg.logger, "{:x} [firstindex: {}, commit: {}] sent snapshot[index: {}, term: {}] to {:x} [{}]",
-            self.id, first, committed, sindex, sterm, to, pr);
+        debug!(
+            self.cfg.logger,
+            "{:x} [firstindex: {}, commit: {}] sent snapshot[index: {}, term: {}] to {:x} [{}]",
+            self.id,
+            first,
+            committed,
+            sindex,
+            sterm,
+            to,
+            pr
+        );
         pr.become_snapshot(sindex);
-        debug!(self.cfg.logger, "{:x} paused sending replication messages to {:x} [{}]", self.id, to, pr);
+        debug!(
+            self.cfg.logger,
+            "{:x} paused sending replication messages to {:x} [{}]", self.id, to, pr
+        );
         self.send(Message {
             r#type: MessageType::MsgSnap as i32,
             to,
@@ -440,7 +471,11 @@ impl<S: Storage> Raft<S> {
     }
 
     fn bcast_heartbeat(&mut self) {
-        let ctx = self.read_only.last_pending_ctx().unwrap_or_default();
+        let ctx = self
+            .read_only
+            .as_ref()
+            .and_then(|r| r.last_pending_ctx())
+            .unwrap_or_default();
         let ids: Vec<u64> = self.trk.progress.ids().collect();
         for id in ids {
             if id != self.id {
@@ -477,37 +512,55 @@ impl<S: Storage> Raft<S> {
         self.dirty.clear();
         self.pending_conf_index = 0;
         self.uncommitted_size = 0;
-        self.read_only = ReadOnly::new(self.cfg.read_only_option);
+        self.read_only = None;
     }
 
     pub(crate) fn become_follower(&mut self, term: u64, lead: u64) {
         self.reset(term);
         self.lead = lead;
         self.state = StateRole::Follower;
-        info!(self.cfg.logger, "{:x} became follower at term {}", self.id, self.term);
+        info!(
+            self.cfg.logger,
+            "{:x} became follower at term {}", self.id, self.term
+        );
     }
 
     fn become_candidate(&mut self) {
-        debug_assert!(self.state != StateRole::Leader, "invalid transition [leader -> candidate]");
+        debug_assert!(
+            self.state != StateRole::Leader,
+            "invalid transition [leader -> candidate]"
+        );
         let term = self.term + 1;
         self.reset(term);
         self.vote = self.id;
         self.state = StateRole::Candidate;
-        info!(self.cfg.logger, "{:x} became candidate at term {}", self.id, self.term);
+        info!(
+            self.cfg.logger,
+            "{:x} became candidate at term {}", self.id, self.term
+        );
     }
 
     fn become_pre_candidate(&mut self) {
-        debug_assert!(self.state != StateRole::Leader, "invalid transition [leader -> pre-candidate]");
+        debug_assert!(
+            self.state != StateRole::Leader,
+            "invalid transition [leader -> pre-candidate]"
+        );
         // A pre-candidate keeps its term and vote: nothing durable changes until it wins.
         self.trk.reset_votes();
         self.trk.progress = ProgressMap::default();
         self.lead = NONE;
         self.state = StateRole::PreCandidate;
-        info!(self.cfg.logger, "{:x} became pre-candidate at term {}", self.id, self.term);
+        info!(
+            self.cfg.logger,
+            "{:x} became pre-candidate at term {}", self.id, self.term
+        );
     }
 
     fn become_leader(&mut self) {
-        debug_assert!(self.state != StateRole::Follower, "invalid transition [follower -> leader]");
+        debug_assert!(
+            self.state != StateRole::Follower,
+            "invalid transition [follower -> leader]"
+        );
         let term = self.term;
         self.reset(term);
         self.lead = self.id;
@@ -524,7 +577,10 @@ impl<S: Storage> Raft<S> {
         // The empty entry of the new term; it does not count toward the uncommitted limit.
         let appended = self.append_entry(vec![Entry::default()]);
         debug_assert!(appended, "the empty entry is never refused");
-        info!(self.cfg.logger, "{:x} became leader at term {}", self.id, self.term);
+        info!(
+            self.cfg.logger,
+            "{:x} became leader at term {}", self.id, self.term
+        );
     }
 
     /// Fills the progress map with a fresh Progress per member (leader only, or temporarily
@@ -539,7 +595,8 @@ impl<S: Storage> Raft<S> {
         ids.sort_unstable();
         ids.dedup();
         for id in ids {
-            let mut pr = Progress::new(last + 1, self.trk.max_inflight, self.trk.max_inflight_bytes);
+            let mut pr =
+                Progress::new(last + 1, self.trk.max_inflight, self.trk.max_inflight_bytes);
             pr.is_learner = self.trk.config.is_learner(id);
             if id == self.id {
                 pr.matched = last;
@@ -561,7 +618,8 @@ impl<S: Storage> Raft<S> {
 
     fn tick_election(&mut self) {
         self.election_elapsed += 1;
-        if self.promotable() && self.past_election_timeout() {
+        // The cheap clock test first: an idle follower's tick is an increment and a compare.
+        if self.past_election_timeout() && self.promotable() {
             self.election_elapsed = 0;
             self.hup_local();
         }
@@ -610,23 +668,37 @@ impl<S: Storage> Raft<S> {
 
     fn hup(&mut self, t: CampaignType) {
         if self.state == StateRole::Leader {
-            debug!(self.cfg.logger, "{:x} ignoring MsgHup because already leader", self.id);
+            debug!(
+                self.cfg.logger,
+                "{:x} ignoring MsgHup because already leader", self.id
+            );
             return;
         }
         if !self.promotable() {
-            warn!(self.cfg.logger, "{:x} is unpromotable and can not campaign", self.id);
+            warn!(
+                self.cfg.logger,
+                "{:x} is unpromotable and can not campaign", self.id
+            );
             return;
         }
         if self.has_unapplied_conf_changes() {
             warn!(self.cfg.logger, "{:x} cannot campaign at term {} since there are still pending configuration changes to apply", self.id, self.term);
             return;
         }
-        // Terms stay far below u64::MAX: a term that cannot be incremented ends elections.
+        // Remote terms may run at most MAX_TERM_JUMP ahead of ours and stay below
+        // MAX_REMOTE_VALUE, so `term + 1` never overflows and a hostile message cannot use up
+        // the term space in one go.
         if self.term >= MAX_REMOTE_VALUE {
-            error!(self.cfg.logger, "{:x} cannot campaign: term {} is at the limit", self.id, self.term);
+            error!(
+                self.cfg.logger,
+                "{:x} cannot campaign: term {} is at the limit", self.id, self.term
+            );
             return;
         }
-        info!(self.cfg.logger, "{:x} is starting a new election at term {}", self.id, self.term);
+        info!(
+            self.cfg.logger,
+            "{:x} is starting a new election at term {}", self.id, self.term
+        );
         self.campaign(t);
     }
 
@@ -638,21 +710,30 @@ impl<S: Storage> Raft<S> {
         }
         let mut found = false;
         let page = self.cfg.max_committed_size_per_ready;
-        let res = self.raft_log.scan(applied + 1, committed + 1, page, |ents| {
-            if ents.iter().any(|e| {
-                matches!(
-                    e.entry_type(),
-                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2
-                )
-            }) {
-                found = true;
-            }
-            Ok(())
-        });
+        let res = self
+            .raft_log
+            .scan(applied + 1, committed + 1, page, |ents| {
+                if ents.iter().any(|e| {
+                    matches!(
+                        e.entry_type(),
+                        EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+                    )
+                }) {
+                    found = true;
+                }
+                Ok(())
+            });
         if let Err(e) = res {
             // Not being able to read committed entries is a local storage failure; refusing to
             // campaign is the safe answer.
-            error!(self.cfg.logger, "{:x} error scanning unapplied entries [{}, {}): {}", self.id, applied + 1, committed + 1, e);
+            error!(
+                self.cfg.logger,
+                "{:x} error scanning unapplied entries [{}, {}): {}",
+                self.id,
+                applied + 1,
+                committed + 1,
+                e
+            );
             return true;
         }
         found
@@ -680,8 +761,16 @@ impl<S: Storage> Raft<S> {
                 });
                 continue;
             }
-            info!(self.cfg.logger, "{:x} [logterm: {}, index: {}] sent {} request to {:x} at term {}",
-                self.id, last_term, last_index, vote_msg.as_str_name(), id, self.term);
+            info!(
+                self.cfg.logger,
+                "{:x} [logterm: {}, index: {}] sent {} request to {:x} at term {}",
+                self.id,
+                last_term,
+                last_index,
+                vote_msg.as_str_name(),
+                id,
+                self.term
+            );
             let context = if t == CampaignType::Transfer {
                 Bytes::from_static(CAMPAIGN_TRANSFER)
             } else {
@@ -701,9 +790,23 @@ impl<S: Storage> Raft<S> {
 
     fn poll(&mut self, id: u64, t: MessageType, granted: bool) -> (usize, usize, VoteResult) {
         if granted {
-            info!(self.cfg.logger, "{:x} received {} from {:x} at term {}", self.id, t.as_str_name(), id, self.term);
+            info!(
+                self.cfg.logger,
+                "{:x} received {} from {:x} at term {}",
+                self.id,
+                t.as_str_name(),
+                id,
+                self.term
+            );
         } else {
-            info!(self.cfg.logger, "{:x} received {} rejection from {:x} at term {}", self.id, t.as_str_name(), id, self.term);
+            info!(
+                self.cfg.logger,
+                "{:x} received {} rejection from {:x} at term {}",
+                self.id,
+                t.as_str_name(),
+                id,
+                self.term
+            );
         }
         self.trk.record_vote(id, granted);
         self.trk.tally_votes()
@@ -714,7 +817,9 @@ impl<S: Storage> Raft<S> {
 
     /// Steps a message that passed `RawNode`'s validation (or a local one).
     pub(crate) fn step(&mut self, mut m: Message) -> Result<()> {
-        let t = m.msg_type().ok_or(Error::InvalidMessage("unknown message type"))?;
+        let t = m
+            .msg_type()
+            .ok_or(Error::InvalidMessage("unknown message type"))?;
         if m.term == 0 {
             // Local or term-less message.
         } else if m.term > self.term {
@@ -741,7 +846,10 @@ impl<S: Storage> Raft<S> {
                 _ => {
                     info!(self.cfg.logger, "{:x} [term: {}] received a {} message with higher term from {:x} [term: {}]",
                         self.id, self.term, t.as_str_name(), m.from, m.term);
-                    if matches!(t, MessageType::MsgApp | MessageType::MsgHeartbeat | MessageType::MsgSnap) {
+                    if matches!(
+                        t,
+                        MessageType::MsgApp | MessageType::MsgHeartbeat | MessageType::MsgSnap
+                    ) {
                         self.become_follower(m.term, m.from);
                     } else {
                         self.become_follower(m.term, NONE);
@@ -782,8 +890,15 @@ impl<S: Storage> Raft<S> {
                     self.applied_snap(&s);
                 }
             } else {
-                info!(self.cfg.logger, "{:x} [term: {}] ignored a {} message with lower term from {:x} [term: {}]",
-                    self.id, self.term, t.as_str_name(), m.from, m.term);
+                info!(
+                    self.cfg.logger,
+                    "{:x} [term: {}] ignored a {} message with lower term from {:x} [term: {}]",
+                    self.id,
+                    self.term,
+                    t.as_str_name(),
+                    m.from,
+                    m.term
+                );
             }
             return Ok(());
         }
@@ -807,8 +922,7 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgStorageApplyResp => {
                 if let Some(last) = m.entries.last() {
                     let index = last.index;
-                    self.applied_to(index, ents_size(&m.entries));
-                    self.reduce_uncommitted_size(payloads_size(&m.entries));
+                    self.on_applied(index, ents_size(&m.entries), payloads_size(&m.entries));
                 }
             }
             MessageType::MsgVote | MessageType::MsgPreVote => {
@@ -847,9 +961,7 @@ impl<S: Storage> Raft<S> {
             }
             _ => match self.state {
                 StateRole::Leader => return self.step_leader(m, t),
-                StateRole::Candidate | StateRole::PreCandidate => {
-                    return self.step_candidate(m, t)
-                }
+                StateRole::Candidate | StateRole::PreCandidate => return self.step_candidate(m, t),
                 StateRole::Follower => return self.step_follower(m, t),
             },
         }
@@ -864,7 +976,10 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgCheckQuorum => {
                 if !self.trk.quorum_active() {
-                    warn!(self.cfg.logger, "{:x} stepped down to follower since quorum is not active", self.id);
+                    warn!(
+                        self.cfg.logger,
+                        "{:x} stepped down to follower since quorum is not active", self.id
+                    );
                     let term = self.term;
                     self.become_follower(term, NONE);
                     return Ok(());
@@ -906,10 +1021,11 @@ impl<S: Storage> Raft<S> {
                 if !self.committed_entry_in_current_term() {
                     // Until the leader commits an entry of its term, its commit index may be
                     // behind the group's: hold the read until then.
-                    if self.pending_read_index_messages.len() >= crate::read_only::MAX_PENDING_READS {
+                    let ro = self.read_only_mut();
+                    if ro.held.len() >= crate::read_only::MAX_PENDING_READS {
                         return Err(Error::ProposalDropped);
                     }
-                    self.pending_read_index_messages.push(m);
+                    ro.held.push(m);
                     return Ok(());
                 }
                 return self.handle_read_index(m);
@@ -920,7 +1036,10 @@ impl<S: Storage> Raft<S> {
 
         let from = m.from;
         if self.trk.progress.get(from).is_none() {
-            debug!(self.cfg.logger, "{:x} no progress available for {:x}", self.id, from);
+            debug!(
+                self.cfg.logger,
+                "{:x} no progress available for {:x}", self.id, from
+            );
             return Ok(());
         }
         match t {
@@ -939,7 +1058,13 @@ impl<S: Storage> Raft<S> {
                     // of a snapshot that never arrived.
                     pr.pending_snapshot = 0;
                     pr.become_probe();
-                    debug!(self.cfg.logger, "{:x} snapshot failed, resumed sending replication messages to {:x} [{}]", self.id, from, pr);
+                    debug!(
+                        self.cfg.logger,
+                        "{:x} snapshot failed, resumed sending replication messages to {:x} [{}]",
+                        self.id,
+                        from,
+                        pr
+                    );
                 }
                 // Wait for the follower's answer (or a heartbeat interval) before appending.
                 pr.msg_app_flow_paused = true;
@@ -950,7 +1075,13 @@ impl<S: Storage> Raft<S> {
                 if pr.state == ProgressState::Replicate {
                     pr.become_probe();
                 }
-                debug!(self.cfg.logger, "{:x} failed to send message to {:x} because it is unreachable [{}]", self.id, from, pr);
+                debug!(
+                    self.cfg.logger,
+                    "{:x} failed to send message to {:x} because it is unreachable [{}]",
+                    self.id,
+                    from,
+                    pr
+                );
             }
             MessageType::MsgTransferLeader => self.handle_transfer_leader(from),
             _ => {}
@@ -968,7 +1099,10 @@ impl<S: Storage> Raft<S> {
                     match <ConfChange as prost::Message>::decode(e.data.clone()) {
                         Ok(cc) => cc.as_v2(),
                         Err(_) => {
-                            info!(self.cfg.logger, "{:x} ignoring undecodable conf change proposal", self.id);
+                            info!(
+                                self.cfg.logger,
+                                "{:x} ignoring undecodable conf change proposal", self.id
+                            );
                             *e = Entry::default();
                             continue;
                         }
@@ -978,7 +1112,10 @@ impl<S: Storage> Raft<S> {
                     match <ConfChangeV2 as prost::Message>::decode(e.data.clone()) {
                         Ok(cc) => cc,
                         Err(_) => {
-                            info!(self.cfg.logger, "{:x} ignoring undecodable conf change proposal", self.id);
+                            info!(
+                                self.cfg.logger,
+                                "{:x} ignoring undecodable conf change proposal", self.id
+                            );
                             *e = Entry::default();
                             continue;
                         }
@@ -1003,8 +1140,14 @@ impl<S: Storage> Raft<S> {
             };
             match failed {
                 Some(why) if !self.cfg.disable_conf_change_validation => {
-                    info!(self.cfg.logger, "{:x} ignoring conf change {} at config {}: {}",
-                        self.id, confchange::describe(&cc.changes), self.trk.config, why);
+                    info!(
+                        self.cfg.logger,
+                        "{:x} ignoring conf change {} at config {}: {}",
+                        self.id,
+                        crate::describe::describe_conf_change(&cc),
+                        self.trk.config,
+                        why
+                    );
                     *e = Entry::default();
                 }
                 _ => self.pending_conf_index = last + i as u64 + 1,
@@ -1018,7 +1161,14 @@ impl<S: Storage> Raft<S> {
         if m.index > last_index && !m.reject {
             // An acknowledgement of entries this leader never had: ignore it rather than
             // count it toward a quorum.
-            warn!(self.cfg.logger, "{:x} ignored MsgAppResp from {:x} acknowledging index {} past the last index {}", self.id, from, m.index, last_index);
+            warn!(
+                self.cfg.logger,
+                "{:x} ignored MsgAppResp from {:x} acknowledging index {} past the last index {}",
+                self.id,
+                from,
+                m.index,
+                last_index
+            );
             return;
         }
         let pr = self.trk.progress.get_mut(from).expect("checked by caller");
@@ -1030,11 +1180,17 @@ impl<S: Storage> Raft<S> {
             if m.log_term > 0 {
                 // Skip every entry of ours whose term is above the follower's term at the hint:
                 // none of them can match.
-                next_probe_idx = self.raft_log.find_conflict_by_term(next_probe_idx, m.log_term).0;
+                next_probe_idx = self
+                    .raft_log
+                    .find_conflict_by_term(next_probe_idx, m.log_term)
+                    .0;
             }
             let pr = self.trk.progress.get_mut(from).expect("checked by caller");
             if pr.maybe_decr_to(m.index, next_probe_idx) {
-                debug!(self.cfg.logger, "{:x} decreased progress of {:x} to [{}]", self.id, from, pr);
+                debug!(
+                    self.cfg.logger,
+                    "{:x} decreased progress of {:x} to [{}]", self.id, from, pr
+                );
                 if pr.state == ProgressState::Replicate {
                     pr.become_probe();
                 }
@@ -1082,9 +1238,16 @@ impl<S: Storage> Raft<S> {
                 }
             }
             if from == self.lead_transferee
-                && self.trk.progress.get(from).is_some_and(|pr| pr.matched == self.raft_log.last_index())
+                && self
+                    .trk
+                    .progress
+                    .get(from)
+                    .is_some_and(|pr| pr.matched == self.raft_log.last_index())
             {
-                info!(self.cfg.logger, "{:x} sent MsgTimeoutNow to {:x} after received MsgAppResp", self.id, from);
+                info!(
+                    self.cfg.logger,
+                    "{:x} sent MsgTimeoutNow to {:x} after received MsgAppResp", self.id, from
+                );
                 self.send_timeout_now(from);
             }
         }
@@ -1102,15 +1265,26 @@ impl<S: Storage> Raft<S> {
         if pr.matched < last_index || pr.can_bump_commit(committed) {
             self.send_append(from);
         }
-        if self.read_only.option != ReadOnlyOption::Safe || m.context.is_empty() {
+        if self.cfg.read_only_option != ReadOnlyOption::Safe || m.context.is_empty() {
             return;
         }
-        if !self.read_only.recv_ack(from, &m.context) {
+        let Some(ro) = self.read_only.as_mut() else {
+            return;
+        };
+        if !ro.recv_ack(from, &m.context) {
             return;
         }
-        let ro = &self.read_only;
-        let confirmed = self.trk.config.voters.committed_index(&|id: u64| ro.acked(id));
-        let released = self.read_only.advance(confirmed);
+        let ro = &**ro;
+        let confirmed = self
+            .trk
+            .config
+            .voters
+            .committed_index(&|id: u64| ro.acked(id));
+        let released = self
+            .read_only
+            .as_mut()
+            .map(|ro| ro.advance(confirmed))
+            .unwrap_or_default();
         for rs in released {
             self.respond_to_read_index(rs.req, rs.index);
         }
@@ -1121,7 +1295,10 @@ impl<S: Storage> Raft<S> {
             return;
         };
         if pr.is_learner {
-            debug!(self.cfg.logger, "{:x} is learner. Ignored transferring leadership", self.id);
+            debug!(
+                self.cfg.logger,
+                "{:x} is learner. Ignored transferring leadership", self.id
+            );
             return;
         }
         let last = self.lead_transferee;
@@ -1131,20 +1308,38 @@ impl<S: Storage> Raft<S> {
                 return;
             }
             self.abort_leader_transfer();
-            info!(self.cfg.logger, "{:x} [term {}] abort previous transferring leadership to {:x}", self.id, self.term, last);
+            info!(
+                self.cfg.logger,
+                "{:x} [term {}] abort previous transferring leadership to {:x}",
+                self.id,
+                self.term,
+                last
+            );
         }
         if transferee == self.id {
-            debug!(self.cfg.logger, "{:x} is already leader. Ignored transferring leadership to self", self.id);
+            debug!(
+                self.cfg.logger,
+                "{:x} is already leader. Ignored transferring leadership to self", self.id
+            );
             return;
         }
-        info!(self.cfg.logger, "{:x} [term {}] starts to transfer leadership to {:x}", self.id, self.term, transferee);
+        info!(
+            self.cfg.logger,
+            "{:x} [term {}] starts to transfer leadership to {:x}", self.id, self.term, transferee
+        );
         // The transfer must finish within an election timeout.
         self.election_elapsed = 0;
         self.lead_transferee = transferee;
         let matched = self.trk.progress.get(transferee).map_or(0, |p| p.matched);
         if matched == self.raft_log.last_index() {
             self.send_timeout_now(transferee);
-            info!(self.cfg.logger, "{:x} sends MsgTimeoutNow to {:x} immediately as {:x} already has up-to-date log", self.id, transferee, transferee);
+            info!(
+                self.cfg.logger,
+                "{:x} sends MsgTimeoutNow to {:x} immediately as {:x} already has up-to-date log",
+                self.id,
+                transferee,
+                transferee
+            );
         } else {
             self.send_append(transferee);
         }
@@ -1164,7 +1359,10 @@ impl<S: Storage> Raft<S> {
         };
         match t {
             MessageType::MsgProp => {
-                info!(self.cfg.logger, "{:x} no leader at term {}; dropping proposal", self.id, self.term);
+                info!(
+                    self.cfg.logger,
+                    "{:x} no leader at term {}; dropping proposal", self.id, self.term
+                );
                 return Err(Error::ProposalDropped);
             }
             MessageType::MsgApp => {
@@ -1181,7 +1379,14 @@ impl<S: Storage> Raft<S> {
             }
             _ if t == my_vote_resp => {
                 let (gr, rj, res) = self.poll(m.from, t, !m.reject);
-                info!(self.cfg.logger, "{:x} has received {} {} votes and {} vote rejections", self.id, gr, t.as_str_name(), rj);
+                info!(
+                    self.cfg.logger,
+                    "{:x} has received {} {} votes and {} vote rejections",
+                    self.id,
+                    gr,
+                    t.as_str_name(),
+                    rj
+                );
                 match res {
                     VoteResult::Won => {
                         if self.state == StateRole::PreCandidate {
@@ -1200,7 +1405,14 @@ impl<S: Storage> Raft<S> {
                 }
             }
             MessageType::MsgTimeoutNow => {
-                debug!(self.cfg.logger, "{:x} [term {} state {}] ignored MsgTimeoutNow from {:x}", self.id, self.term, self.state, m.from);
+                debug!(
+                    self.cfg.logger,
+                    "{:x} [term {} state {}] ignored MsgTimeoutNow from {:x}",
+                    self.id,
+                    self.term,
+                    self.state,
+                    m.from
+                );
             }
             _ => {}
         }
@@ -1214,11 +1426,20 @@ impl<S: Storage> Raft<S> {
                     return Err(Error::InvalidMessage("MsgProp without entries"));
                 }
                 if self.lead == NONE {
-                    info!(self.cfg.logger, "{:x} no leader at term {}; dropping proposal", self.id, self.term);
+                    info!(
+                        self.cfg.logger,
+                        "{:x} no leader at term {}; dropping proposal", self.id, self.term
+                    );
                     return Err(Error::ProposalDropped);
                 }
                 if self.cfg.disable_proposal_forwarding {
-                    info!(self.cfg.logger, "{:x} not forwarding to leader {:x} at term {}; dropping proposal", self.id, self.lead, self.term);
+                    info!(
+                        self.cfg.logger,
+                        "{:x} not forwarding to leader {:x} at term {}; dropping proposal",
+                        self.id,
+                        self.lead,
+                        self.term
+                    );
                     return Err(Error::ProposalDropped);
                 }
                 m.to = self.lead;
@@ -1242,7 +1463,12 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgTransferLeader => {
                 if self.lead == NONE {
-                    info!(self.cfg.logger, "{:x} no leader at term {}; dropping leader transfer msg", self.id, self.term);
+                    info!(
+                        self.cfg.logger,
+                        "{:x} no leader at term {}; dropping leader transfer msg",
+                        self.id,
+                        self.term
+                    );
                     return Ok(());
                 }
                 m.to = self.lead;
@@ -1250,12 +1476,18 @@ impl<S: Storage> Raft<S> {
                 self.send(m);
             }
             MessageType::MsgForgetLeader => {
-                if self.read_only.option == ReadOnlyOption::LeaseBased {
-                    error!(self.cfg.logger, "ignoring MsgForgetLeader due to ReadOnlyLeaseBased");
+                if self.cfg.read_only_option == ReadOnlyOption::LeaseBased {
+                    error!(
+                        self.cfg.logger,
+                        "ignoring MsgForgetLeader due to ReadOnlyLeaseBased"
+                    );
                     return Ok(());
                 }
                 if self.lead != NONE {
-                    info!(self.cfg.logger, "{:x} forgetting leader {:x} at term {}", self.id, self.lead, self.term);
+                    info!(
+                        self.cfg.logger,
+                        "{:x} forgetting leader {:x} at term {}", self.id, self.lead, self.term
+                    );
                     self.lead = NONE;
                 }
             }
@@ -1266,7 +1498,10 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgReadIndex => {
                 if self.lead == NONE {
-                    info!(self.cfg.logger, "{:x} no leader at term {}; dropping index reading msg", self.id, self.term);
+                    info!(
+                        self.cfg.logger,
+                        "{:x} no leader at term {}; dropping index reading msg", self.id, self.term
+                    );
                     return Ok(());
                 }
                 m.to = self.lead;
@@ -1275,7 +1510,13 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgReadIndexResp => {
                 if m.entries.len() != 1 {
-                    error!(self.cfg.logger, "{:x} invalid format of MsgReadIndexResp from {:x}, entries count: {}", self.id, m.from, m.entries.len());
+                    error!(
+                        self.cfg.logger,
+                        "{:x} invalid format of MsgReadIndexResp from {:x}, entries count: {}",
+                        self.id,
+                        m.from,
+                        m.entries.len()
+                    );
                     return Ok(());
                 }
                 let ctx = m.entries.swap_remove(0).data;
@@ -1293,7 +1534,12 @@ impl<S: Storage> Raft<S> {
         // Read states are handed out with every Ready; a node whose application never calls
         // ready() would otherwise grow this without bound.
         if self.read_states.len() >= crate::read_only::MAX_PENDING_READS {
-            warn!(self.cfg.logger, "{:x} dropping read state at index {}: too many unread read states", self.id, rs.index);
+            warn!(
+                self.cfg.logger,
+                "{:x} dropping read state at index {}: too many unread read states",
+                self.id,
+                rs.index
+            );
             return;
         }
         self.read_states.push(rs);
@@ -1315,7 +1561,10 @@ impl<S: Storage> Raft<S> {
         }
         let from = m.from;
         let (index, log_term, commit) = (m.index, m.log_term, m.commit);
-        match self.raft_log.maybe_append(index, log_term, commit, m.entries) {
+        match self
+            .raft_log
+            .maybe_append(index, log_term, commit, m.entries)
+        {
             Ok(Some(last_new)) => {
                 self.send(Message {
                     r#type: MessageType::MsgAppResp as i32,
@@ -1331,7 +1580,8 @@ impl<S: Storage> Raft<S> {
                 // Hint the largest (index, term) at which the logs may match, so the leader
                 // skips a whole term per round trip.
                 let hint_index = index.min(self.raft_log.last_index());
-                let (hint_index, hint_term) = self.raft_log.find_conflict_by_term(hint_index, log_term);
+                let (hint_index, hint_term) =
+                    self.raft_log.find_conflict_by_term(hint_index, log_term);
                 self.send(Message {
                     r#type: MessageType::MsgAppResp as i32,
                     to: from,
@@ -1343,7 +1593,10 @@ impl<S: Storage> Raft<S> {
                 });
             }
             Err(e) => {
-                warn!(self.cfg.logger, "{:x} rejected a malformed MsgApp from {:x}: {}", self.id, from, e);
+                warn!(
+                    self.cfg.logger,
+                    "{:x} rejected a malformed MsgApp from {:x}: {}", self.id, from, e
+                );
                 return Err(e);
             }
         }
@@ -1374,11 +1627,26 @@ impl<S: Storage> Raft<S> {
         }
         let cs = s.conf_state();
         if let Err(e) = confchange::validate_conf_state(&cs) {
-            warn!(self.cfg.logger, "{:x} rejected snapshot [index: {}, term: {}] from {:x}: invalid ConfState: {}", self.id, sindex, sterm, m.from, e);
+            warn!(
+                self.cfg.logger,
+                "{:x} rejected snapshot [index: {}, term: {}] from {:x}: invalid ConfState: {}",
+                self.id,
+                sindex,
+                sterm,
+                m.from,
+                e
+            );
             return Err(Error::InvalidMessage("snapshot with an invalid ConfState"));
         }
         if self.restore(s) {
-            info!(self.cfg.logger, "{:x} [commit: {}] restored snapshot [index: {}, term: {}]", self.id, self.raft_log.committed, sindex, sterm);
+            info!(
+                self.cfg.logger,
+                "{:x} [commit: {}] restored snapshot [index: {}, term: {}]",
+                self.id,
+                self.raft_log.committed,
+                sindex,
+                sterm
+            );
             let last = self.raft_log.last_index();
             self.send(Message {
                 r#type: MessageType::MsgAppResp as i32,
@@ -1387,7 +1655,14 @@ impl<S: Storage> Raft<S> {
                 ..Default::default()
             });
         } else {
-            info!(self.cfg.logger, "{:x} [commit: {}] ignored snapshot [index: {}, term: {}]", self.id, self.raft_log.committed, sindex, sterm);
+            info!(
+                self.cfg.logger,
+                "{:x} [commit: {}] ignored snapshot [index: {}, term: {}]",
+                self.id,
+                self.raft_log.committed,
+                sindex,
+                sterm
+            );
             let committed = self.raft_log.committed;
             self.send(Message {
                 r#type: MessageType::MsgAppResp as i32,
@@ -1409,7 +1684,10 @@ impl<S: Storage> Raft<S> {
         if self.state != StateRole::Follower {
             // Only followers restore; a leader or candidate seeing a newer snapshot in its own
             // term is impossible with honest peers. Step down and let the group sort it out.
-            warn!(self.cfg.logger, "{:x} attempted to restore snapshot as leader; should never happen", self.id);
+            warn!(
+                self.cfg.logger,
+                "{:x} attempted to restore snapshot as leader; should never happen", self.id
+            );
             let term = self.term + 1;
             self.become_follower(term, NONE);
             return false;
@@ -1430,19 +1708,31 @@ impl<S: Storage> Raft<S> {
             self.raft_log.commit_to(sindex);
             return false;
         }
-        info!(self.cfg.logger, "log [{}] starts to restore snapshot [index: {}, term: {}]", self.raft_log, sindex, sterm);
+        info!(
+            self.cfg.logger,
+            "log [{}] starts to restore snapshot [index: {}, term: {}]",
+            self.raft_log,
+            sindex,
+            sterm
+        );
         self.raft_log.restore(s);
         let mut trk = ProgressTracker::new(self.trk.max_inflight, self.trk.max_inflight_bytes);
         if let Err(e) = confchange::restore(&mut trk, self.raft_log.last_index(), &cs) {
             // validate_conf_state ran before; a failure here is a bug in the changer.
-            error!(self.cfg.logger, "{:x} unable to restore config {:?}: {}", self.id, cs, e);
+            error!(
+                self.cfg.logger,
+                "{:x} unable to restore config {:?}: {}", self.id, cs, e
+            );
             return true;
         }
         self.trk.config = trk.config;
         self.trk.progress = trk.progress;
         let new_cs = self.switch_to_config_loaded();
         if !new_cs.equivalent(&cs) {
-            error!(self.cfg.logger, "{:x} restored config {:?} differs from the snapshot's {:?}", self.id, new_cs, cs);
+            error!(
+                self.cfg.logger,
+                "{:x} restored config {:?} differs from the snapshot's {:?}", self.id, new_cs, cs
+            );
         }
         let (lt, li) = self.raft_log.last_entry_id();
         info!(self.cfg.logger, "{:x} [commit: {}, lastindex: {}, lastterm: {}] restored snapshot [index: {}, term: {}]",
@@ -1466,15 +1756,62 @@ impl<S: Storage> Raft<S> {
             return false;
         }
         let li = self.raft_log.append(es);
-        // The leader acknowledges its own entries once they are durable: the self-addressed
-        // response comes back through advance (or the append thread).
+        self.self_ack(li);
+        true
+    }
+
+    /// The leader acknowledges its own entries once they are durable: the self-addressed
+    /// response comes back through advance (or the append thread). In batched mode a newer
+    /// acknowledgement replaces an older one still waiting in the queue: it says more.
+    fn self_ack(&mut self, last_index: u64) {
+        if self.cfg.append_mode == AppendMode::Batched {
+            if let Some(m) = self.msgs_after_append.last_mut() {
+                if m.to == self.id
+                    && m.r#type == MessageType::MsgAppResp as i32
+                    && m.term == self.term
+                    && !m.reject
+                {
+                    m.index = m.index.max(last_index);
+                    return;
+                }
+            }
+        }
         self.send(Message {
             r#type: MessageType::MsgAppResp as i32,
             to: self.id,
-            index: li,
+            index: last_index,
             ..Default::default()
         });
-        true
+    }
+
+    /// A local proposal of one entry on the leader, without building a message (the common
+    /// case on the hot path). Returns `None` when the node is not a leader that takes
+    /// proposals directly, so the caller steps a `MsgProp` instead.
+    pub(crate) fn propose_fast(&mut self, data: Bytes) -> std::result::Result<Result<()>, Bytes> {
+        if self.state != StateRole::Leader {
+            return Err(data);
+        }
+        if self.trk.progress.get(self.id).is_none() || self.lead_transferee != NONE {
+            return Ok(Err(Error::ProposalDropped));
+        }
+        let payload = data.len() as u64;
+        if self.uncommitted_size > 0
+            && payload > 0
+            && self.uncommitted_size.saturating_add(payload) > self.cfg.max_uncommitted_entries_size
+        {
+            warn!(self.cfg.logger, "{:x} appending new entries to log would exceed uncommitted entry size limit; dropping proposal", self.id);
+            return Ok(Err(Error::ProposalDropped));
+        }
+        self.uncommitted_size = self.uncommitted_size.saturating_add(payload);
+        let li = self.raft_log.append_one(Entry {
+            term: self.term,
+            index: self.raft_log.last_index() + 1,
+            r#type: EntryType::EntryNormal as i32,
+            data,
+        });
+        self.self_ack(li);
+        self.bcast_append();
+        Ok(Ok(()))
     }
 
     fn increase_uncommitted_size(&mut self, ents: &[Entry]) -> bool {
@@ -1509,14 +1846,14 @@ impl<S: Storage> Raft<S> {
     }
 
     fn release_pending_read_index_messages(&mut self) {
-        if self.pending_read_index_messages.is_empty() {
+        if self.read_only.as_ref().is_none_or(|r| r.held.is_empty()) {
             return;
         }
         if !self.committed_entry_in_current_term() {
             error!(self.cfg.logger, "{:x} pending MsgReadIndex should be released only after first commit in current term", self.id);
             return;
         }
-        let msgs = std::mem::take(&mut self.pending_read_index_messages);
+        let msgs = std::mem::take(&mut self.read_only_mut().held);
         for m in msgs {
             let _ = self.handle_read_index(m);
         }
@@ -1524,10 +1861,14 @@ impl<S: Storage> Raft<S> {
 
     fn handle_read_index(&mut self, m: Message) -> Result<()> {
         let committed = self.raft_log.committed;
-        match self.read_only.option {
+        match self.cfg.read_only_option {
             ReadOnlyOption::Safe => {
-                if !self.read_only.add_request(committed, m, self.id) {
-                    warn!(self.cfg.logger, "{:x} dropping read index request: too many pending reads", self.id);
+                let id = self.id;
+                if !self.read_only_mut().add_request(committed, m, id) {
+                    warn!(
+                        self.cfg.logger,
+                        "{:x} dropping read index request: too many pending reads", self.id
+                    );
                     return Err(Error::ProposalDropped);
                 }
                 self.bcast_heartbeat();
@@ -1537,9 +1878,18 @@ impl<S: Storage> Raft<S> {
         Ok(())
     }
 
+    fn read_only_mut(&mut self) -> &mut ReadOnly {
+        self.read_only.get_or_insert_with(Default::default)
+    }
+
     fn respond_to_read_index(&mut self, req: Message, index: u64) {
         if req.from == NONE || req.from == self.id {
-            let ctx = req.entries.into_iter().next().map(|e| e.data).unwrap_or_default();
+            let ctx = req
+                .entries
+                .into_iter()
+                .next()
+                .map(|e| e.data)
+                .unwrap_or_default();
             self.push_read_state(ReadState {
                 index,
                 request_ctx: ctx,
@@ -1553,6 +1903,13 @@ impl<S: Storage> Raft<S> {
             entries: req.entries,
             ..Default::default()
         });
+    }
+
+    /// The application applied entries up to `index` (`size` encoded bytes, `payload` payload
+    /// bytes): the apply window and the uncommitted budget open up.
+    pub(crate) fn on_applied(&mut self, index: u64, size: u64, payload: u64) {
+        self.applied_to(index, size);
+        self.reduce_uncommitted_size(payload);
     }
 
     pub(crate) fn applied_to(&mut self, index: u64, size: u64) {
@@ -1576,8 +1933,17 @@ impl<S: Storage> Raft<S> {
                 ..Default::default()
             };
             match self.step(m) {
-                Ok(()) => info!(self.cfg.logger, "initiating automatic transition out of joint configuration {}", self.trk.config),
-                Err(e) => debug!(self.cfg.logger, "not initiating automatic transition out of joint configuration {}: {}", self.trk.config, e),
+                Ok(()) => info!(
+                    self.cfg.logger,
+                    "initiating automatic transition out of joint configuration {}",
+                    self.trk.config
+                ),
+                Err(e) => debug!(
+                    self.cfg.logger,
+                    "not initiating automatic transition out of joint configuration {}: {}",
+                    self.trk.config,
+                    e
+                ),
             }
         }
     }
@@ -1595,6 +1961,23 @@ impl<S: Storage> Raft<S> {
     /// it was and returns the error; every node applies the same entries, so every node makes
     /// the same decision.
     pub(crate) fn apply_conf_change(&mut self, cc: &ConfChangeV2) -> Result<ConfState> {
+        if let Some(bad) = cc
+            .changes
+            .iter()
+            .find(|c| crate::raftpb::is_local_msg_target(c.node_id))
+        {
+            // The local storage threads' ids can never be members: messages to them would be
+            // taken for storage work.
+            let e = Error::ConfChange(format!("node id {:#x} is reserved", bad.node_id));
+            warn!(
+                self.cfg.logger,
+                "{:x} refused to apply conf change {}: {}",
+                self.id,
+                crate::describe::describe_conf_change(cc),
+                e
+            );
+            return Err(e);
+        }
         let had_progress = !self.trk.progress.is_empty();
         if !had_progress {
             self.build_progress();
@@ -1622,7 +2005,13 @@ impl<S: Storage> Raft<S> {
                 if !had_progress {
                     self.trk.progress = ProgressMap::default();
                 }
-                warn!(self.cfg.logger, "{:x} refused to apply conf change {}: {}", self.id, confchange::describe(&cc.changes), e);
+                warn!(
+                    self.cfg.logger,
+                    "{:x} refused to apply conf change {}: {}",
+                    self.id,
+                    crate::describe::describe_conf_change(cc),
+                    e
+                );
                 Err(e)
             }
         }
@@ -1631,7 +2020,10 @@ impl<S: Storage> Raft<S> {
     /// Takes up a configuration already installed in the tracker at start-up or from a
     /// snapshot (no leader-side work to do).
     fn switch_to_config_loaded(&mut self) -> ConfState {
-        info!(self.cfg.logger, "{:x} switched to configuration {}", self.id, self.trk.config);
+        info!(
+            self.cfg.logger,
+            "{:x} switched to configuration {}", self.id, self.trk.config
+        );
         self.is_learner = self.trk.config.is_learner(self.id);
         if self.state != StateRole::Leader {
             self.trk.progress = ProgressMap::default();
@@ -1640,7 +2032,10 @@ impl<S: Storage> Raft<S> {
     }
 
     fn switch_to_config(&mut self) -> ConfState {
-        info!(self.cfg.logger, "{:x} switched to configuration {}", self.id, self.trk.config);
+        info!(
+            self.cfg.logger,
+            "{:x} switched to configuration {}", self.id, self.trk.config
+        );
         let cs = self.trk.conf_state();
         let present = self.trk.config.contains(self.id);
         self.is_learner = self.trk.config.is_learner(self.id);

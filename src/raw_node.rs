@@ -8,7 +8,10 @@ use slog::{debug, warn};
 
 use crate::config::{Config, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE};
 use crate::error::{Error, Result};
-use crate::raft::{ents_size, Raft, ReadState, SoftState, StateRole, MAX_REMOTE_VALUE};
+use crate::raft::{
+    ents_size, payloads_size, Raft, ReadState, SoftState, StateRole, MAX_REMOTE_VALUE,
+    MAX_TERM_JUMP,
+};
 use crate::raftpb::{
     is_local_msg_target, ConfChange, ConfChangeI, ConfChangeSingle, ConfChangeType, ConfState,
     Entry, EntryType, HardState, Message, MessageType, Snapshot,
@@ -118,6 +121,10 @@ pub struct RawNode<S: Storage> {
     prev_hard_state: HardState,
     /// Sync mode: local messages stepped on `advance` (self acks, storage responses).
     steps_on_advance: Vec<Message>,
+    /// Sync mode: what the last Ready handed out to apply, acknowledged on `advance`: the last
+    /// index, the entries' encoded size and their payload size. (A summary rather than a
+    /// `MsgStorageApplyResp` carrying clones of the entries.)
+    applied_on_advance: Option<(u64, u64, u64)>,
     /// Sync mode: a Ready was handed out and `advance` not yet called.
     awaiting_advance: bool,
 }
@@ -128,25 +135,37 @@ impl<S: Storage> RawNode<S> {
     pub fn new(config: &Config, store: S) -> Result<Self> {
         let mut cfg = config.clone();
         cfg.validate()?;
-        Self::with_config(Arc::new(cfg), store)
+        let (id, applied) = (cfg.id, cfg.applied);
+        Self::with_config(id, applied, Arc::new(cfg), store)
     }
 
-    /// Creates a node sharing an already validated config (many groups in one process can
-    /// share one `Arc<Config>`; `id` overrides the config's).
-    pub fn with_shared_config(id: u64, config: Arc<Config>, store: S) -> Result<Self> {
-        if config.id != id {
-            let mut cfg = (*config).clone();
-            cfg.id = id;
-            cfg.validate()?;
-            return Self::with_config(Arc::new(cfg), store);
-        }
+    /// Creates node `id` sharing a config with other groups: thousands of groups in one
+    /// process can share one `Arc<Config>`, so each carries a pointer rather than a copy. The
+    /// config must already have been validated ([`Config::validate`], which fills in derived
+    /// limits); its own `id` and `applied` are ignored in favour of the arguments.
+    pub fn with_shared_config(
+        id: u64,
+        applied: u64,
+        config: Arc<Config>,
+        store: S,
+    ) -> Result<Self> {
         let mut check = (*config).clone();
+        check.id = id;
         check.validate()?;
-        Self::with_config(config, store)
+        let derived_same = check.max_committed_size_per_ready
+            == config.max_committed_size_per_ready
+            && check.max_uncommitted_entries_size == config.max_uncommitted_entries_size
+            && check.max_inflight_bytes == config.max_inflight_bytes;
+        if !derived_same {
+            return Err(Error::ConfigInvalid(
+                "a shared config must be validated before it is shared".into(),
+            ));
+        }
+        Self::with_config(id, applied, config, store)
     }
 
-    fn with_config(cfg: Arc<Config>, store: S) -> Result<Self> {
-        let raft = Raft::new(cfg, store)?;
+    fn with_config(id: u64, applied: u64, cfg: Arc<Config>, store: S) -> Result<Self> {
+        let raft = Raft::new(id, applied, cfg, store)?;
         let prev_soft_state = raft.soft_state();
         let prev_hard_state = raft.hard_state();
         Ok(RawNode {
@@ -154,6 +173,7 @@ impl<S: Storage> RawNode<S> {
             prev_soft_state,
             prev_hard_state,
             steps_on_advance: Vec::new(),
+            applied_on_advance: None,
             awaiting_advance: false,
         })
     }
@@ -163,11 +183,15 @@ impl<S: Storage> RawNode<S> {
     /// preferred way; this exists for convenience.
     pub fn bootstrap(&mut self, peers: &[Peer]) -> Result<()> {
         if peers.is_empty() {
-            return Err(Error::ConfigInvalid("must provide at least one peer to Bootstrap".into()));
+            return Err(Error::ConfigInvalid(
+                "must provide at least one peer to Bootstrap".into(),
+            ));
         }
         let last = self.raft.raft_log.last_index();
         if last != 0 {
-            return Err(Error::ConfigInvalid("can't bootstrap a nonempty Storage".into()));
+            return Err(Error::ConfigInvalid(
+                "can't bootstrap a nonempty Storage".into(),
+            ));
         }
         // The HardState is left empty here so that the first Ready carries it.
         self.prev_hard_state = HardState::default();
@@ -222,6 +246,10 @@ impl<S: Storage> RawNode<S> {
 
     /// Proposes data to be appended to the log.
     pub fn propose(&mut self, data: Bytes) -> Result<()> {
+        let data = match self.raft.propose_fast(data) {
+            Ok(res) => return res,
+            Err(data) => data,
+        };
         self.raft.step(Message {
             r#type: MessageType::MsgProp as i32,
             from: self.raft.id,
@@ -256,8 +284,14 @@ impl<S: Storage> RawNode<S> {
     /// Proposes a configuration change (V1 or V2; an empty V2 leaves a joint configuration).
     pub fn propose_conf_change(&mut self, cc: impl Into<ConfChangeI>) -> Result<()> {
         let (ty, data) = match cc.into() {
-            ConfChangeI::V1(c) => (EntryType::EntryConfChange, prost::Message::encode_to_vec(&c)),
-            ConfChangeI::V2(c) => (EntryType::EntryConfChangeV2, prost::Message::encode_to_vec(&c)),
+            ConfChangeI::V1(c) => (
+                EntryType::EntryConfChange,
+                prost::Message::encode_to_vec(&c),
+            ),
+            ConfChangeI::V2(c) => (
+                EntryType::EntryConfChangeV2,
+                prost::Message::encode_to_vec(&c),
+            ),
         };
         self.raft.step(Message {
             r#type: MessageType::MsgProp as i32,
@@ -297,7 +331,10 @@ impl<S: Storage> RawNode<S> {
     /// Checks a network message against the rules every honest message keeps. Returns its type.
     fn validate_remote(&self, m: &Message) -> Result<MessageType> {
         let reject = |why: &'static str| {
-            debug!(self.raft.cfg.logger, "{:x} rejected message from {:x}: {}", self.raft.id, m.from, why);
+            debug!(
+                self.raft.cfg.logger,
+                "{:x} rejected message from {:x}: {}", self.raft.id, m.from, why
+            );
             Err(Error::InvalidMessage(why))
         };
         let Some(t) = m.msg_type() else {
@@ -327,8 +364,14 @@ impl<S: Storage> RawNode<S> {
         {
             return reject("term or index out of range");
         }
-        if m.entries.len() as u64 > MAX_REMOTE_VALUE {
-            return reject("too many entries");
+        if m.term > self.raft.term.saturating_add(MAX_TERM_JUMP) {
+            return reject("term too far ahead of this node's");
+        }
+        if m.term != 0 && (m.log_term > m.term || m.entries.iter().any(|e| e.term > m.term)) {
+            return reject("entry term above the message term");
+        }
+        if m.term != 0 && m.snapshot.as_ref().is_some_and(|s| s.term() > m.term) {
+            return reject("snapshot term above the message term");
         }
         for e in &m.entries {
             if e.term > MAX_REMOTE_VALUE || e.index > MAX_REMOTE_VALUE {
@@ -397,7 +440,8 @@ impl<S: Storage> RawNode<S> {
             return true;
         }
         if r.raft_log.has_next_unstable_ents()
-            || r.raft_log.has_next_committed_ents(!r.cfg.async_storage_writes)
+            || r.raft_log
+                .has_next_committed_ents(!r.cfg.async_storage_writes)
         {
             return true;
         }
@@ -438,32 +482,26 @@ impl<S: Storage> RawNode<S> {
 
         // What tells the core that this Ready's writes are done: the last unstable entry (the
         // term check on it guards against entries overwritten since), and the snapshot.
-        let append_resp = if r.raft_log.has_next_or_in_progress_unstable_ents() || rd.snapshot.is_some()
-        {
-            let mut m = Message {
-                r#type: MessageType::MsgStorageAppendResp as i32,
-                from: LOCAL_APPEND_THREAD,
-                to: r.id,
-                term: r.term,
-                snapshot: rd.snapshot.clone(),
-                ..Default::default()
+        let append_resp =
+            if r.raft_log.has_next_or_in_progress_unstable_ents() || rd.snapshot.is_some() {
+                let mut m = Message {
+                    r#type: MessageType::MsgStorageAppendResp as i32,
+                    from: LOCAL_APPEND_THREAD,
+                    to: r.id,
+                    term: r.term,
+                    snapshot: rd.snapshot.clone(),
+                    ..Default::default()
+                };
+                if r.raft_log.has_next_or_in_progress_unstable_ents() {
+                    let (lt, li) = r.raft_log.last_entry_id();
+                    m.index = li;
+                    m.log_term = lt;
+                }
+                Some(m)
+            } else {
+                None
             };
-            if r.raft_log.has_next_or_in_progress_unstable_ents() {
-                let (lt, li) = r.raft_log.last_entry_id();
-                m.index = li;
-                m.log_term = lt;
-            }
-            Some(m)
-        } else {
-            None
-        };
-        let apply_resp = (!rd.committed_entries.is_empty()).then(|| Message {
-            r#type: MessageType::MsgStorageApplyResp as i32,
-            from: LOCAL_APPLY_THREAD,
-            to: r.id,
-            entries: rd.committed_entries.clone(),
-            ..Default::default()
-        });
+        let committed_size = ents_size(&rd.committed_entries);
 
         if async_writes {
             let need_append = !rd.entries.is_empty()
@@ -488,7 +526,14 @@ impl<S: Storage> RawNode<S> {
                 m.responses.extend(append_resp);
                 rd.messages.push(m);
             }
-            if let Some(resp) = apply_resp {
+            if !rd.committed_entries.is_empty() {
+                let resp = Message {
+                    r#type: MessageType::MsgStorageApplyResp as i32,
+                    from: LOCAL_APPLY_THREAD,
+                    to: r.id,
+                    entries: rd.committed_entries.clone(),
+                    ..Default::default()
+                };
                 rd.messages.push(Message {
                     r#type: MessageType::MsgStorageApply as i32,
                     from: r.id,
@@ -511,14 +556,20 @@ impl<S: Storage> RawNode<S> {
                 }
             }
             self.steps_on_advance.extend(append_resp);
-            self.steps_on_advance.extend(apply_resp);
+            self.applied_on_advance = rd.committed_entries.last().map(|last| {
+                (
+                    last.index,
+                    committed_size,
+                    payloads_size(&rd.committed_entries),
+                )
+            });
             self.awaiting_advance = true;
         }
 
         r.raft_log.accept_unstable();
         if let Some(last) = rd.committed_entries.last() {
-            let size = ents_size(&rd.committed_entries);
-            r.raft_log.accept_applying(last.index, size, !async_writes);
+            r.raft_log
+                .accept_applying(last.index, committed_size, !async_writes);
         }
         rd
     }
@@ -537,6 +588,9 @@ impl<S: Storage> RawNode<S> {
         let steps = std::mem::take(&mut self.steps_on_advance);
         for m in steps {
             let _ = self.raft.step(m);
+        }
+        if let Some((index, size, payload)) = self.applied_on_advance.take() {
+            self.raft.on_applied(index, size, payload);
         }
         Ok(())
     }
@@ -649,5 +703,43 @@ impl<S: Storage> RawNode<S> {
     /// The node's progress state for `id` (leader only).
     pub fn progress_state(&self, id: u64) -> Option<ProgressState> {
         self.raft.trk.progress.get(id).map(|p| p.state)
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::storage::MemStorage;
+
+    #[test]
+    fn print_sizes() {
+        eprintln!(
+            "RawNode<MemStorage> {}",
+            std::mem::size_of::<RawNode<MemStorage>>()
+        );
+        eprintln!(
+            "Raft<MemStorage> {}",
+            std::mem::size_of::<Raft<MemStorage>>()
+        );
+        eprintln!(
+            "RaftLog<MemStorage> {}",
+            std::mem::size_of::<crate::log::RaftLog<MemStorage>>()
+        );
+        eprintln!("MemStorage {}", std::mem::size_of::<MemStorage>());
+        eprintln!(
+            "Unstable {}",
+            std::mem::size_of::<crate::log_unstable::Unstable>()
+        );
+        eprintln!(
+            "ProgressTracker {}",
+            std::mem::size_of::<crate::tracker::ProgressTracker>()
+        );
+        eprintln!(
+            "ReadOnly {}",
+            std::mem::size_of::<crate::read_only::ReadOnly>()
+        );
+        eprintln!("Message {}", std::mem::size_of::<Message>());
+        eprintln!("Entry {}", std::mem::size_of::<Entry>());
+        eprintln!("HardState {}", std::mem::size_of::<HardState>());
     }
 }

@@ -6,7 +6,6 @@
 //! acknowledged is released with the commit index recorded when it was queued. Positions,
 //! rather than request contexts, make retried or duplicated contexts harmless.
 
-use crate::config::ReadOnlyOption;
 use crate::raftpb::Message;
 use std::collections::VecDeque;
 
@@ -21,27 +20,30 @@ pub(crate) struct PendingRead {
     pub pos: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ReadOnly {
-    pub option: ReadOnlyOption,
+    /// Requests held until the leader commits an entry of its term.
+    pub held: Vec<Message>,
     pending: VecDeque<PendingRead>,
     next_pos: u64,
     /// Highest position acknowledged per node, sorted by id.
     acks: Vec<(u64, u64)>,
 }
 
+impl Default for ReadOnly {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ReadOnly {
-    pub fn new(option: ReadOnlyOption) -> Self {
+    pub fn new() -> Self {
         ReadOnly {
-            option,
+            held: Vec::new(),
             pending: VecDeque::new(),
             next_pos: 1,
             acks: Vec::new(),
         }
-    }
-
-    pub fn pending_len(&self) -> usize {
-        self.pending.len()
     }
 
     /// Queues a request answered with `index` once confirmed. Returns false when full.
@@ -108,7 +110,7 @@ mod tests {
 
     #[test]
     fn positions_release_in_order() {
-        let mut ro = ReadOnly::new(ReadOnlyOption::Safe);
+        let mut ro = ReadOnly::new();
         assert!(ro.last_pending_ctx().is_none());
         assert!(ro.add_request(5, Message::default(), 1));
         assert!(ro.add_request(6, Message::default(), 1));
@@ -121,6 +123,6 @@ mod tests {
         assert_eq!(released.len(), 1);
         assert_eq!(released[0].index, 5);
         assert_eq!(ro.advance(2).len(), 1);
-        assert_eq!(ro.pending_len(), 0);
+        assert!(ro.last_pending_ctx().is_none());
     }
 }

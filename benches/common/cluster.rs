@@ -253,7 +253,7 @@ impl IdleGroups {
         let mut nodes = Vec::with_capacity(count);
         for _ in 0..count {
             nodes.push(
-                RawNode::with_shared_config(2, Arc::clone(&cfg), bench_storage(3))
+                RawNode::with_shared_config(2, 0, Arc::clone(&cfg), bench_storage(3))
                     .expect("RawNode::with_shared_config"),
             );
         }

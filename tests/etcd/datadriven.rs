@@ -138,4 +138,3 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<TestData>, String> {
     }
     Ok(out)
 }
-
