@@ -453,7 +453,7 @@ fn write_seed_corpus() {
 #[test]
 fn harness_sets_up_every_role() {
     use raftcore::StateRole;
-    for b in 0..32u8 {
+    for b in 0..64u8 {
         let setup = Setup::from_byte(b);
         let mut c = step_message::harness::Cluster::new(setup);
         assert_eq!(c.node(1).role(), StateRole::Leader);

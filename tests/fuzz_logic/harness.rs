@@ -15,7 +15,10 @@ use raftcore::raftpb::{
     ConfChange, ConfChangeI, ConfChangeV2, ConfState, EntryType, HardState, Message, MessageType,
     Snapshot, SnapshotMetadata,
 };
-use raftcore::{AppendMode, Config, MemStorage, RawNode, StateRole, Storage, MAX_REMOTE_VALUE};
+use raftcore::{
+    AppendMode, Config, Error, MemStorage, RawNode, StateRole, Storage, LOCAL_APPEND_THREAD,
+    LOCAL_APPLY_THREAD, MAX_REMOTE_VALUE,
+};
 
 /// Node ids of the group.
 pub const IDS: [u64; 3] = [1, 2, 3];
@@ -38,6 +41,9 @@ pub struct Setup {
     pub inflight: bool,
     /// Keep node 3 a follower instead of making it a (pre-)candidate.
     pub no_candidate: bool,
+    /// Asynchronous storage writes: the Ready's work comes as MsgStorageAppend and
+    /// MsgStorageApply, whose responses go back through `step_local` (done at once here).
+    pub async_writes: bool,
 }
 
 impl Setup {
@@ -48,6 +54,7 @@ impl Setup {
             check_quorum: b & 4 != 0,
             inflight: b & 8 != 0,
             no_candidate: b & 16 != 0,
+            async_writes: b & 32 != 0,
         }
     }
 
@@ -57,6 +64,7 @@ impl Setup {
             | (self.check_quorum as u8) << 2
             | (self.inflight as u8) << 3
             | (self.no_candidate as u8) << 4
+            | (self.async_writes as u8) << 5
     }
 }
 
@@ -75,6 +83,7 @@ pub struct FNode {
 
 pub struct Cluster {
     pub nodes: Vec<FNode>,
+    async_writes: bool,
     /// Messages between the nodes, in the order they were produced.
     pub net: Vec<Message>,
     next_probe: u64,
@@ -149,6 +158,7 @@ impl Cluster {
                     AppendMode::Batched
                 };
                 cfg.seed = 0x5eed;
+                cfg.async_storage_writes = setup.async_writes;
                 FNode {
                     raw: RawNode::new(&cfg, initial_storage()).expect("set-up: RawNode::new"),
                     applied: 1,
@@ -160,6 +170,7 @@ impl Cluster {
             .collect();
         let mut c = Cluster {
             nodes,
+            async_writes: setup.async_writes,
             net: Vec::new(),
             next_probe: 0,
         };
@@ -214,7 +225,40 @@ impl Cluster {
         }
         let id = n.raw.id();
         let mut rd = n.raw.ready();
-        let mut out = std::mem::take(&mut rd.messages);
+        let mut out = Vec::new();
+        // Asynchronous writes: the responses of the storage work, stepped back once it is done.
+        let mut local = Vec::new();
+        let committed = if self.async_writes {
+            assert!(
+                rd.persisted_messages.is_empty(),
+                "node {id}: persisted_messages with asynchronous writes"
+            );
+            let mut apply = Vec::new();
+            for m in std::mem::take(&mut rd.messages) {
+                match m.to {
+                    // The append work is the Ready's snapshot, entries and hard state,
+                    // persisted below; its responses leave once that is done.
+                    LOCAL_APPEND_THREAD => {
+                        for r in m.responses {
+                            if r.to == id {
+                                local.push(r);
+                            } else {
+                                out.push(r);
+                            }
+                        }
+                    }
+                    LOCAL_APPLY_THREAD => {
+                        apply.extend(m.entries);
+                        local.extend(m.responses);
+                    }
+                    _ => out.push(m),
+                }
+            }
+            apply
+        } else {
+            out = std::mem::take(&mut rd.messages);
+            std::mem::take(&mut rd.committed_entries)
+        };
         if let Some(snap) = rd.snapshot.take() {
             let si = snap.index();
             assert!(
@@ -238,7 +282,7 @@ impl Cluster {
             n.raw.store_mut().set_hard_state(hs);
         }
         out.append(&mut rd.persisted_messages);
-        for e in &rd.committed_entries {
+        for e in &committed {
             assert_eq!(
                 e.index,
                 n.applied + 1,
@@ -280,7 +324,13 @@ impl Cluster {
                 }
             }
         }
-        if let Err(e) = n.raw.advance() {
+        if self.async_writes {
+            for r in local {
+                if let Err(Error::InvalidMessage(why)) = n.raw.step_local(r) {
+                    panic!("node {id}: its own storage response was refused: {why}");
+                }
+            }
+        } else if let Err(e) = n.raw.advance() {
             panic!("node {id}: advance failed in synchronous mode: {e}");
         }
         for m in &out {
