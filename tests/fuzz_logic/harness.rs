@@ -74,6 +74,8 @@ pub struct FNode {
     pub applied: u64,
     /// Probe numbers this node applied.
     pub probes: Vec<u64>,
+    /// The term of every entry applied, by index.
+    pub applied_terms: std::collections::BTreeMap<u64, u64>,
     /// The configuration as the application sees it: the last snapshot's or conf change's.
     pub conf: ConfState,
     /// Removed from its own configuration: the application has shut it down (honest phase
@@ -163,6 +165,7 @@ impl Cluster {
                     raw: RawNode::new(&cfg, initial_storage()).expect("set-up: RawNode::new"),
                     applied: 1,
                     probes: Vec::new(),
+                    applied_terms: Default::default(),
                     conf: initial_conf(),
                     stopped: false,
                 }
@@ -297,6 +300,7 @@ impl Cluster {
                 ),
             }
             n.applied = e.index;
+            n.applied_terms.insert(e.index, e.term);
             match e.entry_type() {
                 EntryType::EntryNormal => {
                     if let Some(rest) = e.data.strip_prefix(PROBE) {
@@ -430,6 +434,20 @@ impl Cluster {
             .any(|n| n.raw.basic_status().hard_state.term > MAX_REMOTE_VALUE - TERM_MARGIN)
     }
 
+    /// Whether two nodes applied different entries (by term) at one index. Forged input can do
+    /// that in any Raft (say, forged vote grants elect a leader that lacks committed entries);
+    /// the followers then refuse its appends while its heartbeats keep them from electing
+    /// another leader, so progress cannot be expected.
+    fn diverged(&self) -> bool {
+        self.nodes.iter().enumerate().any(|(i, a)| {
+            self.nodes[i + 1..].iter().any(|b| {
+                a.applied_terms
+                    .iter()
+                    .any(|(idx, t)| b.applied_terms.get(idx).is_some_and(|u| u != t))
+            })
+        })
+    }
+
     /// Whether a probe was applied by a majority of the group ({1, 2, 3}), or, once committed
     /// conf changes or snapshots (honest or forged) changed a node's configuration, by a
     /// majority of that node's configuration (of both halves of a joint one).
@@ -457,7 +475,8 @@ impl Cluster {
     /// nodes within `LIVENESS_TICKS`. Proposals go to every node that believes it leads. Nodes
     /// removed from their own configuration stop, as an application stops a removed member.
     /// Not checked when no quorum can form any more (a committed configuration needs nodes
-    /// that do not exist) or when a term reached the core's limit (`term_exhausted`).
+    /// that do not exist), when a term reached the core's limit (`term_exhausted`), or when
+    /// the nodes applied different entries at one index (`diverged`).
     pub fn check_liveness(&mut self) {
         if self.term_exhausted() {
             return;
@@ -485,6 +504,9 @@ impl Cluster {
                 }
             }
             self.tick_all();
+        }
+        if self.diverged() {
+            return;
         }
         panic!(
             "liveness: no proposal committed on a majority within {LIVENESS_TICKS} ticks\n{}",
