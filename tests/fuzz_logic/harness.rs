@@ -423,15 +423,17 @@ impl Cluster {
         })
     }
 
-    /// Known limitation of the core, reported and not checked here: a remote term up to
-    /// `MAX_REMOTE_VALUE` is valid and adopted, but a node at that term refuses to campaign
-    /// (its next term would be refused by the others), so one message with such a term ends
-    /// elections in the group for good. Liveness is not checked once a node's term is within
-    /// `TERM_MARGIN` of the limit.
+    /// Known limitation of the core, reported and not checked here: a remote term or index
+    /// up to `MAX_REMOTE_VALUE` is valid and adopted, but what comes after it is refused. A node
+    /// at that term refuses to campaign (its next term would be refused by the others), so one
+    /// message with such a term ends elections in the group for good; a node that restored a
+    /// snapshot at that index leads with appends every follower refuses. Liveness is not
+    /// checked once a node's term or last index is within `TERM_MARGIN` of the limit.
     fn term_exhausted(&self) -> bool {
-        self.nodes
-            .iter()
-            .any(|n| n.raw.basic_status().hard_state.term > MAX_REMOTE_VALUE - TERM_MARGIN)
+        self.nodes.iter().any(|n| {
+            n.raw.basic_status().hard_state.term > MAX_REMOTE_VALUE - TERM_MARGIN
+                || n.raw.store().last_index().unwrap_or(0) > MAX_REMOTE_VALUE - TERM_MARGIN
+        })
     }
 
     /// Whether two nodes applied different entries (by term) at one index. Forged input can do
