@@ -28,6 +28,11 @@ pub const LIVENESS_TICKS: usize = 600;
 /// Delivery passes per settle, so that a message storm cannot hang the harness.
 const SETTLE_PASSES: usize = 64;
 const PROBE: &[u8] = b"probe:";
+/// The in-flight append limit of every node.
+const MAX_INFLIGHT: usize = 16;
+/// In the honest phase a node's Ready may carry at most this many appends (and snapshots) to
+/// one peer: the in-flight window, plus slack for probes that heartbeat responses release.
+const MAX_APPENDS_PER_READY: usize = 4 * MAX_INFLIGHT;
 /// See [`Cluster::term_exhausted`].
 const TERM_MARGIN: u64 = 1 << 20;
 
@@ -85,6 +90,8 @@ pub struct FNode {
 
 pub struct Cluster {
     pub nodes: Vec<FNode>,
+    /// Set once the hostile input is over: the flow-control check applies from then on.
+    honest: bool,
     async_writes: bool,
     /// Messages between the nodes, in the order they were produced.
     pub net: Vec<Message>,
@@ -151,7 +158,7 @@ impl Cluster {
                 cfg.election_tick = 10;
                 cfg.heartbeat_tick = 1;
                 cfg.max_size_per_msg = 4096;
-                cfg.max_inflight_msgs = 16;
+                cfg.max_inflight_msgs = MAX_INFLIGHT;
                 cfg.pre_vote = setup.pre_vote;
                 cfg.check_quorum = setup.check_quorum;
                 cfg.append_mode = if setup.etcd_exact {
@@ -173,6 +180,7 @@ impl Cluster {
             .collect();
         let mut c = Cluster {
             nodes,
+            honest: false,
             async_writes: setup.async_writes,
             net: Vec::new(),
             next_probe: 0,
@@ -263,7 +271,7 @@ impl Cluster {
             std::mem::take(&mut rd.committed_entries)
         };
         if let Some(snap) = rd.snapshot.take() {
-            let si = snap.index();
+            let (si, snap_term) = (snap.index(), snap.term());
             assert!(
                 si > n.applied,
                 "node {id}: a Ready's snapshot at {si} would roll back the state machine, applied {}",
@@ -274,6 +282,7 @@ impl Cluster {
                 panic!("node {id}: the storage refuses the Ready's snapshot at {si}: {e}");
             }
             n.applied = si;
+            n.applied_terms.insert(si, snap_term);
         }
         if !rd.entries.is_empty() {
             if let Err(e) = n.raw.store_mut().append(&rd.entries) {
@@ -336,6 +345,22 @@ impl Cluster {
             }
         } else if let Err(e) = n.raw.advance() {
             panic!("node {id}: advance failed in synchronous mode: {e}");
+        }
+        if self.honest {
+            for to in IDS {
+                let appends = out
+                    .iter()
+                    .filter(|m| {
+                        m.to == to
+                            && (m.r#type == MessageType::MsgApp as i32
+                                || m.r#type == MessageType::MsgSnap as i32)
+                    })
+                    .count();
+                assert!(
+                    appends <= MAX_APPENDS_PER_READY,
+                    "flow control: node {id} sends {appends} appends to node {to} in one Ready (max_inflight_msgs {MAX_INFLIGHT})"
+                );
+            }
         }
         for m in &out {
             // Forwarded proposals, read requests and transfer requests keep their sender, as
@@ -480,6 +505,7 @@ impl Cluster {
     /// that do not exist), when a term reached the core's limit (`term_exhausted`), or when
     /// the nodes applied different entries at one index (`diverged`).
     pub fn check_liveness(&mut self) {
+        self.honest = true;
         if self.term_exhausted() {
             return;
         }
