@@ -89,6 +89,8 @@ pub mod raftpb;
 mod raw_node;
 mod read_only;
 mod rng;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod storage;
 pub mod tracker;
 
