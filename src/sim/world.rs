@@ -1577,7 +1577,27 @@ impl World {
         }
         let slowest = self.slots.iter().map(|s| s.tick_every).max().unwrap_or(TICK);
         let et = self.cfg.cluster.election_tick as u64 * slowest;
-        self.deadline = self.now + 20 * et;
+        // The faults may have left a leader far ahead of its followers (and new members
+        // empty): shipping that backlog at one flow-control window per round trip comes on
+        // top of the 20 election timeouts.
+        let last = self
+            .slots
+            .iter()
+            .filter_map(|s| s.running_ref())
+            .map(|r| r.shadow.last_index())
+            .max()
+            .unwrap_or(0);
+        let behind = cs
+            .voters
+            .iter()
+            .chain(&cs.voters_outgoing)
+            .filter_map(|&v| self.slot_of(v).and_then(|i| self.slots[i].running_ref()))
+            .map(|r| r.seen.commit)
+            .min()
+            .unwrap_or(last);
+        let window = self.cfg.cluster.max_inflight_msgs.clamp(1, 4) as u64;
+        let per_entry = (2 * self.cfg.faults.max_delay + 100) / window;
+        self.deadline = self.now + 20 * et + last.saturating_sub(behind) * per_entry;
         self.schedule(0, Event::Probe);
         Ok(())
     }
