@@ -163,9 +163,17 @@ fn report_failure(o: &Opts, r: &RunReport) {
     let mut out = out.lock();
     let cfg = config(o, r.seed);
     if let Some(v) = &r.violation {
-        let _ = writeln!(out, "\nVIOLATION seed={} after {} events: {v}", r.seed, r.events);
+        let _ = writeln!(
+            out,
+            "\nVIOLATION seed={} after {} events: {v}",
+            r.seed, r.events
+        );
     } else if let Some(l) = &r.liveness {
-        let _ = writeln!(out, "\nLIVENESS seed={} after {} events: {l}", r.seed, r.events);
+        let _ = writeln!(
+            out,
+            "\nLIVENESS seed={} after {} events: {l}",
+            r.seed, r.events
+        );
     }
     let _ = writeln!(out, "  run: {}", cfg.summary());
     if !o.trace && o.tail > 0 {
@@ -235,7 +243,9 @@ fn main() -> ExitCode {
                     "=== seed {seed}: {} events, {} committed, violation: {}, liveness: {}",
                     r.events,
                     r.committed,
-                    r.violation.as_ref().map_or("none".into(), |v| v.to_string()),
+                    r.violation
+                        .as_ref()
+                        .map_or("none".into(), |v| v.to_string()),
                     r.liveness.as_deref().unwrap_or("ok")
                 );
             }

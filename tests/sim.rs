@@ -131,8 +131,16 @@ fn a_failing_schedule_shrinks() {
     match result {
         Err(proptest::test_runner::TestError::Fail(_, actions)) => {
             let (v, trace) = check_schedule(&cfg, &actions).unwrap_err();
-            eprintln!("shrunk to {} actions: {actions:?}\n{v}\n{}", actions.len(), trace.join("\n"));
-            assert!(actions.len() <= 40, "did not shrink: {} actions", actions.len());
+            eprintln!(
+                "shrunk to {} actions: {actions:?}\n{v}\n{}",
+                actions.len(),
+                trace.join("\n")
+            );
+            assert!(
+                actions.len() <= 40,
+                "did not shrink: {} actions",
+                actions.len()
+            );
         }
         other => {
             // Random schedules may miss this narrow breach; that is not a failure of the
@@ -150,7 +158,13 @@ fn explicit_schedule_elects_and_commits() {
         acts.push(Action::Propose(i));
         acts.push(Action::Settle);
     }
-    acts.extend([Action::Crash(1), Action::Propose(0), Action::Settle, Action::Restart(1), Action::Settle]);
+    acts.extend([
+        Action::Crash(1),
+        Action::Propose(0),
+        Action::Settle,
+        Action::Restart(1),
+        Action::Settle,
+    ]);
     let r = check_schedule(&cfg, &acts).unwrap_or_else(|(v, t)| panic!("{v}\n{}", t.join("\n")));
     assert!(r.committed >= 6, "committed {}", r.committed);
     assert_eq!(r.leader_terms, 1);

@@ -243,7 +243,12 @@ impl Checker {
         snap_index: u64,
         log: impl Fn(u64) -> Option<(u64, u64)>,
     ) -> Result<(), Violation> {
-        for (i, c) in self.committed.iter().enumerate().skip(snap_index as usize + 1) {
+        for (i, c) in self
+            .committed
+            .iter()
+            .enumerate()
+            .skip(snap_index as usize + 1)
+        {
             let Some(c) = c else { continue };
             if c.seen_term >= term {
                 continue;

@@ -71,9 +71,7 @@ pub use checker::{
     chain_genesis, chain_next, decode_state, encode_state, entry_hash, Checker, Violation,
     ViolationKind,
 };
-pub use config::{
-    ClusterSpec, ContractBreach, FaultPlan, SimConfig, Workload, MAX_NODES, TICK,
-};
+pub use config::{ClusterSpec, ContractBreach, FaultPlan, SimConfig, Workload, MAX_NODES, TICK};
 pub use rng::{hash_bytes, mix64, SimRng};
 pub use trace::{MsgSummary, PrintDrain, Trace, TraceLine, What};
 pub use world::{Action, RunReport, World};
@@ -113,7 +111,10 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 
 /// Runs an explicit schedule on a world built from `cfg` and returns the first violation with
 /// the trace of the run (the last `TRACE_TAIL` lines), or the report of the run.
-pub fn check_schedule(cfg: &SimConfig, actions: &[Action]) -> Result<RunReport, (Violation, Vec<String>)> {
+pub fn check_schedule(
+    cfg: &SimConfig,
+    actions: &[Action],
+) -> Result<RunReport, (Violation, Vec<String>)> {
     let cfg = cfg.clone();
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut w = World::scripted(cfg, TRACE_TAIL, false);

@@ -73,7 +73,10 @@ impl Shadow {
             if e.index != first.index + k as u64 {
                 return Err(Violation::new(
                     ViolationKind::Contract,
-                    format!("node {node}: Ready entries are not contiguous at {}", e.index),
+                    format!(
+                        "node {node}: Ready entries are not contiguous at {}",
+                        e.index
+                    ),
                 ));
             }
             if e.index <= self.snap_index {

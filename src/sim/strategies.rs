@@ -40,27 +40,25 @@ pub fn cluster_spec() -> impl Strategy<Value = ClusterSpec> {
         ),
     )
         .prop_map(
-            |((voters, learners, spare, et), (pv, cq, etcd, asyn), (msg, infl, sdr))| {
-                ClusterSpec {
-                    voters,
-                    learners,
-                    spare,
-                    election_tick: et,
-                    heartbeat_tick: 1,
-                    pre_vote: pv,
-                    check_quorum: cq,
-                    append_mode: if etcd {
-                        AppendMode::EtcdExact
-                    } else {
-                        AppendMode::Batched
-                    },
-                    async_storage_writes: asyn,
-                    max_size_per_msg: msg,
-                    max_inflight_msgs: infl,
-                    max_committed_size_per_ready: 0,
-                    step_down_on_removal: sdr,
-                    read_only_option: ReadOnlyOption::Safe,
-                }
+            |((voters, learners, spare, et), (pv, cq, etcd, asyn), (msg, infl, sdr))| ClusterSpec {
+                voters,
+                learners,
+                spare,
+                election_tick: et,
+                heartbeat_tick: 1,
+                pre_vote: pv,
+                check_quorum: cq,
+                append_mode: if etcd {
+                    AppendMode::EtcdExact
+                } else {
+                    AppendMode::Batched
+                },
+                async_storage_writes: asyn,
+                max_size_per_msg: msg,
+                max_inflight_msgs: infl,
+                max_committed_size_per_ready: 0,
+                step_down_on_removal: sdr,
+                read_only_option: ReadOnlyOption::Safe,
             },
         )
 }

@@ -9,9 +9,8 @@ use bytes::Bytes;
 
 use crate::config::{Config, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD};
 use crate::raftpb::{
-    ConfChange, ConfChangeI, ConfChangeSingle, ConfChangeTransition, ConfChangeType,
-    ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot,
-    SnapshotMetadata,
+    ConfChange, ConfChangeI, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2,
+    ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
 };
 use crate::storage::{MemStorage, Storage};
 use crate::{RawNode, SnapshotStatus, StateRole};
@@ -455,7 +454,11 @@ impl World {
             }
             return;
         }
-        let copies = if chaos && self.rng.chance(dup_ppm) { 2 } else { 1 };
+        let copies = if chaos && self.rng.chance(dup_ppm) {
+            2
+        } else {
+            1
+        };
         self.tr(from, What::Send(sum, copies));
         let half_election = self.cfg.cluster.election_tick as u64 * TICK / 2;
         let delay = |w: &mut World| {
@@ -539,8 +542,7 @@ impl World {
         };
         let bs = run.raw.basic_status();
         let hs = bs.hard_state;
-        if hs.term < run.seen.term || hs.commit < run.seen.commit || bs.applied < run.seen.applied
-        {
+        if hs.term < run.seen.term || hs.commit < run.seen.commit || bs.applied < run.seen.applied {
             return Err(Violation::new(
                 ViolationKind::Regressed,
                 format!(
@@ -657,7 +659,8 @@ impl World {
                         node: id,
                         what: What::ReadState(rid as u64, rs.index),
                     });
-                    self.checker.read_released(id, rid as u64, floor, rs.index)?;
+                    self.checker
+                        .read_released(id, rid as u64, floor, rs.index)?;
                 }
             }
             let msgs = std::mem::take(&mut rd.messages);
@@ -665,9 +668,7 @@ impl World {
                 for m in msgs {
                     if m.to == LOCAL_APPEND_THREAD {
                         if breach == Some(ContractBreach::SendBeforePersist) {
-                            to_send.extend(
-                                m.responses.iter().filter(|r| r.to != id).cloned(),
-                            );
+                            to_send.extend(m.responses.iter().filter(|r| r.to != id).cloned());
                         }
                         run.append_q.push_back(AppendWork { m, written: false });
                     } else if m.to == LOCAL_APPLY_THREAD {
@@ -762,7 +763,9 @@ impl World {
         };
         if let Some(snap) = snap {
             let Some((idx, chain)) = decode_state(&snap.data) else {
-                return Err(contract(format!("node {id} got a snapshot with unreadable data")));
+                return Err(contract(format!(
+                    "node {id} got a snapshot with unreadable data"
+                )));
             };
             if idx != snap.index() {
                 return Err(contract(format!(
@@ -787,11 +790,15 @@ impl World {
             };
             self.checker.applied_state(id, idx, chain)?;
             if let Err(e) = run.raw.store_mut().apply_snapshot(snap) {
-                return Err(contract(format!("node {id}: storage refused the Ready's snapshot: {e}")));
+                return Err(contract(format!(
+                    "node {id}: storage refused the Ready's snapshot: {e}"
+                )));
             }
         }
         if let Err(e) = run.raw.store_mut().append(entries) {
-            return Err(contract(format!("node {id}: storage refused the Ready's entries: {e}")));
+            return Err(contract(format!(
+                "node {id}: storage refused the Ready's entries: {e}"
+            )));
         }
         if let Some(hs) = hs {
             run.raw.store_mut().set_hard_state(hs);
@@ -883,7 +890,9 @@ impl World {
             if r.to == id {
                 if let Some(run) = self.slots[s].running() {
                     if let Err(e) = run.raw.step_local(r) {
-                        return Err(contract(format!("node {id}: step_local refused a storage response: {e}")));
+                        return Err(contract(format!(
+                            "node {id}: step_local refused a storage response: {e}"
+                        )));
                     }
                 }
             } else if breach != Some(ContractBreach::SendBeforePersist) {
@@ -891,8 +900,7 @@ impl World {
             }
         }
         if self.timed {
-            let more = self
-                .slots[s]
+            let more = self.slots[s]
                 .running()
                 .is_some_and(|r| !r.append_q.is_empty() && !r.append_scheduled);
             if more {
@@ -921,13 +929,14 @@ impl World {
         for r in m.responses {
             if let Some(run) = self.slots[s].running() {
                 if let Err(e) = run.raw.step_local(r) {
-                    return Err(contract(format!("node {id}: step_local refused an apply response: {e}")));
+                    return Err(contract(format!(
+                        "node {id}: step_local refused an apply response: {e}"
+                    )));
                 }
             }
         }
         if self.timed {
-            let more = self
-                .slots[s]
+            let more = self.slots[s]
                 .running()
                 .is_some_and(|r| !r.apply_q.is_empty() && !r.apply_scheduled);
             if more {
@@ -972,7 +981,11 @@ impl World {
                             "node {id} applies entry {} after applied index {}{}",
                             e.index,
                             run.app.applied,
-                            if run.app.has_state { "" } else { " (it has no state yet)" }
+                            if run.app.has_state {
+                                ""
+                            } else {
+                                " (it has no state yet)"
+                            }
                         ),
                     ));
                 }
@@ -1122,7 +1135,10 @@ impl World {
             },
         };
         let applied = app.applied;
-        let hs = store.initial_state().map(|r| r.hard_state).unwrap_or_default();
+        let hs = store
+            .initial_state()
+            .map(|r| r.hard_state)
+            .unwrap_or_default();
         let shadow = Shadow::of_storage(&store);
         // Durability: what the node persisted as committed agrees with the ledger.
         for i in shadow.snap_index + 1..=hs.commit {
@@ -1441,7 +1457,11 @@ impl World {
         }
         let first = store.first_index().unwrap_or(1);
         let to = idx.saturating_sub(keep).max(first);
-        let to = if to <= idx && store.compact(to).is_ok() { to } else { 0 };
+        let to = if to <= idx && store.compact(to).is_ok() {
+            to
+        } else {
+            0
+        };
         self.tr(id, What::Compact(idx, to));
         self.post(s)
     }
@@ -1513,7 +1533,11 @@ impl World {
             text = format!(
                 "one way, {} {} {:?}",
                 self.slots[x].id,
-                if inbound { "hears nothing from" } else { "cannot reach" },
+                if inbound {
+                    "hears nothing from"
+                } else {
+                    "cannot reach"
+                },
                 others
             );
         } else {
@@ -1530,7 +1554,10 @@ impl World {
                 }
             }
             let ids = |v: bool| -> Vec<u64> {
-                (0..n).filter(|&i| side[i] == v).map(|i| (i + 1) as u64).collect()
+                (0..n)
+                    .filter(|&i| side[i] == v)
+                    .map(|i| (i + 1) as u64)
+                    .collect()
             };
             text = format!("{:?} | {:?}", ids(true), ids(false));
         }
@@ -1538,7 +1565,9 @@ impl World {
             return;
         }
         let pid = self.add_partition(pairs, text);
-        let len = self.rng.range(TICK, self.cfg.faults.partition_len.max(TICK));
+        let len = self
+            .rng
+            .range(TICK, self.cfg.faults.partition_len.max(TICK));
         self.schedule(len, Event::PartitionEnd(pid));
     }
 
@@ -1575,7 +1604,12 @@ impl World {
         if !self.cfg.liveness {
             return Ok(());
         }
-        let slowest = self.slots.iter().map(|s| s.tick_every).max().unwrap_or(TICK);
+        let slowest = self
+            .slots
+            .iter()
+            .map(|s| s.tick_every)
+            .max()
+            .unwrap_or(TICK);
         let et = self.cfg.cluster.election_tick as u64 * slowest;
         // The faults may have left a leader far ahead of its followers (and new members
         // empty): shipping that backlog at one flow-control window per round trip comes on
@@ -1652,7 +1686,10 @@ impl World {
     fn liveness_failure(&self) -> String {
         let et = self.cfg.cluster.election_tick;
         let mut s = if self.leader_after_heal.is_none() {
-            format!("no leader within 20 election timeouts ({} ticks) of the heal", 20 * et)
+            format!(
+                "no leader within 20 election timeouts ({} ticks) of the heal",
+                20 * et
+            )
         } else {
             format!(
                 "no proposal accepted by a leader after the heal was committed within 20 election timeouts ({} ticks); probe: {}",
@@ -1742,16 +1779,14 @@ impl World {
                 if !cur(self, s, inc) || !chaos {
                     return Ok(false);
                 }
-                if !self.crash_keeps_quorum(s)
-                    && !self.rng.chance(self.cfg.faults.unsafe_crash_ppm)
+                if !self.crash_keeps_quorum(s) && !self.rng.chance(self.cfg.faults.unsafe_crash_ppm)
                 {
                     return Ok(false);
                 }
                 self.crash(s, why);
             }
             Event::Restart(s, inc) => {
-                if self.slots[s].inc != inc || !matches!(self.slots[s].state, NodeState::Down(_))
-                {
+                if self.slots[s].inc != inc || !matches!(self.slots[s].state, NodeState::Down(_)) {
                     return Ok(false);
                 }
                 self.restart(s)?;
