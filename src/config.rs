@@ -113,15 +113,27 @@ impl std::fmt::Debug for Config {
             .field("heartbeat_tick", &self.heartbeat_tick)
             .field("applied", &self.applied)
             .field("max_size_per_msg", &self.max_size_per_msg)
-            .field("max_committed_size_per_ready", &self.max_committed_size_per_ready)
-            .field("max_uncommitted_entries_size", &self.max_uncommitted_entries_size)
+            .field(
+                "max_committed_size_per_ready",
+                &self.max_committed_size_per_ready,
+            )
+            .field(
+                "max_uncommitted_entries_size",
+                &self.max_uncommitted_entries_size,
+            )
             .field("max_inflight_msgs", &self.max_inflight_msgs)
             .field("max_inflight_bytes", &self.max_inflight_bytes)
             .field("check_quorum", &self.check_quorum)
             .field("pre_vote", &self.pre_vote)
             .field("read_only_option", &self.read_only_option)
-            .field("disable_proposal_forwarding", &self.disable_proposal_forwarding)
-            .field("disable_conf_change_validation", &self.disable_conf_change_validation)
+            .field(
+                "disable_proposal_forwarding",
+                &self.disable_proposal_forwarding,
+            )
+            .field(
+                "disable_conf_change_validation",
+                &self.disable_conf_change_validation,
+            )
             .field("step_down_on_removal", &self.step_down_on_removal)
             .field("async_storage_writes", &self.async_storage_writes)
             .field("append_mode", &self.append_mode)

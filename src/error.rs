@@ -21,7 +21,9 @@ pub enum StorageError {
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StorageError::Compacted => f.write_str("requested index is unavailable due to compaction"),
+            StorageError::Compacted => {
+                f.write_str("requested index is unavailable due to compaction")
+            }
             StorageError::Unavailable => f.write_str("requested entry at index is unavailable"),
             StorageError::SnapshotOutOfDate => {
                 f.write_str("requested index is older than the existing snapshot")

@@ -53,10 +53,8 @@
 //! node.propose(Bytes::from_static(b"hello")).ok(); // dropped until a leader exists
 //!
 //! let mut applied = Vec::new();
-//! for _ in 0..4 {
-//!     if !node.has_ready() {
-//!         continue;
-//!     }
+//! let mut proposed = false;
+//! while node.has_ready() {
 //!     let rd = node.ready();
 //!     // 1. persist
 //!     if let Some(hs) = rd.hard_state {
@@ -68,8 +66,9 @@
 //!     applied.extend(rd.committed_entries.iter().map(|e| e.index));
 //!     // 4. advance
 //!     node.advance().unwrap();
-//!     if node.role() == raftcore::StateRole::Leader && applied.len() == 1 {
+//!     if node.role() == raftcore::StateRole::Leader && !proposed {
 //!         node.propose(Bytes::from_static(b"hello")).unwrap();
+//!         proposed = true;
 //!     }
 //! }
 //! assert_eq!(applied, vec![2, 3]);
@@ -77,8 +76,8 @@
 
 #![warn(missing_docs)]
 
-pub mod config;
 pub mod confchange;
+pub mod config;
 pub mod describe;
 pub mod error;
 pub mod log;
@@ -98,7 +97,7 @@ pub use config::{
     AppendMode, Config, ReadOnlyOption, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, NO_LIMIT,
 };
 pub use error::{Error, Result, StorageError};
-pub use raft::{ReadState, SoftState, StateRole, MAX_REMOTE_VALUE};
+pub use raft::{ReadState, SoftState, StateRole, MAX_REMOTE_VALUE, MAX_TERM_JUMP};
 pub use raw_node::{BasicStatus, Peer, RawNode, Ready, SnapshotStatus, Status};
 pub use read_only::MAX_PENDING_READS;
 pub use storage::{MemStorage, RaftState, Storage};

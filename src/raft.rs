@@ -10,8 +10,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use slog::{debug, error, info, warn};
 
-use crate::config::{AppendMode, Config, ReadOnlyOption, NONE};
 use crate::confchange::{self, Changer};
+use crate::config::{AppendMode, Config, ReadOnlyOption, NONE};
 use crate::error::{Error, Result, StorageError};
 use crate::log::RaftLog;
 use crate::quorum::VoteResult;
@@ -27,6 +27,12 @@ use crate::tracker::{Progress, ProgressMap, ProgressState, ProgressTracker};
 /// The largest term or index accepted from the network. Nothing honest comes near it, and
 /// keeping remote values below it means `term + 1` and `index + n` can never overflow.
 pub const MAX_REMOTE_VALUE: u64 = u64::MAX / 4;
+
+/// How far ahead of the node's own term a remote message's term may be. Honest terms grow by
+/// one per election; a jump beyond this comes from a corrupt or hostile sender. Without the
+/// bound one message could push a group to a term near the top of the range, after which no
+/// election could ever start again.
+pub const MAX_TERM_JUMP: u64 = 1 << 48;
 
 /// The role of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -277,7 +283,10 @@ impl<S: Storage> Raft<S> {
         if t.is_after_persist() {
             self.msgs_after_append.push(m);
         } else {
-            debug_assert!(m.to != self.id, "message should not be self-addressed when sending {t:?}");
+            debug_assert!(
+                m.to != self.id,
+                "message should not be self-addressed when sending {t:?}"
+            );
             self.msgs.push(m);
         }
     }
@@ -299,7 +308,7 @@ impl<S: Storage> Raft<S> {
             self.dirty.clear();
             return;
         }
-        let ids = self.trk.progress.ids();
+        let ids: Vec<u64> = self.trk.progress.ids().collect();
         for id in ids {
             if id != self.id {
                 self.maybe_send_append(id, true);
@@ -321,7 +330,7 @@ impl<S: Storage> Raft<S> {
             return;
         }
         let ids = if self.dirty_all {
-            self.trk.progress.ids()
+            self.trk.progress.ids().collect()
         } else {
             let mut d = std::mem::take(&mut self.dirty);
             d.sort_unstable();
@@ -389,7 +398,10 @@ impl<S: Storage> Raft<S> {
             return false;
         };
         if !pr.recent_active {
-            debug!(self.cfg.logger, "ignore sending snapshot to {:x} since it is not recently active", to);
+            debug!(
+                self.cfg.logger,
+                "ignore sending snapshot to {:x} since it is not recently active", to
+            );
             return false;
         }
         let snapshot = match self.raft_log.snapshot() {
@@ -399,21 +411,39 @@ impl<S: Storage> Raft<S> {
                 return false;
             }
             Err(e) => {
-                error!(self.cfg.logger, "{:x} failed to get a snapshot for {:x}: {}", self.id, to, e);
+                error!(
+                    self.cfg.logger,
+                    "{:x} failed to get a snapshot for {:x}: {}", self.id, to, e
+                );
                 return false;
             }
         };
         if snapshot.is_empty() {
-            error!(self.cfg.logger, "{:x} needs a snapshot for {:x} but the storage has none", self.id, to);
+            error!(
+                self.cfg.logger,
+                "{:x} needs a snapshot for {:x} but the storage has none", self.id, to
+            );
             return false;
         }
         let (sindex, sterm) = (snapshot.index(), snapshot.term());
         let (first, committed) = (self.raft_log.first_index(), self.raft_log.committed);
         let pr = self.trk.progress.get_mut(to).expect("checked above");
-        debug!(self.cfg.logger, "{:x} [firstindex: {}, commit: {}] sent snapshot[index: {}, term: {}] to {:x} [{}]",
-            self.id, first, committed, sindex, sterm, to, pr);
+        debug!(
+            self.cfg.logger,
+            "{:x} [firstindex: {}, commit: {}] sent snapshot[index: {}, term: {}] to {:x} [{}]",
+            self.id,
+            first,
+            committed,
+            sindex,
+            sterm,
+            to,
+            pr
+        );
         pr.become_snapshot(sindex);
-        debug!(self.cfg.logger, "{:x} paused sending replication messages to {:x} [{}]", self.id, to, pr);
+        debug!(
+            self.cfg.logger,
+            "{:x} paused sending replication messages to {:x} [{}]", self.id, to, pr
+        );
         self.send(Message {
             r#type: MessageType::MsgSnap as i32,
             to,
@@ -441,7 +471,8 @@ impl<S: Storage> Raft<S> {
 
     fn bcast_heartbeat(&mut self) {
         let ctx = self.read_only.last_pending_ctx().unwrap_or_default();
-        for id in self.trk.progress.ids() {
+        let ids: Vec<u64> = self.trk.progress.ids().collect();
+        for id in ids {
             if id != self.id {
                 self.send_heartbeat(id, ctx.clone());
             }
@@ -483,30 +514,48 @@ impl<S: Storage> Raft<S> {
         self.reset(term);
         self.lead = lead;
         self.state = StateRole::Follower;
-        info!(self.cfg.logger, "{:x} became follower at term {}", self.id, self.term);
+        info!(
+            self.cfg.logger,
+            "{:x} became follower at term {}", self.id, self.term
+        );
     }
 
     fn become_candidate(&mut self) {
-        debug_assert!(self.state != StateRole::Leader, "invalid transition [leader -> candidate]");
+        debug_assert!(
+            self.state != StateRole::Leader,
+            "invalid transition [leader -> candidate]"
+        );
         let term = self.term + 1;
         self.reset(term);
         self.vote = self.id;
         self.state = StateRole::Candidate;
-        info!(self.cfg.logger, "{:x} became candidate at term {}", self.id, self.term);
+        info!(
+            self.cfg.logger,
+            "{:x} became candidate at term {}", self.id, self.term
+        );
     }
 
     fn become_pre_candidate(&mut self) {
-        debug_assert!(self.state != StateRole::Leader, "invalid transition [leader -> pre-candidate]");
+        debug_assert!(
+            self.state != StateRole::Leader,
+            "invalid transition [leader -> pre-candidate]"
+        );
         // A pre-candidate keeps its term and vote: nothing durable changes until it wins.
         self.trk.reset_votes();
         self.trk.progress = ProgressMap::default();
         self.lead = NONE;
         self.state = StateRole::PreCandidate;
-        info!(self.cfg.logger, "{:x} became pre-candidate at term {}", self.id, self.term);
+        info!(
+            self.cfg.logger,
+            "{:x} became pre-candidate at term {}", self.id, self.term
+        );
     }
 
     fn become_leader(&mut self) {
-        debug_assert!(self.state != StateRole::Follower, "invalid transition [follower -> leader]");
+        debug_assert!(
+            self.state != StateRole::Follower,
+            "invalid transition [follower -> leader]"
+        );
         let term = self.term;
         self.reset(term);
         self.lead = self.id;
@@ -523,7 +572,10 @@ impl<S: Storage> Raft<S> {
         // The empty entry of the new term; it does not count toward the uncommitted limit.
         let appended = self.append_entry(vec![Entry::default()]);
         debug_assert!(appended, "the empty entry is never refused");
-        info!(self.cfg.logger, "{:x} became leader at term {}", self.id, self.term);
+        info!(
+            self.cfg.logger,
+            "{:x} became leader at term {}", self.id, self.term
+        );
     }
 
     /// Fills the progress map with a fresh Progress per member (leader only, or temporarily
@@ -531,8 +583,15 @@ impl<S: Storage> Raft<S> {
     fn build_progress(&mut self) {
         let last = self.raft_log.last_index();
         let mut map = ProgressMap::default();
-        for id in self.trk.config.ids() {
-            let mut pr = Progress::new(last + 1, self.trk.max_inflight, self.trk.max_inflight_bytes);
+        let cfg = &self.trk.config;
+        let mut ids: Vec<u64> = cfg.voters.ids();
+        ids.extend(cfg.learners_iter());
+        ids.extend(cfg.learners_next_iter());
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            let mut pr =
+                Progress::new(last + 1, self.trk.max_inflight, self.trk.max_inflight_bytes);
             pr.is_learner = self.trk.config.is_learner(id);
             if id == self.id {
                 pr.matched = last;
@@ -603,23 +662,37 @@ impl<S: Storage> Raft<S> {
 
     fn hup(&mut self, t: CampaignType) {
         if self.state == StateRole::Leader {
-            debug!(self.cfg.logger, "{:x} ignoring MsgHup because already leader", self.id);
+            debug!(
+                self.cfg.logger,
+                "{:x} ignoring MsgHup because already leader", self.id
+            );
             return;
         }
         if !self.promotable() {
-            warn!(self.cfg.logger, "{:x} is unpromotable and can not campaign", self.id);
+            warn!(
+                self.cfg.logger,
+                "{:x} is unpromotable and can not campaign", self.id
+            );
             return;
         }
         if self.has_unapplied_conf_changes() {
             warn!(self.cfg.logger, "{:x} cannot campaign at term {} since there are still pending configuration changes to apply", self.id, self.term);
             return;
         }
-        // Terms stay far below u64::MAX: a term that cannot be incremented ends elections.
+        // Remote terms may run at most MAX_TERM_JUMP ahead of ours and stay below
+        // MAX_REMOTE_VALUE, so `term + 1` never overflows and a hostile message cannot use up
+        // the term space in one go.
         if self.term >= MAX_REMOTE_VALUE {
-            error!(self.cfg.logger, "{:x} cannot campaign: term {} is at the limit", self.id, self.term);
+            error!(
+                self.cfg.logger,
+                "{:x} cannot campaign: term {} is at the limit", self.id, self.term
+            );
             return;
         }
-        info!(self.cfg.logger, "{:x} is starting a new election at term {}", self.id, self.term);
+        info!(
+            self.cfg.logger,
+            "{:x} is starting a new election at term {}", self.id, self.term
+        );
         self.campaign(t);
     }
 
@@ -631,21 +704,30 @@ impl<S: Storage> Raft<S> {
         }
         let mut found = false;
         let page = self.cfg.max_committed_size_per_ready;
-        let res = self.raft_log.scan(applied + 1, committed + 1, page, |ents| {
-            if ents.iter().any(|e| {
-                matches!(
-                    e.entry_type(),
-                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2
-                )
-            }) {
-                found = true;
-            }
-            Ok(())
-        });
+        let res = self
+            .raft_log
+            .scan(applied + 1, committed + 1, page, |ents| {
+                if ents.iter().any(|e| {
+                    matches!(
+                        e.entry_type(),
+                        EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+                    )
+                }) {
+                    found = true;
+                }
+                Ok(())
+            });
         if let Err(e) = res {
             // Not being able to read committed entries is a local storage failure; refusing to
             // campaign is the safe answer.
-            error!(self.cfg.logger, "{:x} error scanning unapplied entries [{}, {}): {}", self.id, applied + 1, committed + 1, e);
+            error!(
+                self.cfg.logger,
+                "{:x} error scanning unapplied entries [{}, {}): {}",
+                self.id,
+                applied + 1,
+                committed + 1,
+                e
+            );
             return true;
         }
         found
@@ -673,8 +755,16 @@ impl<S: Storage> Raft<S> {
                 });
                 continue;
             }
-            info!(self.cfg.logger, "{:x} [logterm: {}, index: {}] sent {} request to {:x} at term {}",
-                self.id, last_term, last_index, vote_msg.as_str_name(), id, self.term);
+            info!(
+                self.cfg.logger,
+                "{:x} [logterm: {}, index: {}] sent {} request to {:x} at term {}",
+                self.id,
+                last_term,
+                last_index,
+                vote_msg.as_str_name(),
+                id,
+                self.term
+            );
             let context = if t == CampaignType::Transfer {
                 Bytes::from_static(CAMPAIGN_TRANSFER)
             } else {
@@ -694,9 +784,23 @@ impl<S: Storage> Raft<S> {
 
     fn poll(&mut self, id: u64, t: MessageType, granted: bool) -> (usize, usize, VoteResult) {
         if granted {
-            info!(self.cfg.logger, "{:x} received {} from {:x} at term {}", self.id, t.as_str_name(), id, self.term);
+            info!(
+                self.cfg.logger,
+                "{:x} received {} from {:x} at term {}",
+                self.id,
+                t.as_str_name(),
+                id,
+                self.term
+            );
         } else {
-            info!(self.cfg.logger, "{:x} received {} rejection from {:x} at term {}", self.id, t.as_str_name(), id, self.term);
+            info!(
+                self.cfg.logger,
+                "{:x} received {} rejection from {:x} at term {}",
+                self.id,
+                t.as_str_name(),
+                id,
+                self.term
+            );
         }
         self.trk.record_vote(id, granted);
         self.trk.tally_votes()
@@ -707,7 +811,9 @@ impl<S: Storage> Raft<S> {
 
     /// Steps a message that passed `RawNode`'s validation (or a local one).
     pub(crate) fn step(&mut self, mut m: Message) -> Result<()> {
-        let t = m.msg_type().ok_or(Error::InvalidMessage("unknown message type"))?;
+        let t = m
+            .msg_type()
+            .ok_or(Error::InvalidMessage("unknown message type"))?;
         if m.term == 0 {
             // Local or term-less message.
         } else if m.term > self.term {
@@ -734,7 +840,10 @@ impl<S: Storage> Raft<S> {
                 _ => {
                     info!(self.cfg.logger, "{:x} [term: {}] received a {} message with higher term from {:x} [term: {}]",
                         self.id, self.term, t.as_str_name(), m.from, m.term);
-                    if matches!(t, MessageType::MsgApp | MessageType::MsgHeartbeat | MessageType::MsgSnap) {
+                    if matches!(
+                        t,
+                        MessageType::MsgApp | MessageType::MsgHeartbeat | MessageType::MsgSnap
+                    ) {
                         self.become_follower(m.term, m.from);
                     } else {
                         self.become_follower(m.term, NONE);
@@ -775,8 +884,15 @@ impl<S: Storage> Raft<S> {
                     self.applied_snap(&s);
                 }
             } else {
-                info!(self.cfg.logger, "{:x} [term: {}] ignored a {} message with lower term from {:x} [term: {}]",
-                    self.id, self.term, t.as_str_name(), m.from, m.term);
+                info!(
+                    self.cfg.logger,
+                    "{:x} [term: {}] ignored a {} message with lower term from {:x} [term: {}]",
+                    self.id,
+                    self.term,
+                    t.as_str_name(),
+                    m.from,
+                    m.term
+                );
             }
             return Ok(());
         }
@@ -840,9 +956,7 @@ impl<S: Storage> Raft<S> {
             }
             _ => match self.state {
                 StateRole::Leader => return self.step_leader(m, t),
-                StateRole::Candidate | StateRole::PreCandidate => {
-                    return self.step_candidate(m, t)
-                }
+                StateRole::Candidate | StateRole::PreCandidate => return self.step_candidate(m, t),
                 StateRole::Follower => return self.step_follower(m, t),
             },
         }
@@ -857,14 +971,17 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgCheckQuorum => {
                 if !self.trk.quorum_active() {
-                    warn!(self.cfg.logger, "{:x} stepped down to follower since quorum is not active", self.id);
+                    warn!(
+                        self.cfg.logger,
+                        "{:x} stepped down to follower since quorum is not active", self.id
+                    );
                     let term = self.term;
                     self.become_follower(term, NONE);
                     return Ok(());
                 }
                 let id = self.id;
                 for (pid, pr) in self.trk.progress.iter_mut() {
-                    if *pid != id {
+                    if pid != id {
                         pr.recent_active = false;
                     }
                 }
@@ -899,7 +1016,8 @@ impl<S: Storage> Raft<S> {
                 if !self.committed_entry_in_current_term() {
                     // Until the leader commits an entry of its term, its commit index may be
                     // behind the group's: hold the read until then.
-                    if self.pending_read_index_messages.len() >= crate::read_only::MAX_PENDING_READS {
+                    if self.pending_read_index_messages.len() >= crate::read_only::MAX_PENDING_READS
+                    {
                         return Err(Error::ProposalDropped);
                     }
                     self.pending_read_index_messages.push(m);
@@ -913,7 +1031,10 @@ impl<S: Storage> Raft<S> {
 
         let from = m.from;
         if self.trk.progress.get(from).is_none() {
-            debug!(self.cfg.logger, "{:x} no progress available for {:x}", self.id, from);
+            debug!(
+                self.cfg.logger,
+                "{:x} no progress available for {:x}", self.id, from
+            );
             return Ok(());
         }
         match t {
@@ -932,7 +1053,13 @@ impl<S: Storage> Raft<S> {
                     // of a snapshot that never arrived.
                     pr.pending_snapshot = 0;
                     pr.become_probe();
-                    debug!(self.cfg.logger, "{:x} snapshot failed, resumed sending replication messages to {:x} [{}]", self.id, from, pr);
+                    debug!(
+                        self.cfg.logger,
+                        "{:x} snapshot failed, resumed sending replication messages to {:x} [{}]",
+                        self.id,
+                        from,
+                        pr
+                    );
                 }
                 // Wait for the follower's answer (or a heartbeat interval) before appending.
                 pr.msg_app_flow_paused = true;
@@ -943,7 +1070,13 @@ impl<S: Storage> Raft<S> {
                 if pr.state == ProgressState::Replicate {
                     pr.become_probe();
                 }
-                debug!(self.cfg.logger, "{:x} failed to send message to {:x} because it is unreachable [{}]", self.id, from, pr);
+                debug!(
+                    self.cfg.logger,
+                    "{:x} failed to send message to {:x} because it is unreachable [{}]",
+                    self.id,
+                    from,
+                    pr
+                );
             }
             MessageType::MsgTransferLeader => self.handle_transfer_leader(from),
             _ => {}
@@ -961,7 +1094,10 @@ impl<S: Storage> Raft<S> {
                     match <ConfChange as prost::Message>::decode(e.data.clone()) {
                         Ok(cc) => cc.as_v2(),
                         Err(_) => {
-                            info!(self.cfg.logger, "{:x} ignoring undecodable conf change proposal", self.id);
+                            info!(
+                                self.cfg.logger,
+                                "{:x} ignoring undecodable conf change proposal", self.id
+                            );
                             *e = Entry::default();
                             continue;
                         }
@@ -971,7 +1107,10 @@ impl<S: Storage> Raft<S> {
                     match <ConfChangeV2 as prost::Message>::decode(e.data.clone()) {
                         Ok(cc) => cc,
                         Err(_) => {
-                            info!(self.cfg.logger, "{:x} ignoring undecodable conf change proposal", self.id);
+                            info!(
+                                self.cfg.logger,
+                                "{:x} ignoring undecodable conf change proposal", self.id
+                            );
                             *e = Entry::default();
                             continue;
                         }
@@ -996,8 +1135,14 @@ impl<S: Storage> Raft<S> {
             };
             match failed {
                 Some(why) if !self.cfg.disable_conf_change_validation => {
-                    info!(self.cfg.logger, "{:x} ignoring conf change {} at config {}: {}",
-                        self.id, confchange::describe(&cc.changes), self.trk.config, why);
+                    info!(
+                        self.cfg.logger,
+                        "{:x} ignoring conf change {} at config {}: {}",
+                        self.id,
+                        crate::describe::describe_conf_change(&cc),
+                        self.trk.config,
+                        why
+                    );
                     *e = Entry::default();
                 }
                 _ => self.pending_conf_index = last + i as u64 + 1,
@@ -1011,7 +1156,14 @@ impl<S: Storage> Raft<S> {
         if m.index > last_index && !m.reject {
             // An acknowledgement of entries this leader never had: ignore it rather than
             // count it toward a quorum.
-            warn!(self.cfg.logger, "{:x} ignored MsgAppResp from {:x} acknowledging index {} past the last index {}", self.id, from, m.index, last_index);
+            warn!(
+                self.cfg.logger,
+                "{:x} ignored MsgAppResp from {:x} acknowledging index {} past the last index {}",
+                self.id,
+                from,
+                m.index,
+                last_index
+            );
             return;
         }
         let pr = self.trk.progress.get_mut(from).expect("checked by caller");
@@ -1023,11 +1175,17 @@ impl<S: Storage> Raft<S> {
             if m.log_term > 0 {
                 // Skip every entry of ours whose term is above the follower's term at the hint:
                 // none of them can match.
-                next_probe_idx = self.raft_log.find_conflict_by_term(next_probe_idx, m.log_term).0;
+                next_probe_idx = self
+                    .raft_log
+                    .find_conflict_by_term(next_probe_idx, m.log_term)
+                    .0;
             }
             let pr = self.trk.progress.get_mut(from).expect("checked by caller");
             if pr.maybe_decr_to(m.index, next_probe_idx) {
-                debug!(self.cfg.logger, "{:x} decreased progress of {:x} to [{}]", self.id, from, pr);
+                debug!(
+                    self.cfg.logger,
+                    "{:x} decreased progress of {:x} to [{}]", self.id, from, pr
+                );
                 if pr.state == ProgressState::Replicate {
                     pr.become_probe();
                 }
@@ -1075,9 +1233,16 @@ impl<S: Storage> Raft<S> {
                 }
             }
             if from == self.lead_transferee
-                && self.trk.progress.get(from).is_some_and(|pr| pr.matched == self.raft_log.last_index())
+                && self
+                    .trk
+                    .progress
+                    .get(from)
+                    .is_some_and(|pr| pr.matched == self.raft_log.last_index())
             {
-                info!(self.cfg.logger, "{:x} sent MsgTimeoutNow to {:x} after received MsgAppResp", self.id, from);
+                info!(
+                    self.cfg.logger,
+                    "{:x} sent MsgTimeoutNow to {:x} after received MsgAppResp", self.id, from
+                );
                 self.send_timeout_now(from);
             }
         }
@@ -1102,7 +1267,11 @@ impl<S: Storage> Raft<S> {
             return;
         }
         let ro = &self.read_only;
-        let confirmed = self.trk.config.voters.committed_index(&|id: u64| ro.acked(id));
+        let confirmed = self
+            .trk
+            .config
+            .voters
+            .committed_index(&|id: u64| ro.acked(id));
         let released = self.read_only.advance(confirmed);
         for rs in released {
             self.respond_to_read_index(rs.req, rs.index);
@@ -1114,7 +1283,10 @@ impl<S: Storage> Raft<S> {
             return;
         };
         if pr.is_learner {
-            debug!(self.cfg.logger, "{:x} is learner. Ignored transferring leadership", self.id);
+            debug!(
+                self.cfg.logger,
+                "{:x} is learner. Ignored transferring leadership", self.id
+            );
             return;
         }
         let last = self.lead_transferee;
@@ -1124,20 +1296,38 @@ impl<S: Storage> Raft<S> {
                 return;
             }
             self.abort_leader_transfer();
-            info!(self.cfg.logger, "{:x} [term {}] abort previous transferring leadership to {:x}", self.id, self.term, last);
+            info!(
+                self.cfg.logger,
+                "{:x} [term {}] abort previous transferring leadership to {:x}",
+                self.id,
+                self.term,
+                last
+            );
         }
         if transferee == self.id {
-            debug!(self.cfg.logger, "{:x} is already leader. Ignored transferring leadership to self", self.id);
+            debug!(
+                self.cfg.logger,
+                "{:x} is already leader. Ignored transferring leadership to self", self.id
+            );
             return;
         }
-        info!(self.cfg.logger, "{:x} [term {}] starts to transfer leadership to {:x}", self.id, self.term, transferee);
+        info!(
+            self.cfg.logger,
+            "{:x} [term {}] starts to transfer leadership to {:x}", self.id, self.term, transferee
+        );
         // The transfer must finish within an election timeout.
         self.election_elapsed = 0;
         self.lead_transferee = transferee;
         let matched = self.trk.progress.get(transferee).map_or(0, |p| p.matched);
         if matched == self.raft_log.last_index() {
             self.send_timeout_now(transferee);
-            info!(self.cfg.logger, "{:x} sends MsgTimeoutNow to {:x} immediately as {:x} already has up-to-date log", self.id, transferee, transferee);
+            info!(
+                self.cfg.logger,
+                "{:x} sends MsgTimeoutNow to {:x} immediately as {:x} already has up-to-date log",
+                self.id,
+                transferee,
+                transferee
+            );
         } else {
             self.send_append(transferee);
         }
@@ -1157,7 +1347,10 @@ impl<S: Storage> Raft<S> {
         };
         match t {
             MessageType::MsgProp => {
-                info!(self.cfg.logger, "{:x} no leader at term {}; dropping proposal", self.id, self.term);
+                info!(
+                    self.cfg.logger,
+                    "{:x} no leader at term {}; dropping proposal", self.id, self.term
+                );
                 return Err(Error::ProposalDropped);
             }
             MessageType::MsgApp => {
@@ -1174,7 +1367,14 @@ impl<S: Storage> Raft<S> {
             }
             _ if t == my_vote_resp => {
                 let (gr, rj, res) = self.poll(m.from, t, !m.reject);
-                info!(self.cfg.logger, "{:x} has received {} {} votes and {} vote rejections", self.id, gr, t.as_str_name(), rj);
+                info!(
+                    self.cfg.logger,
+                    "{:x} has received {} {} votes and {} vote rejections",
+                    self.id,
+                    gr,
+                    t.as_str_name(),
+                    rj
+                );
                 match res {
                     VoteResult::Won => {
                         if self.state == StateRole::PreCandidate {
@@ -1193,7 +1393,14 @@ impl<S: Storage> Raft<S> {
                 }
             }
             MessageType::MsgTimeoutNow => {
-                debug!(self.cfg.logger, "{:x} [term {} state {}] ignored MsgTimeoutNow from {:x}", self.id, self.term, self.state, m.from);
+                debug!(
+                    self.cfg.logger,
+                    "{:x} [term {} state {}] ignored MsgTimeoutNow from {:x}",
+                    self.id,
+                    self.term,
+                    self.state,
+                    m.from
+                );
             }
             _ => {}
         }
@@ -1207,11 +1414,20 @@ impl<S: Storage> Raft<S> {
                     return Err(Error::InvalidMessage("MsgProp without entries"));
                 }
                 if self.lead == NONE {
-                    info!(self.cfg.logger, "{:x} no leader at term {}; dropping proposal", self.id, self.term);
+                    info!(
+                        self.cfg.logger,
+                        "{:x} no leader at term {}; dropping proposal", self.id, self.term
+                    );
                     return Err(Error::ProposalDropped);
                 }
                 if self.cfg.disable_proposal_forwarding {
-                    info!(self.cfg.logger, "{:x} not forwarding to leader {:x} at term {}; dropping proposal", self.id, self.lead, self.term);
+                    info!(
+                        self.cfg.logger,
+                        "{:x} not forwarding to leader {:x} at term {}; dropping proposal",
+                        self.id,
+                        self.lead,
+                        self.term
+                    );
                     return Err(Error::ProposalDropped);
                 }
                 m.to = self.lead;
@@ -1235,7 +1451,12 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgTransferLeader => {
                 if self.lead == NONE {
-                    info!(self.cfg.logger, "{:x} no leader at term {}; dropping leader transfer msg", self.id, self.term);
+                    info!(
+                        self.cfg.logger,
+                        "{:x} no leader at term {}; dropping leader transfer msg",
+                        self.id,
+                        self.term
+                    );
                     return Ok(());
                 }
                 m.to = self.lead;
@@ -1244,11 +1465,17 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgForgetLeader => {
                 if self.read_only.option == ReadOnlyOption::LeaseBased {
-                    error!(self.cfg.logger, "ignoring MsgForgetLeader due to ReadOnlyLeaseBased");
+                    error!(
+                        self.cfg.logger,
+                        "ignoring MsgForgetLeader due to ReadOnlyLeaseBased"
+                    );
                     return Ok(());
                 }
                 if self.lead != NONE {
-                    info!(self.cfg.logger, "{:x} forgetting leader {:x} at term {}", self.id, self.lead, self.term);
+                    info!(
+                        self.cfg.logger,
+                        "{:x} forgetting leader {:x} at term {}", self.id, self.lead, self.term
+                    );
                     self.lead = NONE;
                 }
             }
@@ -1259,7 +1486,10 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgReadIndex => {
                 if self.lead == NONE {
-                    info!(self.cfg.logger, "{:x} no leader at term {}; dropping index reading msg", self.id, self.term);
+                    info!(
+                        self.cfg.logger,
+                        "{:x} no leader at term {}; dropping index reading msg", self.id, self.term
+                    );
                     return Ok(());
                 }
                 m.to = self.lead;
@@ -1268,7 +1498,13 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgReadIndexResp => {
                 if m.entries.len() != 1 {
-                    error!(self.cfg.logger, "{:x} invalid format of MsgReadIndexResp from {:x}, entries count: {}", self.id, m.from, m.entries.len());
+                    error!(
+                        self.cfg.logger,
+                        "{:x} invalid format of MsgReadIndexResp from {:x}, entries count: {}",
+                        self.id,
+                        m.from,
+                        m.entries.len()
+                    );
                     return Ok(());
                 }
                 let ctx = m.entries.swap_remove(0).data;
@@ -1286,7 +1522,12 @@ impl<S: Storage> Raft<S> {
         // Read states are handed out with every Ready; a node whose application never calls
         // ready() would otherwise grow this without bound.
         if self.read_states.len() >= crate::read_only::MAX_PENDING_READS {
-            warn!(self.cfg.logger, "{:x} dropping read state at index {}: too many unread read states", self.id, rs.index);
+            warn!(
+                self.cfg.logger,
+                "{:x} dropping read state at index {}: too many unread read states",
+                self.id,
+                rs.index
+            );
             return;
         }
         self.read_states.push(rs);
@@ -1308,7 +1549,10 @@ impl<S: Storage> Raft<S> {
         }
         let from = m.from;
         let (index, log_term, commit) = (m.index, m.log_term, m.commit);
-        match self.raft_log.maybe_append(index, log_term, commit, m.entries) {
+        match self
+            .raft_log
+            .maybe_append(index, log_term, commit, m.entries)
+        {
             Ok(Some(last_new)) => {
                 self.send(Message {
                     r#type: MessageType::MsgAppResp as i32,
@@ -1324,7 +1568,8 @@ impl<S: Storage> Raft<S> {
                 // Hint the largest (index, term) at which the logs may match, so the leader
                 // skips a whole term per round trip.
                 let hint_index = index.min(self.raft_log.last_index());
-                let (hint_index, hint_term) = self.raft_log.find_conflict_by_term(hint_index, log_term);
+                let (hint_index, hint_term) =
+                    self.raft_log.find_conflict_by_term(hint_index, log_term);
                 self.send(Message {
                     r#type: MessageType::MsgAppResp as i32,
                     to: from,
@@ -1336,7 +1581,10 @@ impl<S: Storage> Raft<S> {
                 });
             }
             Err(e) => {
-                warn!(self.cfg.logger, "{:x} rejected a malformed MsgApp from {:x}: {}", self.id, from, e);
+                warn!(
+                    self.cfg.logger,
+                    "{:x} rejected a malformed MsgApp from {:x}: {}", self.id, from, e
+                );
                 return Err(e);
             }
         }
@@ -1367,11 +1615,26 @@ impl<S: Storage> Raft<S> {
         }
         let cs = s.conf_state();
         if let Err(e) = confchange::validate_conf_state(&cs) {
-            warn!(self.cfg.logger, "{:x} rejected snapshot [index: {}, term: {}] from {:x}: invalid ConfState: {}", self.id, sindex, sterm, m.from, e);
+            warn!(
+                self.cfg.logger,
+                "{:x} rejected snapshot [index: {}, term: {}] from {:x}: invalid ConfState: {}",
+                self.id,
+                sindex,
+                sterm,
+                m.from,
+                e
+            );
             return Err(Error::InvalidMessage("snapshot with an invalid ConfState"));
         }
         if self.restore(s) {
-            info!(self.cfg.logger, "{:x} [commit: {}] restored snapshot [index: {}, term: {}]", self.id, self.raft_log.committed, sindex, sterm);
+            info!(
+                self.cfg.logger,
+                "{:x} [commit: {}] restored snapshot [index: {}, term: {}]",
+                self.id,
+                self.raft_log.committed,
+                sindex,
+                sterm
+            );
             let last = self.raft_log.last_index();
             self.send(Message {
                 r#type: MessageType::MsgAppResp as i32,
@@ -1380,7 +1643,14 @@ impl<S: Storage> Raft<S> {
                 ..Default::default()
             });
         } else {
-            info!(self.cfg.logger, "{:x} [commit: {}] ignored snapshot [index: {}, term: {}]", self.id, self.raft_log.committed, sindex, sterm);
+            info!(
+                self.cfg.logger,
+                "{:x} [commit: {}] ignored snapshot [index: {}, term: {}]",
+                self.id,
+                self.raft_log.committed,
+                sindex,
+                sterm
+            );
             let committed = self.raft_log.committed;
             self.send(Message {
                 r#type: MessageType::MsgAppResp as i32,
@@ -1402,7 +1672,10 @@ impl<S: Storage> Raft<S> {
         if self.state != StateRole::Follower {
             // Only followers restore; a leader or candidate seeing a newer snapshot in its own
             // term is impossible with honest peers. Step down and let the group sort it out.
-            warn!(self.cfg.logger, "{:x} attempted to restore snapshot as leader; should never happen", self.id);
+            warn!(
+                self.cfg.logger,
+                "{:x} attempted to restore snapshot as leader; should never happen", self.id
+            );
             let term = self.term + 1;
             self.become_follower(term, NONE);
             return false;
@@ -1423,19 +1696,31 @@ impl<S: Storage> Raft<S> {
             self.raft_log.commit_to(sindex);
             return false;
         }
-        info!(self.cfg.logger, "log [{}] starts to restore snapshot [index: {}, term: {}]", self.raft_log, sindex, sterm);
+        info!(
+            self.cfg.logger,
+            "log [{}] starts to restore snapshot [index: {}, term: {}]",
+            self.raft_log,
+            sindex,
+            sterm
+        );
         self.raft_log.restore(s);
         let mut trk = ProgressTracker::new(self.trk.max_inflight, self.trk.max_inflight_bytes);
         if let Err(e) = confchange::restore(&mut trk, self.raft_log.last_index(), &cs) {
             // validate_conf_state ran before; a failure here is a bug in the changer.
-            error!(self.cfg.logger, "{:x} unable to restore config {:?}: {}", self.id, cs, e);
+            error!(
+                self.cfg.logger,
+                "{:x} unable to restore config {:?}: {}", self.id, cs, e
+            );
             return true;
         }
         self.trk.config = trk.config;
         self.trk.progress = trk.progress;
         let new_cs = self.switch_to_config_loaded();
         if !new_cs.equivalent(&cs) {
-            error!(self.cfg.logger, "{:x} restored config {:?} differs from the snapshot's {:?}", self.id, new_cs, cs);
+            error!(
+                self.cfg.logger,
+                "{:x} restored config {:?} differs from the snapshot's {:?}", self.id, new_cs, cs
+            );
         }
         let (lt, li) = self.raft_log.last_entry_id();
         info!(self.cfg.logger, "{:x} [commit: {}, lastindex: {}, lastterm: {}] restored snapshot [index: {}, term: {}]",
@@ -1520,7 +1805,10 @@ impl<S: Storage> Raft<S> {
         match self.read_only.option {
             ReadOnlyOption::Safe => {
                 if !self.read_only.add_request(committed, m, self.id) {
-                    warn!(self.cfg.logger, "{:x} dropping read index request: too many pending reads", self.id);
+                    warn!(
+                        self.cfg.logger,
+                        "{:x} dropping read index request: too many pending reads", self.id
+                    );
                     return Err(Error::ProposalDropped);
                 }
                 self.bcast_heartbeat();
@@ -1532,7 +1820,12 @@ impl<S: Storage> Raft<S> {
 
     fn respond_to_read_index(&mut self, req: Message, index: u64) {
         if req.from == NONE || req.from == self.id {
-            let ctx = req.entries.into_iter().next().map(|e| e.data).unwrap_or_default();
+            let ctx = req
+                .entries
+                .into_iter()
+                .next()
+                .map(|e| e.data)
+                .unwrap_or_default();
             self.push_read_state(ReadState {
                 index,
                 request_ctx: ctx,
@@ -1569,8 +1862,17 @@ impl<S: Storage> Raft<S> {
                 ..Default::default()
             };
             match self.step(m) {
-                Ok(()) => info!(self.cfg.logger, "initiating automatic transition out of joint configuration {}", self.trk.config),
-                Err(e) => debug!(self.cfg.logger, "not initiating automatic transition out of joint configuration {}: {}", self.trk.config, e),
+                Ok(()) => info!(
+                    self.cfg.logger,
+                    "initiating automatic transition out of joint configuration {}",
+                    self.trk.config
+                ),
+                Err(e) => debug!(
+                    self.cfg.logger,
+                    "not initiating automatic transition out of joint configuration {}: {}",
+                    self.trk.config,
+                    e
+                ),
             }
         }
     }
@@ -1615,7 +1917,13 @@ impl<S: Storage> Raft<S> {
                 if !had_progress {
                     self.trk.progress = ProgressMap::default();
                 }
-                warn!(self.cfg.logger, "{:x} refused to apply conf change {}: {}", self.id, confchange::describe(&cc.changes), e);
+                warn!(
+                    self.cfg.logger,
+                    "{:x} refused to apply conf change {}: {}",
+                    self.id,
+                    crate::describe::describe_conf_change(cc),
+                    e
+                );
                 Err(e)
             }
         }
@@ -1624,7 +1932,10 @@ impl<S: Storage> Raft<S> {
     /// Takes up a configuration already installed in the tracker at start-up or from a
     /// snapshot (no leader-side work to do).
     fn switch_to_config_loaded(&mut self) -> ConfState {
-        info!(self.cfg.logger, "{:x} switched to configuration {}", self.id, self.trk.config);
+        info!(
+            self.cfg.logger,
+            "{:x} switched to configuration {}", self.id, self.trk.config
+        );
         self.is_learner = self.trk.config.is_learner(self.id);
         if self.state != StateRole::Leader {
             self.trk.progress = ProgressMap::default();
@@ -1633,7 +1944,10 @@ impl<S: Storage> Raft<S> {
     }
 
     fn switch_to_config(&mut self) -> ConfState {
-        info!(self.cfg.logger, "{:x} switched to configuration {}", self.id, self.trk.config);
+        info!(
+            self.cfg.logger,
+            "{:x} switched to configuration {}", self.id, self.trk.config
+        );
         let cs = self.trk.conf_state();
         let present = self.trk.config.contains(self.id);
         self.is_learner = self.trk.config.is_learner(self.id);
@@ -1660,13 +1974,15 @@ impl<S: Storage> Raft<S> {
         } else {
             // Probe new members at once rather than waiting for a heartbeat or a proposal.
             if self.cfg.append_mode == AppendMode::Batched {
-                for id in self.trk.progress.ids() {
+                let ids: Vec<u64> = self.trk.progress.ids().collect();
+                for id in ids {
                     if id != self.id {
                         self.send_append_if_nonempty(id);
                     }
                 }
             } else {
-                for id in self.trk.progress.ids() {
+                let ids: Vec<u64> = self.trk.progress.ids().collect();
+                for id in ids {
                     if id != self.id {
                         self.maybe_send_append(id, false);
                     }

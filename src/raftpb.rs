@@ -300,7 +300,10 @@ mod tests {
         ];
         let m = Message::decode(bytes).unwrap();
         assert_eq!(m.msg_type(), Some(MessageType::MsgApp));
-        assert_eq!((m.to, m.from, m.term, m.log_term, m.index, m.commit), (2, 1, 5, 4, 10, 9));
+        assert_eq!(
+            (m.to, m.from, m.term, m.log_term, m.index, m.commit),
+            (2, 1, 5, 4, 10, 9)
+        );
         assert_eq!(m.entries[0].index, 11);
         assert_eq!(&m.entries[0].data[..], b"x");
         assert_eq!(m.encode_to_vec(), bytes);

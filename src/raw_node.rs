@@ -8,7 +8,9 @@ use slog::{debug, warn};
 
 use crate::config::{Config, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE};
 use crate::error::{Error, Result};
-use crate::raft::{ents_size, Raft, ReadState, SoftState, StateRole, MAX_REMOTE_VALUE};
+use crate::raft::{
+    ents_size, Raft, ReadState, SoftState, StateRole, MAX_REMOTE_VALUE, MAX_TERM_JUMP,
+};
 use crate::raftpb::{
     is_local_msg_target, ConfChange, ConfChangeI, ConfChangeSingle, ConfChangeType, ConfState,
     Entry, EntryType, HardState, Message, MessageType, Snapshot,
@@ -163,11 +165,15 @@ impl<S: Storage> RawNode<S> {
     /// preferred way; this exists for convenience.
     pub fn bootstrap(&mut self, peers: &[Peer]) -> Result<()> {
         if peers.is_empty() {
-            return Err(Error::ConfigInvalid("must provide at least one peer to Bootstrap".into()));
+            return Err(Error::ConfigInvalid(
+                "must provide at least one peer to Bootstrap".into(),
+            ));
         }
         let last = self.raft.raft_log.last_index();
         if last != 0 {
-            return Err(Error::ConfigInvalid("can't bootstrap a nonempty Storage".into()));
+            return Err(Error::ConfigInvalid(
+                "can't bootstrap a nonempty Storage".into(),
+            ));
         }
         // The HardState is left empty here so that the first Ready carries it.
         self.prev_hard_state = HardState::default();
@@ -256,8 +262,14 @@ impl<S: Storage> RawNode<S> {
     /// Proposes a configuration change (V1 or V2; an empty V2 leaves a joint configuration).
     pub fn propose_conf_change(&mut self, cc: impl Into<ConfChangeI>) -> Result<()> {
         let (ty, data) = match cc.into() {
-            ConfChangeI::V1(c) => (EntryType::EntryConfChange, prost::Message::encode_to_vec(&c)),
-            ConfChangeI::V2(c) => (EntryType::EntryConfChangeV2, prost::Message::encode_to_vec(&c)),
+            ConfChangeI::V1(c) => (
+                EntryType::EntryConfChange,
+                prost::Message::encode_to_vec(&c),
+            ),
+            ConfChangeI::V2(c) => (
+                EntryType::EntryConfChangeV2,
+                prost::Message::encode_to_vec(&c),
+            ),
         };
         self.raft.step(Message {
             r#type: MessageType::MsgProp as i32,
@@ -297,7 +309,10 @@ impl<S: Storage> RawNode<S> {
     /// Checks a network message against the rules every honest message keeps. Returns its type.
     fn validate_remote(&self, m: &Message) -> Result<MessageType> {
         let reject = |why: &'static str| {
-            debug!(self.raft.cfg.logger, "{:x} rejected message from {:x}: {}", self.raft.id, m.from, why);
+            debug!(
+                self.raft.cfg.logger,
+                "{:x} rejected message from {:x}: {}", self.raft.id, m.from, why
+            );
             Err(Error::InvalidMessage(why))
         };
         let Some(t) = m.msg_type() else {
@@ -327,8 +342,14 @@ impl<S: Storage> RawNode<S> {
         {
             return reject("term or index out of range");
         }
-        if m.entries.len() as u64 > MAX_REMOTE_VALUE {
-            return reject("too many entries");
+        if m.term > self.raft.term.saturating_add(MAX_TERM_JUMP) {
+            return reject("term too far ahead of this node's");
+        }
+        if m.term != 0 && (m.log_term > m.term || m.entries.iter().any(|e| e.term > m.term)) {
+            return reject("entry term above the message term");
+        }
+        if m.term != 0 && m.snapshot.as_ref().is_some_and(|s| s.term() > m.term) {
+            return reject("snapshot term above the message term");
         }
         for e in &m.entries {
             if e.term > MAX_REMOTE_VALUE || e.index > MAX_REMOTE_VALUE {
@@ -397,7 +418,8 @@ impl<S: Storage> RawNode<S> {
             return true;
         }
         if r.raft_log.has_next_unstable_ents()
-            || r.raft_log.has_next_committed_ents(!r.cfg.async_storage_writes)
+            || r.raft_log
+                .has_next_committed_ents(!r.cfg.async_storage_writes)
         {
             return true;
         }
@@ -411,7 +433,7 @@ impl<S: Storage> RawNode<S> {
         let async_writes = self.raft.cfg.async_storage_writes;
         let r = &mut self.raft;
         let mut rd = Ready {
-            entries: r.raft_log.next_unstable_ents(),
+            entries: r.raft_log.next_unstable_ents().to_vec(),
             committed_entries: r.raft_log.next_committed_ents(!async_writes),
             messages: std::mem::take(&mut r.msgs),
             ..Default::default()
@@ -438,25 +460,25 @@ impl<S: Storage> RawNode<S> {
 
         // What tells the core that this Ready's writes are done: the last unstable entry (the
         // term check on it guards against entries overwritten since), and the snapshot.
-        let append_resp = if r.raft_log.has_next_or_in_progress_unstable_ents() || rd.snapshot.is_some()
-        {
-            let mut m = Message {
-                r#type: MessageType::MsgStorageAppendResp as i32,
-                from: LOCAL_APPEND_THREAD,
-                to: r.id,
-                term: r.term,
-                snapshot: rd.snapshot.clone(),
-                ..Default::default()
+        let append_resp =
+            if r.raft_log.has_next_or_in_progress_unstable_ents() || rd.snapshot.is_some() {
+                let mut m = Message {
+                    r#type: MessageType::MsgStorageAppendResp as i32,
+                    from: LOCAL_APPEND_THREAD,
+                    to: r.id,
+                    term: r.term,
+                    snapshot: rd.snapshot.clone(),
+                    ..Default::default()
+                };
+                if r.raft_log.has_next_or_in_progress_unstable_ents() {
+                    let (lt, li) = r.raft_log.last_entry_id();
+                    m.index = li;
+                    m.log_term = lt;
+                }
+                Some(m)
+            } else {
+                None
             };
-            if r.raft_log.has_next_or_in_progress_unstable_ents() {
-                let (lt, li) = r.raft_log.last_entry_id();
-                m.index = li;
-                m.log_term = lt;
-            }
-            Some(m)
-        } else {
-            None
-        };
         let apply_resp = (!rd.committed_entries.is_empty()).then(|| Message {
             r#type: MessageType::MsgStorageApplyResp as i32,
             from: LOCAL_APPLY_THREAD,
@@ -559,7 +581,7 @@ impl<S: Storage> RawNode<S> {
                 .trk
                 .progress
                 .iter()
-                .map(|(id, pr)| (*id, pr.clone()))
+                .map(|(id, pr)| (id, pr.clone()))
                 .collect()
         } else {
             Vec::new()
@@ -649,5 +671,43 @@ impl<S: Storage> RawNode<S> {
     /// The node's progress state for `id` (leader only).
     pub fn progress_state(&self, id: u64) -> Option<ProgressState> {
         self.raft.trk.progress.get(id).map(|p| p.state)
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::storage::MemStorage;
+
+    #[test]
+    fn print_sizes() {
+        eprintln!(
+            "RawNode<MemStorage> {}",
+            std::mem::size_of::<RawNode<MemStorage>>()
+        );
+        eprintln!(
+            "Raft<MemStorage> {}",
+            std::mem::size_of::<Raft<MemStorage>>()
+        );
+        eprintln!(
+            "RaftLog<MemStorage> {}",
+            std::mem::size_of::<crate::log::RaftLog<MemStorage>>()
+        );
+        eprintln!("MemStorage {}", std::mem::size_of::<MemStorage>());
+        eprintln!(
+            "Unstable {}",
+            std::mem::size_of::<crate::log_unstable::Unstable>()
+        );
+        eprintln!(
+            "ProgressTracker {}",
+            std::mem::size_of::<crate::tracker::ProgressTracker>()
+        );
+        eprintln!(
+            "ReadOnly {}",
+            std::mem::size_of::<crate::read_only::ReadOnly>()
+        );
+        eprintln!("Message {}", std::mem::size_of::<Message>());
+        eprintln!("Entry {}", std::mem::size_of::<Entry>());
+        eprintln!("HardState {}", std::mem::size_of::<HardState>());
     }
 }

@@ -40,10 +40,6 @@ impl ReadOnly {
         }
     }
 
-    pub fn pending_len(&self) -> usize {
-        self.pending.len()
-    }
-
     /// Queues a request answered with `index` once confirmed. Returns false when full.
     pub fn add_request(&mut self, index: u64, req: Message, self_id: u64) -> bool {
         if self.pending.len() >= MAX_PENDING_READS {
@@ -121,6 +117,6 @@ mod tests {
         assert_eq!(released.len(), 1);
         assert_eq!(released[0].index, 5);
         assert_eq!(ro.advance(2).len(), 1);
-        assert_eq!(ro.pending_len(), 0);
+        assert!(ro.last_pending_ctx().is_none());
     }
 }

@@ -1,8 +1,10 @@
 //! The `Storage` trait (the stable log, hard state and snapshot the application keeps) and
 //! `MemStorage`, an in-memory implementation.
 
-use crate::error::Result;
-use crate::raftpb::{ConfState, Entry, HardState, Snapshot};
+use bytes::Bytes;
+
+use crate::error::{Error, Result, StorageError};
+use crate::raftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 
 /// The durable state a node starts from.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -31,4 +33,719 @@ pub trait Storage {
     /// The most recent snapshot. `StorageError::SnapshotTemporarilyUnavailable` asks the core
     /// to retry later.
     fn snapshot(&self) -> Result<Snapshot>;
+}
+
+/// The size an entry counts for in every byte limit on entries (messages, committed entries per
+/// Ready, storage reads): its protobuf encoded length, as etcd's `proto.Size`.
+#[inline]
+pub fn entry_size(e: &Entry) -> u64 {
+    prost::Message::encoded_len(e) as u64
+}
+
+/// The number of leading entries of `ents` whose sizes sum to at most `max_size` bytes, but at
+/// least 1 when `ents` is not empty. A limit of `u64::MAX` ([`crate::NO_LIMIT`]) keeps all.
+pub fn limit_len(ents: &[Entry], max_size: u64) -> usize {
+    if ents.len() <= 1 || max_size == u64::MAX {
+        return ents.len();
+    }
+    let mut size = entry_size(&ents[0]);
+    for (n, e) in ents.iter().enumerate().skip(1) {
+        size = size.saturating_add(entry_size(e));
+        if size > max_size {
+            return n;
+        }
+    }
+    ents.len()
+}
+
+/// Truncates `ents` to its longest prefix whose sizes sum to at most `max_size` bytes, keeping
+/// at least one entry (etcd's `limitSize`).
+pub fn limit_size(ents: &mut Vec<Entry>, max_size: u64) {
+    let n = limit_len(ents, max_size);
+    ents.truncate(n);
+}
+
+/// An in-memory [`Storage`], with the semantics of etcd's `MemoryStorage`.
+///
+/// It is a plain struct: no lock, no shared ownership. The `RawNode` owns its storage; the
+/// application reaches it through the node's accessors to persist each Ready (append entries,
+/// set the HardState, apply a snapshot) and to compact the log.
+///
+/// The log is kept as a vector whose first element is a dummy entry carrying the index and term
+/// of the last snapshot (index 0, term 0 for a fresh storage), so `term()` answers for the
+/// snapshot index too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemStorage {
+    hard_state: HardState,
+    /// The last snapshot (applied or created). Its metadata is always present.
+    snapshot: Snapshot,
+    /// `ents[0]` is the dummy at the snapshot's (index, term); `ents[i]` has index
+    /// `ents[0].index + i`. Never empty.
+    ents: Vec<Entry>,
+}
+
+impl Default for MemStorage {
+    fn default() -> Self {
+        MemStorage::new()
+    }
+}
+
+impl MemStorage {
+    /// An empty storage: no entries, an empty HardState, an empty snapshot at index 0.
+    pub fn new() -> MemStorage {
+        MemStorage {
+            hard_state: HardState::default(),
+            snapshot: Snapshot {
+                data: Bytes::new(),
+                metadata: Some(SnapshotMetadata {
+                    conf_state: Some(ConfState::default()),
+                    index: 0,
+                    term: 0,
+                }),
+            },
+            ents: vec![Entry::default()],
+        }
+    }
+
+    /// An empty storage whose (empty, index 0) snapshot metadata carries `cs`, so a node started
+    /// on it begins with that configuration and an empty log. This is what etcd's tests do to
+    /// seed peers (`withPeers`); it is meant for tests and examples. For a real cluster, seed
+    /// the storage with a snapshot at index ≥ 1 via [`MemStorage::apply_snapshot`] instead.
+    pub fn new_with_conf_state(cs: ConfState) -> MemStorage {
+        let mut s = MemStorage::new();
+        s.set_conf_state(cs);
+        s
+    }
+
+    /// The stored HardState.
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    /// Replaces the stored HardState.
+    pub fn set_hard_state(&mut self, hs: HardState) {
+        self.hard_state = hs;
+    }
+
+    /// Replaces the ConfState carried by the current snapshot's metadata (returned by
+    /// `initial_state`). The snapshot's index, term and data are unchanged.
+    pub fn set_conf_state(&mut self, cs: ConfState) {
+        self.metadata_mut().conf_state = Some(cs);
+    }
+
+    fn metadata_mut(&mut self) -> &mut SnapshotMetadata {
+        self.snapshot.metadata.get_or_insert_with(Default::default)
+    }
+
+    /// The index of the dummy entry (the snapshot index).
+    #[inline]
+    fn offset(&self) -> u64 {
+        self.ents[0].index
+    }
+
+    #[inline]
+    fn first(&self) -> u64 {
+        // The offset is below u64::MAX: `apply_snapshot` and `compact` never put it there.
+        self.offset() + 1
+    }
+
+    #[inline]
+    fn last(&self) -> u64 {
+        self.offset() + (self.ents.len() as u64 - 1)
+    }
+
+    /// Replaces the log and the snapshot with `snap`: the log becomes empty, starting after the
+    /// snapshot, and the ConfState becomes the snapshot's. The HardState is not touched (as in
+    /// etcd; the node sends the matching HardState in the same Ready).
+    ///
+    /// `SnapshotOutOfDate` if `snap` is not newer than the current snapshot (this includes an
+    /// empty snapshot); `Other` for a snapshot at index `u64::MAX`, after which no entry could
+    /// follow.
+    pub fn apply_snapshot(&mut self, snap: Snapshot) -> Result<()> {
+        let index = snap.index();
+        if self.snapshot.index() >= index {
+            return Err(StorageError::SnapshotOutOfDate.into());
+        }
+        if index == u64::MAX {
+            return Err(StorageError::Other(format!("snapshot index {index} out of range")).into());
+        }
+        let term = snap.term();
+        self.snapshot = snap;
+        if self
+            .snapshot
+            .metadata
+            .as_ref()
+            .and_then(|m| m.conf_state.as_ref())
+            .is_none()
+        {
+            self.metadata_mut().conf_state = Some(ConfState::default());
+        }
+        self.ents.clear();
+        self.ents.push(Entry {
+            index,
+            term,
+            ..Default::default()
+        });
+        self.ents.shrink_to(1);
+        Ok(())
+    }
+
+    /// Makes a snapshot at index `i` (which must be in the log) with the given data, replacing
+    /// the ConfState when `cs` is given, and returns it. The log is not compacted: call
+    /// [`MemStorage::compact`] for that.
+    ///
+    /// `SnapshotOutOfDate` if `i` is at or below the current snapshot index, `Unavailable` if
+    /// `i` is past the last index, `Compacted` if the log was compacted past `i` (the term of
+    /// entry `i` is gone).
+    pub fn create_snapshot(
+        &mut self,
+        i: u64,
+        cs: Option<ConfState>,
+        data: Bytes,
+    ) -> Result<Snapshot> {
+        if i <= self.snapshot.index() {
+            return Err(StorageError::SnapshotOutOfDate.into());
+        }
+        if i > self.last() {
+            return Err(StorageError::Unavailable.into());
+        }
+        if i < self.offset() {
+            // The log was compacted past the snapshot, and the entry's term is gone.
+            return Err(StorageError::Compacted.into());
+        }
+        let term = self.ents[(i - self.offset()) as usize].term;
+        let md = self.metadata_mut();
+        md.index = i;
+        md.term = term;
+        if let Some(cs) = cs {
+            md.conf_state = Some(cs);
+        }
+        self.snapshot.data = data;
+        Ok(self.snapshot.clone())
+    }
+
+    /// Discards the entries before `compact_index`; the entry at `compact_index` becomes the
+    /// dummy (its index and term stay readable through `term`). The application must not
+    /// compact past its applied index.
+    ///
+    /// `Compacted` if `compact_index` is at or below the current compaction point,
+    /// `Unavailable` if it is past the last index (etcd panics there).
+    pub fn compact(&mut self, compact_index: u64) -> Result<()> {
+        let offset = self.offset();
+        if compact_index <= offset {
+            return Err(StorageError::Compacted.into());
+        }
+        if compact_index > self.last() {
+            return Err(StorageError::Unavailable.into());
+        }
+        let k = (compact_index - offset) as usize;
+        self.ents.drain(..k);
+        let dummy = &mut self.ents[0];
+        dummy.data = Bytes::new();
+        dummy.r#type = 0;
+        if self.ents.len() * 2 < self.ents.capacity() {
+            self.ents.shrink_to_fit();
+        }
+        Ok(())
+    }
+
+    /// Appends entries persisted from a Ready. Entries at or below the compaction point are
+    /// skipped; entries overlapping the log replace it from the first of them on (the suffix is
+    /// truncated). The entries must have contiguous indexes and must not leave a gap after the
+    /// last index; both are errors (`Other`), as is an index that would reach `u64::MAX`.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<()> {
+        let Some(head) = entries.first() else {
+            return Ok(());
+        };
+        let start = head.index;
+        let last_new = start
+            .checked_add(entries.len() as u64 - 1)
+            .filter(|&l| l < u64::MAX)
+            .ok_or_else(|| {
+                Error::from(StorageError::Other(format!(
+                    "entries from index {start} overflow the log"
+                )))
+            })?;
+        if let Some((k, e)) = entries
+            .iter()
+            .enumerate()
+            .find(|&(k, e)| e.index != start + k as u64)
+        {
+            return Err(StorageError::Other(format!(
+                "non-contiguous entries: index {} at position {k} after index {start}",
+                e.index
+            ))
+            .into());
+        }
+        let first = self.first();
+        if last_new < first {
+            // Everything is already compacted.
+            return Ok(());
+        }
+        let entries = if start < first {
+            &entries[(first - start) as usize..]
+        } else {
+            entries
+        };
+        let at = entries[0].index;
+        let last = self.last();
+        if at > last + 1 {
+            return Err(StorageError::Other(format!(
+                "missing log entry [last: {last}, append at: {at}]"
+            ))
+            .into());
+        }
+        self.ents.truncate((at - self.offset()) as usize);
+        self.ents.extend_from_slice(entries);
+        Ok(())
+    }
+}
+
+impl Storage for MemStorage {
+    fn initial_state(&self) -> Result<RaftState> {
+        Ok(RaftState {
+            hard_state: self.hard_state,
+            conf_state: self.snapshot.conf_state(),
+        })
+    }
+
+    fn entries(&self, low: u64, high: u64, max_size: u64) -> Result<Vec<Entry>> {
+        let offset = self.offset();
+        if low <= offset {
+            return Err(StorageError::Compacted.into());
+        }
+        if high > self.last() + 1 {
+            return Err(StorageError::Unavailable.into());
+        }
+        if self.ents.len() == 1 {
+            // Only the dummy entry.
+            return Err(StorageError::Unavailable.into());
+        }
+        if low > high {
+            return Err(
+                StorageError::Other(format!("invalid entries range [{low}, {high})")).into(),
+            );
+        }
+        let ents = &self.ents[(low - offset) as usize..(high - offset) as usize];
+        Ok(ents[..limit_len(ents, max_size)].to_vec())
+    }
+
+    fn term(&self, idx: u64) -> Result<u64> {
+        let offset = self.offset();
+        if idx < offset {
+            return Err(StorageError::Compacted.into());
+        }
+        match self
+            .ents
+            .get(usize::try_from(idx - offset).unwrap_or(usize::MAX))
+        {
+            Some(e) => Ok(e.term),
+            None => Err(StorageError::Unavailable.into()),
+        }
+    }
+
+    fn first_index(&self) -> Result<u64> {
+        Ok(self.first())
+    }
+
+    fn last_index(&self) -> Result<u64> {
+        Ok(self.last())
+    }
+
+    fn snapshot(&self) -> Result<Snapshot> {
+        Ok(self.snapshot.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ent(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
+    }
+
+    /// A storage whose dummy is at (3, 3), with entries 4 and 5 at terms 4 and 5.
+    fn storage_345() -> MemStorage {
+        let mut s = MemStorage::new();
+        s.ents = vec![ent(3, 3), ent(4, 4), ent(5, 5)];
+        s
+    }
+
+    fn snap(index: u64, term: u64, cs: ConfState, data: &'static [u8]) -> Snapshot {
+        Snapshot {
+            data: Bytes::from_static(data),
+            metadata: Some(SnapshotMetadata {
+                conf_state: Some(cs),
+                index,
+                term,
+            }),
+        }
+    }
+
+    fn voters(ids: &[u64]) -> ConfState {
+        ConfState {
+            voters: ids.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    const COMPACTED: Error = Error::Store(StorageError::Compacted);
+    const UNAVAILABLE: Error = Error::Store(StorageError::Unavailable);
+    const OUT_OF_DATE: Error = Error::Store(StorageError::SnapshotOutOfDate);
+
+    #[test]
+    fn new_storage() {
+        let s = MemStorage::new();
+        assert_eq!(s.first_index().unwrap(), 1);
+        assert_eq!(s.last_index().unwrap(), 0);
+        assert_eq!(s.term(0).unwrap(), 0);
+        assert_eq!(s.term(1).unwrap_err(), UNAVAILABLE);
+        assert_eq!(s.entries(1, 1, NO_LIMIT_U64).unwrap_err(), UNAVAILABLE);
+        assert!(s.snapshot().unwrap().is_empty());
+        assert_eq!(s.initial_state().unwrap(), RaftState::default());
+        assert_eq!(MemStorage::default(), s);
+
+        let s = MemStorage::new_with_conf_state(voters(&[1, 2, 3]));
+        let st = s.initial_state().unwrap();
+        assert_eq!(st.conf_state, voters(&[1, 2, 3]));
+        assert!(st.hard_state.is_empty());
+        assert!(s.snapshot().unwrap().is_empty());
+        assert_eq!(s.last_index().unwrap(), 0);
+    }
+
+    const NO_LIMIT_U64: u64 = u64::MAX;
+
+    #[test]
+    fn hard_state_and_conf_state() {
+        let mut s = MemStorage::new();
+        let hs = HardState {
+            term: 2,
+            vote: 1,
+            commit: 0,
+        };
+        s.set_hard_state(hs);
+        assert_eq!(s.hard_state(), &hs);
+        s.set_conf_state(voters(&[4]));
+        assert_eq!(s.initial_state().unwrap().hard_state, hs);
+        assert_eq!(s.initial_state().unwrap().conf_state, voters(&[4]));
+    }
+
+    #[test]
+    fn term() {
+        let s = storage_345();
+        let cases = [
+            (2, Err(COMPACTED)),
+            (3, Ok(3)),
+            (4, Ok(4)),
+            (5, Ok(5)),
+            (6, Err(UNAVAILABLE)),
+            (u64::MAX, Err(UNAVAILABLE)),
+        ];
+        for (i, want) in cases {
+            assert_eq!(s.term(i), want, "term({i})");
+        }
+    }
+
+    #[test]
+    fn entries() {
+        let s = {
+            let mut s = MemStorage::new();
+            s.ents = vec![ent(3, 3), ent(4, 4), ent(5, 5), ent(6, 6)];
+            s
+        };
+        let sz = entry_size(&ent(4, 4));
+        let all = [ent(4, 4), ent(5, 5), ent(6, 6)];
+        // (lo, hi, max_size, want)
+        let cases: Vec<(u64, u64, u64, Result<Vec<Entry>>)> = vec![
+            (2, 6, NO_LIMIT_U64, Err(COMPACTED)),
+            (3, 4, NO_LIMIT_U64, Err(COMPACTED)),
+            (4, 5, NO_LIMIT_U64, Ok(vec![ent(4, 4)])),
+            (4, 6, NO_LIMIT_U64, Ok(vec![ent(4, 4), ent(5, 5)])),
+            (4, 7, NO_LIMIT_U64, Ok(all.to_vec())),
+            // At least one entry, even over the limit.
+            (4, 7, 0, Ok(vec![ent(4, 4)])),
+            (4, 7, sz + sz / 2, Ok(vec![ent(4, 4)])),
+            (4, 7, 2 * sz, Ok(vec![ent(4, 4), ent(5, 5)])),
+            (4, 7, 3 * sz - 1, Ok(vec![ent(4, 4), ent(5, 5)])),
+            (4, 7, 3 * sz, Ok(all.to_vec())),
+            (5, 5, NO_LIMIT_U64, Ok(vec![])),
+            (7, 7, NO_LIMIT_U64, Ok(vec![])),
+            // Past the end: an error, not a panic.
+            (4, 8, NO_LIMIT_U64, Err(UNAVAILABLE)),
+            (5, u64::MAX, NO_LIMIT_U64, Err(UNAVAILABLE)),
+        ];
+        for (lo, hi, max, want) in cases {
+            assert_eq!(s.entries(lo, hi, max), want, "entries({lo}, {hi}, {max})");
+        }
+        assert!(matches!(
+            s.entries(6, 5, NO_LIMIT_U64),
+            Err(Error::Store(StorageError::Other(_)))
+        ));
+    }
+
+    #[test]
+    fn first_and_last_index() {
+        let mut s = storage_345();
+        assert_eq!(s.first_index().unwrap(), 4);
+        assert_eq!(s.last_index().unwrap(), 5);
+        s.append(&[ent(6, 5)]).unwrap();
+        assert_eq!(s.last_index().unwrap(), 6);
+        s.compact(4).unwrap();
+        assert_eq!(s.first_index().unwrap(), 5);
+        assert_eq!(s.last_index().unwrap(), 6);
+    }
+
+    #[test]
+    fn compact() {
+        // (index, want error, want dummy index, want dummy term, want len)
+        let cases = [
+            (2, Some(COMPACTED), 3, 3, 3),
+            (3, Some(COMPACTED), 3, 3, 3),
+            (4, None, 4, 4, 2),
+            (5, None, 5, 5, 1),
+            // Past the end: an error, not a panic.
+            (6, Some(UNAVAILABLE), 3, 3, 3),
+            (u64::MAX, Some(UNAVAILABLE), 3, 3, 3),
+        ];
+        for (i, err, index, term, len) in cases {
+            let mut s = storage_345();
+            assert_eq!(s.compact(i).err(), err, "compact({i})");
+            assert_eq!(s.ents[0].index, index, "compact({i})");
+            assert_eq!(s.ents[0].term, term, "compact({i})");
+            assert_eq!(s.ents.len(), len, "compact({i})");
+        }
+    }
+
+    #[test]
+    fn compact_drops_dummy_payload_and_frees_memory() {
+        let mut s = MemStorage::new();
+        let ents: Vec<Entry> = (1..=1000)
+            .map(|i| Entry {
+                index: i,
+                term: 1,
+                data: Bytes::from_static(b"payload"),
+                ..Default::default()
+            })
+            .collect();
+        s.append(&ents).unwrap();
+        s.compact(999).unwrap();
+        assert_eq!(s.ents.len(), 2);
+        assert!(s.ents[0].data.is_empty());
+        assert_eq!(s.ents[1].data, Bytes::from_static(b"payload"));
+        assert!(s.ents.capacity() < 100);
+        assert_eq!(s.term(999).unwrap(), 1);
+        assert_eq!(s.term(998).unwrap_err(), COMPACTED);
+    }
+
+    #[test]
+    fn create_snapshot() {
+        let cs = voters(&[1, 2, 3]);
+        let data = b"data";
+        // (index, want)
+        let cases = [
+            (4, Ok(snap(4, 4, cs.clone(), data))),
+            (5, Ok(snap(5, 5, cs.clone(), data))),
+            (6, Err(UNAVAILABLE)),
+            (u64::MAX, Err(UNAVAILABLE)),
+        ];
+        for (i, want) in cases {
+            let mut s = storage_345();
+            let got = s.create_snapshot(i, Some(cs.clone()), Bytes::from_static(data));
+            assert_eq!(got, want, "create_snapshot({i})");
+            if let Ok(want) = want {
+                assert_eq!(s.snapshot().unwrap(), want);
+                // The log is not compacted.
+                assert_eq!(s.first_index().unwrap(), 4);
+            }
+        }
+
+        let mut s = storage_345();
+        s.create_snapshot(4, Some(cs.clone()), Bytes::from_static(data))
+            .unwrap();
+        // Not newer than the current snapshot.
+        assert_eq!(
+            s.create_snapshot(4, None, Bytes::new()).unwrap_err(),
+            OUT_OF_DATE
+        );
+        assert_eq!(
+            s.create_snapshot(3, None, Bytes::new()).unwrap_err(),
+            OUT_OF_DATE
+        );
+        // Without a ConfState the previous one is kept.
+        let s5 = s
+            .create_snapshot(5, None, Bytes::from_static(b"x"))
+            .unwrap();
+        assert_eq!(s5, snap(5, 5, cs.clone(), b"x"));
+        assert_eq!(s.initial_state().unwrap().conf_state, cs);
+
+        // The log was compacted past the snapshot: the term is gone.
+        let mut s = storage_345();
+        s.append(&[ent(6, 6)]).unwrap();
+        s.compact(5).unwrap();
+        assert_eq!(
+            s.create_snapshot(4, None, Bytes::new()).unwrap_err(),
+            COMPACTED
+        );
+        assert_eq!(s.create_snapshot(6, None, Bytes::new()).unwrap().term(), 6);
+    }
+
+    #[test]
+    fn apply_snapshot() {
+        let cs = voters(&[1, 2, 3]);
+        let mut s = MemStorage::new();
+        s.set_hard_state(HardState {
+            term: 1,
+            vote: 2,
+            commit: 0,
+        });
+        // An empty snapshot is out of date even on an empty storage.
+        assert_eq!(
+            s.apply_snapshot(Snapshot::default()).unwrap_err(),
+            OUT_OF_DATE
+        );
+
+        let s4 = snap(4, 4, cs.clone(), b"four");
+        s.apply_snapshot(s4.clone()).unwrap();
+        assert_eq!(s.snapshot().unwrap(), s4);
+        assert_eq!(s.first_index().unwrap(), 5);
+        assert_eq!(s.last_index().unwrap(), 4);
+        assert_eq!(s.term(4).unwrap(), 4);
+        assert_eq!(s.initial_state().unwrap().conf_state, cs);
+        // The HardState is not touched.
+        assert_eq!(s.hard_state().commit, 0);
+
+        // Older or equal: out of date.
+        assert_eq!(
+            s.apply_snapshot(snap(3, 3, cs.clone(), b"")).unwrap_err(),
+            OUT_OF_DATE
+        );
+        assert_eq!(s.apply_snapshot(s4.clone()).unwrap_err(), OUT_OF_DATE);
+
+        // A newer snapshot replaces the whole log.
+        s.append(&[ent(5, 4), ent(6, 4), ent(7, 5)]).unwrap();
+        s.apply_snapshot(snap(6, 4, voters(&[1]), b"six")).unwrap();
+        assert_eq!(s.ents, vec![ent(6, 4)]);
+        assert_eq!(s.initial_state().unwrap().conf_state, voters(&[1]));
+
+        // A snapshot without a ConfState reads as an empty one.
+        s.apply_snapshot(Snapshot {
+            data: Bytes::new(),
+            metadata: Some(SnapshotMetadata {
+                conf_state: None,
+                index: 7,
+                term: 5,
+            }),
+        })
+        .unwrap();
+        assert_eq!(s.initial_state().unwrap().conf_state, ConfState::default());
+
+        // A snapshot at u64::MAX cannot be followed by any entry.
+        assert!(matches!(
+            s.apply_snapshot(snap(u64::MAX, 5, cs, b"")),
+            Err(Error::Store(StorageError::Other(_)))
+        ));
+        assert_eq!(s.last_index().unwrap(), 7);
+    }
+
+    #[test]
+    fn append() {
+        // (entries, want Ok(log) or Err)
+        let cases: Vec<(Vec<Entry>, Option<Vec<Entry>>)> = vec![
+            // All compacted: no-op.
+            (
+                vec![ent(1, 1), ent(2, 2)],
+                Some(vec![ent(3, 3), ent(4, 4), ent(5, 5)]),
+            ),
+            (vec![ent(3, 3)], Some(vec![ent(3, 3), ent(4, 4), ent(5, 5)])),
+            // Same entries.
+            (
+                vec![ent(3, 3), ent(4, 4), ent(5, 5)],
+                Some(vec![ent(3, 3), ent(4, 4), ent(5, 5)]),
+            ),
+            // Conflicting suffix is replaced.
+            (
+                vec![ent(3, 3), ent(4, 6), ent(5, 6)],
+                Some(vec![ent(3, 3), ent(4, 6), ent(5, 6)]),
+            ),
+            (
+                vec![ent(3, 3), ent(4, 4), ent(5, 5), ent(6, 5)],
+                Some(vec![ent(3, 3), ent(4, 4), ent(5, 5), ent(6, 5)]),
+            ),
+            // Starting before the compaction point: the compacted part is skipped.
+            (
+                vec![ent(2, 3), ent(3, 3), ent(4, 5)],
+                Some(vec![ent(3, 3), ent(4, 5)]),
+            ),
+            (vec![ent(4, 5)], Some(vec![ent(3, 3), ent(4, 5)])),
+            // Directly after the end.
+            (
+                vec![ent(6, 5)],
+                Some(vec![ent(3, 3), ent(4, 4), ent(5, 5), ent(6, 5)]),
+            ),
+            // Nothing.
+            (vec![], Some(vec![ent(3, 3), ent(4, 4), ent(5, 5)])),
+            // A gap: an error, not a panic.
+            (vec![ent(7, 5)], None),
+            // Non-contiguous entries.
+            (vec![ent(6, 5), ent(8, 5)], None),
+            (vec![ent(6, 5), ent(6, 5)], None),
+            // Indexes reaching u64::MAX.
+            (vec![ent(u64::MAX, 5)], None),
+            (vec![ent(u64::MAX - 1, 5), ent(u64::MAX, 5)], None),
+        ];
+        for (i, (app, want)) in cases.into_iter().enumerate() {
+            let mut s = storage_345();
+            let res = s.append(&app);
+            match want {
+                Some(w) => {
+                    res.unwrap();
+                    assert_eq!(s.ents, w, "case {i}");
+                }
+                None => {
+                    assert!(
+                        matches!(res, Err(Error::Store(StorageError::Other(_)))),
+                        "case {i}: {res:?}"
+                    );
+                    assert_eq!(s, storage_345(), "case {i}: unchanged");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn limit_size_keeps_at_least_one() {
+        let e = |i: u64, n: usize| Entry {
+            index: i,
+            term: 1,
+            data: Bytes::from(vec![0u8; n]),
+            ..Default::default()
+        };
+        let ents = vec![e(1, 10), e(2, 20), e(3, 30)];
+        let sizes: Vec<u64> = ents.iter().map(entry_size).collect();
+        assert_eq!(sizes[0], prost::Message::encoded_len(&ents[0]) as u64);
+        let cases = [
+            (0, 1),
+            (1, 1),
+            (sizes[0], 1),
+            (sizes[0] + sizes[1] - 1, 1),
+            (sizes[0] + sizes[1], 2),
+            (sizes[0] + sizes[1] + sizes[2] - 1, 2),
+            (sizes[0] + sizes[1] + sizes[2], 3),
+            (u64::MAX, 3),
+        ];
+        for (max, want) in cases {
+            let mut v = ents.clone();
+            limit_size(&mut v, max);
+            assert_eq!(v.len(), want, "max {max}");
+            assert_eq!(limit_len(&ents, max), want, "max {max}");
+        }
+        let mut empty: Vec<Entry> = vec![];
+        limit_size(&mut empty, 0);
+        assert!(empty.is_empty());
+    }
 }

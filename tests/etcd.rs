@@ -70,15 +70,14 @@ fn run_file(path: &Path, suite: &Suite) -> Result<(), String> {
     let cases = parse_file(&name, &text)?;
     let mut handler = (suite.new_handler)();
     for td in &cases {
-        let got = catch_unwind(AssertUnwindSafe(|| handler(td)))
-            .map_err(|p| {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                format!("{}: `{}` panicked: {msg}", td.pos, directive(td))
-            })?;
+        let got = catch_unwind(AssertUnwindSafe(|| handler(td))).map_err(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            format!("{}: `{}` panicked: {msg}", td.pos, directive(td))
+        })?;
         let mut got = got;
         if !got.is_empty() && !got.ends_with('\n') {
             got.push('\n');
@@ -200,7 +199,11 @@ fn main() {
                 .filter(|p| p.extension().is_some_and(|x| x == "txt"))
                 .collect(),
             Err(_) => {
-                println!("etcd {}: folder {} missing, skipped", suite.name, suite.dir.display());
+                println!(
+                    "etcd {}: folder {} missing, skipped",
+                    suite.name,
+                    suite.dir.display()
+                );
                 continue;
             }
         };
@@ -208,7 +211,10 @@ fn main() {
         let (mut passed, mut failed) = (0, 0);
         for f in &files {
             let name = f.file_name().unwrap().to_string_lossy().to_string();
-            if filter.as_ref().is_some_and(|flt| !name.contains(flt.as_str())) {
+            if filter
+                .as_ref()
+                .is_some_and(|flt| !name.contains(flt.as_str()))
+            {
                 continue;
             }
             let required = suite

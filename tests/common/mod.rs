@@ -88,7 +88,9 @@ impl Cluster {
     pub fn process_readies(&mut self) -> bool {
         let mut any = false;
         for i in 0..self.nodes.len() {
-            let Some(node) = self.nodes[i].as_mut() else { continue };
+            let Some(node) = self.nodes[i].as_mut() else {
+                continue;
+            };
             if !node.has_ready() {
                 continue;
             }
@@ -138,7 +140,9 @@ impl Cluster {
             if self.cut.contains(&(m.from, m.to)) {
                 continue;
             }
-            let Some(i) = self.ids.iter().position(|&i| i == m.to) else { continue };
+            let Some(i) = self.ids.iter().position(|&i| i == m.to) else {
+                continue;
+            };
             if let Some(node) = self.nodes[i].as_mut() {
                 let _ = node.step(m);
             }

@@ -138,18 +138,3 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<TestData>, String> {
     }
     Ok(out)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_args() {
-        let (cmd, args) = parse_line("add-nodes 3 voters=(1, 2,3) index=10 learners=()").unwrap();
-        assert_eq!(cmd, "add-nodes");
-        assert_eq!(args[0].key, "3");
-        assert_eq!(args[1].vals, vec!["1", "2", "3"]);
-        assert_eq!(args[2].vals, vec!["10"]);
-        assert!(args[3].vals.is_empty());
-    }
-}

@@ -1,0 +1,682 @@
+//! The unstable part of the log: entries and a snapshot that the node has accepted but the
+//! application has not yet confirmed as persisted.
+//!
+//! Entries move through three stages here. They are *next* (not yet handed out in a Ready or a
+//! `MsgStorageAppend`), then *in progress* (handed out, the write under way: indexes in
+//! `[offset, offset_in_progress)`), then *stable*, when the write is confirmed by
+//! [`Unstable::stable_to`] and they leave this structure for the application's `Storage`.
+//!
+//! No logging, IO, clock or global state: callers log the outcomes these methods report.
+
+use std::cmp;
+
+use crate::error::{Error, Result, StorageError};
+use crate::raftpb::{Entry, Snapshot};
+
+/// What [`Unstable::stable_to`] did with a persistence acknowledgement. Everything but
+/// [`StableOutcome::Stabilized`] means the acknowledgement was ignored; the caller may log why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StableOutcome {
+    /// The entries up to the acknowledged index left the unstable log.
+    Stabilized,
+    /// No unstable entry (or unstable snapshot) has that index.
+    Missing,
+    /// The index is the unstable snapshot's, not an unstable entry's.
+    MatchedSnapshot,
+    /// The unstable entry at that index has another term: the log was rewritten after the write
+    /// started (the ABA case of asynchronous writes), so the write covered other entries.
+    TermMismatch {
+        /// The term of the entry now in the unstable log.
+        existing: u64,
+    },
+}
+
+/// Entries and a snapshot not yet persisted to `Storage`.
+///
+/// Invariants: `entries[k].index == offset + k`; `offset <= offset_in_progress <= offset +
+/// entries.len()`; when a snapshot is present, its index is below `offset`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Unstable {
+    /// The incoming snapshot, if any, not yet persisted.
+    pub snapshot: Option<Snapshot>,
+    /// Entries not yet persisted; the first has index `offset`.
+    pub entries: Vec<Entry>,
+    /// The index of `entries[0]` (the index the next unstable entry would get when empty).
+    pub offset: u64,
+    /// True once the snapshot has been handed out for persisting.
+    pub snapshot_in_progress: bool,
+    /// Entries with indexes in `[offset, offset_in_progress)` have been handed out for
+    /// persisting and are not returned by [`Unstable::next_entries`] again.
+    pub offset_in_progress: u64,
+}
+
+impl Unstable {
+    /// An empty unstable log whose first entry will have index `offset`.
+    pub fn new(offset: u64) -> Unstable {
+        Unstable {
+            snapshot: None,
+            entries: Vec::new(),
+            offset,
+            snapshot_in_progress: false,
+            offset_in_progress: offset,
+        }
+    }
+
+    /// One past the index of the last unstable entry (`offset` when there are none).
+    #[inline]
+    fn end(&self) -> u64 {
+        self.offset.saturating_add(self.entries.len() as u64)
+    }
+
+    /// The first index of the log if it is known here: one past the unstable snapshot.
+    pub fn maybe_first_index(&self) -> Option<u64> {
+        self.snapshot.as_ref().map(|s| s.index().saturating_add(1))
+    }
+
+    /// The last index of the log if it is known here: the last unstable entry, else the unstable
+    /// snapshot.
+    pub fn maybe_last_index(&self) -> Option<u64> {
+        match self.entries.last() {
+            Some(e) => Some(e.index),
+            None => self.snapshot.as_ref().map(|s| s.index()),
+        }
+    }
+
+    /// The term of entry `i` if it is known here (an unstable entry, or the unstable snapshot's
+    /// index).
+    pub fn maybe_term(&self, i: u64) -> Option<u64> {
+        self.entry_term(i).or_else(|| self.snapshot_term(i))
+    }
+
+    /// The term of the unstable entry at index `i`, if there is one.
+    fn entry_term(&self, i: u64) -> Option<u64> {
+        let k = usize::try_from(i.checked_sub(self.offset)?).ok()?;
+        self.entries.get(k).map(|e| e.term)
+    }
+
+    /// The term of the unstable snapshot, if there is one at index `i`.
+    fn snapshot_term(&self, i: u64) -> Option<u64> {
+        self.snapshot
+            .as_ref()
+            .filter(|s| s.index() == i)
+            .map(|s| s.term())
+    }
+
+    /// The entries not yet handed out for persisting.
+    pub fn next_entries(&self) -> &[Entry] {
+        let in_progress = self.offset_in_progress.saturating_sub(self.offset);
+        let k = usize::try_from(in_progress)
+            .unwrap_or(usize::MAX)
+            .min(self.entries.len());
+        &self.entries[k..]
+    }
+
+    /// The snapshot, if one is present and not yet handed out for persisting.
+    pub fn next_snapshot(&self) -> Option<&Snapshot> {
+        if self.snapshot_in_progress {
+            return None;
+        }
+        self.snapshot.as_ref()
+    }
+
+    /// Marks every current entry and the snapshot as handed out for persisting, so
+    /// `next_entries` and `next_snapshot` no longer return them.
+    pub fn accept_in_progress(&mut self) {
+        if !self.entries.is_empty() {
+            self.offset_in_progress = self.end();
+        }
+        if self.snapshot.is_some() {
+            self.snapshot_in_progress = true;
+        }
+    }
+
+    /// The entries up to `(index, term)` have been persisted: drop them from the unstable log.
+    ///
+    /// The acknowledgement is ignored (and the reason returned) unless an unstable entry has
+    /// exactly that index and term. The term check guards against the ABA race of asynchronous
+    /// writes: entries written at an index may have been replaced in the unstable log by
+    /// entries of a newer term while the write was under way; the acknowledgement of the old
+    /// write must not mark the new entries stable.
+    pub fn stable_to(&mut self, index: u64, term: u64) -> StableOutcome {
+        let Some(found) = self.entry_term(index) else {
+            if self.snapshot_term(index).is_some() {
+                return StableOutcome::MatchedSnapshot;
+            }
+            return StableOutcome::Missing;
+        };
+        if found != term {
+            return StableOutcome::TermMismatch { existing: found };
+        }
+        // `entry_term` found entry `index`, so `index - offset < entries.len()`.
+        let n = (index - self.offset) as usize + 1;
+        self.entries.drain(..n);
+        self.offset = index.saturating_add(1);
+        self.offset_in_progress = cmp::max(self.offset_in_progress, self.offset);
+        self.shrink_entries();
+        StableOutcome::Stabilized
+    }
+
+    /// Releases the memory of the entry vector when it is empty, and trims its capacity when it
+    /// uses less than half of it (so a burst of entries does not pin memory afterwards).
+    fn shrink_entries(&mut self) {
+        if self.entries.is_empty() {
+            self.entries = Vec::new();
+        } else if self.entries.len() * 2 < self.entries.capacity() {
+            self.entries.shrink_to_fit();
+        }
+    }
+
+    /// The unstable snapshot at index `i` has been persisted: drop it. Any other index is
+    /// ignored.
+    pub fn stable_snap_to(&mut self, i: u64) {
+        if self.snapshot.as_ref().is_some_and(|s| s.index() == i) {
+            self.snapshot = None;
+            self.snapshot_in_progress = false;
+        }
+    }
+
+    /// Replaces the unstable state with snapshot `s`: no entries, offset right after it.
+    ///
+    /// The caller rejects a snapshot at index `u64::MAX` (no entry could follow it); if one gets
+    /// here the offset saturates instead of wrapping.
+    pub fn restore(&mut self, s: Snapshot) {
+        self.offset = s.index().saturating_add(1);
+        self.offset_in_progress = self.offset;
+        self.entries = Vec::new();
+        self.snapshot = Some(s);
+        self.snapshot_in_progress = false;
+    }
+
+    /// Appends `ents` (contiguous indexes), first discarding any unstable entries at or after
+    /// the index of `ents[0]`:
+    /// - right after the last unstable entry: a plain append;
+    /// - at or before `offset`: the unstable entries are replaced and `offset` moves to
+    ///   `ents[0].index` (the stable entries from there on are superseded too);
+    /// - inside the unstable entries: the suffix from `ents[0].index` is truncated, then `ents`
+    ///   appended.
+    ///
+    /// Entries in progress that were truncated are no longer in progress. An append that would
+    /// leave a gap after the last unstable entry is an error and changes nothing.
+    pub fn truncate_and_append(&mut self, ents: Vec<Entry>) -> Result<()> {
+        let Some(from) = ents.first().map(|e| e.index) else {
+            return Ok(());
+        };
+        let end = self.end();
+        if from == end {
+            if self.entries.is_empty() {
+                self.entries = ents;
+            } else {
+                self.entries.extend(ents);
+            }
+        } else if from <= self.offset {
+            self.entries = ents;
+            self.offset = from;
+            self.offset_in_progress = from;
+        } else if from < end {
+            self.entries.truncate((from - self.offset) as usize);
+            self.entries.extend(ents);
+            self.offset_in_progress = cmp::min(self.offset_in_progress, from);
+        } else {
+            return Err(StorageError::Other(format!(
+                "unstable append at index {from} leaves a gap after index {}",
+                end.saturating_sub(1)
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The unstable entries with indexes in `[lo, hi)`. `Compacted` if `lo < offset`,
+    /// `Unavailable` if `hi` is past the last unstable entry + 1, `Other` if `lo > hi`.
+    pub fn slice(&self, lo: u64, hi: u64) -> Result<&[Entry]> {
+        if lo > hi {
+            return Err(invalid_range("unstable.slice", lo, hi));
+        }
+        if lo < self.offset {
+            return Err(StorageError::Compacted.into());
+        }
+        if hi > self.end() {
+            return Err(StorageError::Unavailable.into());
+        }
+        // Both bounds are within [offset, offset + len], so the differences fit a usize.
+        Ok(&self.entries[(lo - self.offset) as usize..(hi - self.offset) as usize])
+    }
+}
+
+/// The error for a range whose low end is above its high end.
+pub(crate) fn invalid_range(what: &str, lo: u64, hi: u64) -> Error {
+    StorageError::Other(format!("invalid {what} range [{lo}, {hi})")).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raftpb::SnapshotMetadata;
+
+    fn ent(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
+    }
+
+    fn ents(from: u64, terms: &[u64]) -> Vec<Entry> {
+        terms
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| ent(from + k as u64, t))
+            .collect()
+    }
+
+    fn snap(index: u64, term: u64) -> Snapshot {
+        Snapshot {
+            data: Default::default(),
+            metadata: Some(SnapshotMetadata {
+                conf_state: None,
+                index,
+                term,
+            }),
+        }
+    }
+
+    fn unstable(snapshot: Option<Snapshot>, entries: Vec<Entry>, offset: u64) -> Unstable {
+        Unstable {
+            snapshot,
+            entries,
+            offset,
+            snapshot_in_progress: false,
+            offset_in_progress: offset,
+        }
+    }
+
+    #[test]
+    fn maybe_first_index() {
+        // (snapshot, entries, offset, want)
+        let cases = [
+            (None, ents(5, &[1]), 5, None),
+            (None, vec![], 0, None),
+            (Some(snap(4, 1)), ents(5, &[1]), 5, Some(5)),
+            (Some(snap(4, 1)), vec![], 5, Some(5)),
+        ];
+        for (i, (s, e, off, want)) in cases.into_iter().enumerate() {
+            let u = unstable(s, e, off);
+            assert_eq!(u.maybe_first_index(), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn maybe_last_index() {
+        let cases = [
+            (None, ents(5, &[1]), 5, Some(5)),
+            (Some(snap(4, 1)), ents(5, &[1]), 5, Some(5)),
+            (Some(snap(4, 1)), vec![], 5, Some(4)),
+            (None, vec![], 0, None),
+        ];
+        for (i, (s, e, off, want)) in cases.into_iter().enumerate() {
+            let u = unstable(s, e, off);
+            assert_eq!(u.maybe_last_index(), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn maybe_term() {
+        // (snapshot, entries, offset, index, want)
+        let cases = [
+            (None, ents(5, &[1]), 5, 5, Some(1)),
+            (None, ents(5, &[1]), 5, 6, None),
+            (None, ents(5, &[1]), 5, 4, None),
+            (Some(snap(4, 1)), ents(5, &[1]), 5, 5, Some(1)),
+            (Some(snap(4, 1)), ents(5, &[1]), 5, 6, None),
+            (Some(snap(4, 1)), ents(5, &[1]), 5, 4, Some(1)),
+            (Some(snap(4, 1)), ents(5, &[1]), 5, 3, None),
+            (Some(snap(4, 1)), vec![], 5, 5, None),
+            (Some(snap(4, 1)), vec![], 5, 4, Some(1)),
+            (None, vec![], 0, 5, None),
+            (None, ents(5, &[1]), 5, u64::MAX, None),
+            (Some(snap(4, 1)), vec![], 5, u64::MAX, None),
+        ];
+        for (i, (s, e, off, idx, want)) in cases.into_iter().enumerate() {
+            let u = unstable(s, e, off);
+            assert_eq!(u.maybe_term(idx), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn restore() {
+        let mut u = Unstable {
+            snapshot: Some(snap(4, 1)),
+            entries: ents(5, &[1]),
+            offset: 5,
+            snapshot_in_progress: true,
+            offset_in_progress: 6,
+        };
+        let s = snap(6, 2);
+        u.restore(s.clone());
+        assert_eq!(u.offset, 7);
+        assert_eq!(u.offset_in_progress, 7);
+        assert!(u.entries.is_empty());
+        assert_eq!(u.snapshot, Some(s));
+        assert!(!u.snapshot_in_progress);
+        // A hostile snapshot index does not wrap the offset.
+        u.restore(snap(u64::MAX, 3));
+        assert_eq!(u.offset, u64::MAX);
+        assert_eq!(u.maybe_first_index(), Some(u64::MAX));
+        assert_eq!(u.maybe_last_index(), Some(u64::MAX));
+        assert_eq!(u.maybe_term(u64::MAX), Some(3));
+        assert!(u.next_entries().is_empty());
+    }
+
+    #[test]
+    fn next_entries() {
+        // (entries, offset, offset_in_progress, want)
+        let cases = [
+            // Nothing in progress.
+            (ents(5, &[1, 1]), 5, 5, ents(5, &[1, 1])),
+            // Partially in progress.
+            (ents(5, &[1, 1]), 5, 6, ents(6, &[1])),
+            // Everything in progress.
+            (ents(5, &[1, 1]), 5, 7, vec![]),
+            (vec![], 5, 5, vec![]),
+        ];
+        for (i, (e, off, oip, want)) in cases.into_iter().enumerate() {
+            let mut u = unstable(None, e, off);
+            u.offset_in_progress = oip;
+            assert_eq!(u.next_entries(), &want[..], "case {i}");
+        }
+    }
+
+    #[test]
+    fn next_snapshot() {
+        let s = snap(4, 1);
+        let mut u = unstable(None, vec![], 5);
+        assert_eq!(u.next_snapshot(), None);
+        u.snapshot = Some(s.clone());
+        assert_eq!(u.next_snapshot(), Some(&s));
+        u.snapshot_in_progress = true;
+        assert_eq!(u.next_snapshot(), None);
+    }
+
+    #[test]
+    fn accept_in_progress() {
+        // (entries, snapshot, offset_in_progress, snap in progress, want oip, want snap ip)
+        let s = || Some(snap(4, 1));
+        let cases = [
+            (vec![], None, 5, false, 5, false),
+            (ents(5, &[1]), None, 5, false, 6, false),
+            (ents(5, &[1, 1]), None, 5, false, 7, false),
+            (ents(5, &[1, 1]), None, 6, false, 7, false),
+            (ents(5, &[1, 1]), None, 7, false, 7, false),
+            (vec![], s(), 5, false, 5, true),
+            (ents(5, &[1]), s(), 5, false, 6, true),
+            (ents(5, &[1, 1]), s(), 6, true, 7, true),
+            (vec![], s(), 5, true, 5, true),
+        ];
+        for (i, (e, sn, oip, sip, want_oip, want_sip)) in cases.into_iter().enumerate() {
+            let mut u = unstable(sn, e, 5);
+            u.offset_in_progress = oip;
+            u.snapshot_in_progress = sip;
+            u.accept_in_progress();
+            assert_eq!(u.offset_in_progress, want_oip, "case {i}");
+            assert_eq!(u.snapshot_in_progress, want_sip, "case {i}");
+        }
+    }
+
+    #[test]
+    fn stable_to() {
+        use StableOutcome::*;
+        // (entries, offset, offset_in_progress, snapshot, index, term,
+        //  want outcome, want offset, want oip, want len)
+        let s = || Some(snap(4, 1));
+        let cases = [
+            (vec![], 0, 0, None, 5, 1, Missing, 0, 0, 0),
+            // Stable to the first entry.
+            (ents(5, &[1]), 5, 6, None, 5, 1, Stabilized, 6, 6, 0),
+            (ents(5, &[1, 1]), 5, 6, None, 5, 1, Stabilized, 6, 6, 1),
+            (ents(5, &[1, 1]), 5, 7, None, 5, 1, Stabilized, 6, 7, 1),
+            // Stable to the first entry, with in-progress offset behind: it catches up.
+            (ents(6, &[2]), 6, 6, None, 6, 2, Stabilized, 7, 7, 0),
+            // Term mismatch: the ABA guard.
+            (
+                ents(6, &[2]),
+                6,
+                7,
+                None,
+                6,
+                1,
+                TermMismatch { existing: 2 },
+                6,
+                7,
+                1,
+            ),
+            // Stable to an old entry.
+            (ents(5, &[1]), 5, 6, None, 4, 1, Missing, 5, 6, 1),
+            (ents(5, &[1]), 5, 6, None, 4, 2, Missing, 5, 6, 1),
+            // Past the end.
+            (ents(5, &[1]), 5, 6, None, 6, 1, Missing, 5, 6, 1),
+            (ents(5, &[1]), 5, 6, None, u64::MAX, 1, Missing, 5, 6, 1),
+            // With a snapshot.
+            (ents(5, &[1]), 5, 6, s(), 5, 1, Stabilized, 6, 6, 0),
+            (ents(5, &[1, 1]), 5, 6, s(), 5, 1, Stabilized, 6, 6, 1),
+            (ents(5, &[1, 1]), 5, 7, s(), 5, 1, Stabilized, 6, 7, 1),
+            (
+                ents(6, &[2]),
+                6,
+                7,
+                s(),
+                6,
+                1,
+                TermMismatch { existing: 2 },
+                6,
+                7,
+                1,
+            ),
+            (ents(5, &[1]), 5, 6, s(), 4, 1, MatchedSnapshot, 5, 6, 1),
+            (
+                ents(5, &[2]),
+                5,
+                6,
+                Some(snap(4, 2)),
+                4,
+                1,
+                MatchedSnapshot,
+                5,
+                6,
+                1,
+            ),
+        ];
+        for (i, (e, off, oip, sn, idx, term, want, w_off, w_oip, w_len)) in
+            cases.into_iter().enumerate()
+        {
+            let mut u = unstable(sn, e, off);
+            u.offset_in_progress = oip;
+            assert_eq!(u.stable_to(idx, term), want, "case {i}");
+            assert_eq!(u.offset, w_off, "case {i}");
+            assert_eq!(u.offset_in_progress, w_oip, "case {i}");
+            assert_eq!(u.entries.len(), w_len, "case {i}");
+        }
+    }
+
+    #[test]
+    fn stable_to_frees_memory() {
+        let mut u = unstable(None, ents(1, &[1; 100]), 1);
+        u.accept_in_progress();
+        assert!(u.entries.capacity() >= 100);
+        u.stable_to(90, 1);
+        assert_eq!(u.entries.len(), 10);
+        assert!(
+            u.entries.capacity() < 20,
+            "capacity {}",
+            u.entries.capacity()
+        );
+        assert_eq!(u.entries[0].index, 91);
+        u.stable_to(100, 1);
+        assert_eq!(u.entries.capacity(), 0);
+        assert_eq!(u.offset, 101);
+        assert_eq!(u.offset_in_progress, 101);
+    }
+
+    #[test]
+    fn stable_snap_to() {
+        let mut u = unstable(Some(snap(4, 1)), vec![], 5);
+        u.snapshot_in_progress = true;
+        u.stable_snap_to(3);
+        assert!(u.snapshot.is_some());
+        u.stable_snap_to(5);
+        assert!(u.snapshot.is_some());
+        u.stable_snap_to(4);
+        assert!(u.snapshot.is_none());
+        assert!(!u.snapshot_in_progress);
+        u.stable_snap_to(4);
+        assert!(u.snapshot.is_none());
+    }
+
+    #[test]
+    fn truncate_and_append() {
+        // (entries, offset, offset_in_progress, to append, want entries, want offset, want oip)
+        let cases = [
+            // Append to the end.
+            (
+                ents(5, &[1]),
+                5,
+                5,
+                ents(6, &[1, 1]),
+                ents(5, &[1, 1, 1]),
+                5,
+                5,
+            ),
+            (
+                ents(5, &[1]),
+                5,
+                6,
+                ents(6, &[1, 1]),
+                ents(5, &[1, 1, 1]),
+                5,
+                6,
+            ),
+            // Replace the unstable entries.
+            (
+                ents(5, &[1]),
+                5,
+                5,
+                ents(5, &[2, 2]),
+                ents(5, &[2, 2]),
+                5,
+                5,
+            ),
+            (
+                ents(5, &[1]),
+                5,
+                5,
+                ents(4, &[2, 2, 2]),
+                ents(4, &[2, 2, 2]),
+                4,
+                4,
+            ),
+            (
+                ents(5, &[1]),
+                5,
+                6,
+                ents(5, &[2, 2]),
+                ents(5, &[2, 2]),
+                5,
+                5,
+            ),
+            // Truncate the existing entries and append.
+            (
+                ents(5, &[1, 1, 1]),
+                5,
+                5,
+                ents(6, &[2]),
+                ents(5, &[1, 2]),
+                5,
+                5,
+            ),
+            (
+                ents(5, &[1, 1, 1]),
+                5,
+                5,
+                ents(7, &[2, 2]),
+                ents(5, &[1, 1, 2, 2]),
+                5,
+                5,
+            ),
+            (
+                ents(5, &[1, 1, 1]),
+                5,
+                6,
+                ents(6, &[2]),
+                ents(5, &[1, 2]),
+                5,
+                6,
+            ),
+            (
+                ents(5, &[1, 1, 1]),
+                5,
+                7,
+                ents(6, &[2]),
+                ents(5, &[1, 2]),
+                5,
+                6,
+            ),
+            (
+                ents(5, &[1, 1, 1]),
+                5,
+                8,
+                ents(6, &[2]),
+                ents(5, &[1, 2]),
+                5,
+                6,
+            ),
+            // Appending nothing changes nothing.
+            (ents(5, &[1]), 5, 6, vec![], ents(5, &[1]), 5, 6),
+            // Into an empty unstable log.
+            (vec![], 5, 5, ents(5, &[1]), ents(5, &[1]), 5, 5),
+        ];
+        for (i, (e, off, oip, app, want, w_off, w_oip)) in cases.into_iter().enumerate() {
+            let mut u = unstable(None, e, off);
+            u.offset_in_progress = oip;
+            u.truncate_and_append(app).unwrap();
+            assert_eq!(u.entries, want, "case {i}");
+            assert_eq!(u.offset, w_off, "case {i}");
+            assert_eq!(u.offset_in_progress, w_oip, "case {i}");
+        }
+    }
+
+    #[test]
+    fn truncate_and_append_gap_is_an_error() {
+        let mut u = unstable(None, ents(5, &[1]), 5);
+        let before = u.clone();
+        assert!(u.truncate_and_append(ents(7, &[1])).is_err());
+        assert_eq!(u, before);
+        let mut u = unstable(None, vec![], 5);
+        assert!(u.truncate_and_append(ents(6, &[1])).is_err());
+        assert!(u.truncate_and_append(ents(u64::MAX - 1, &[1, 1])).is_err());
+    }
+
+    #[test]
+    fn slice() {
+        let u = unstable(None, ents(5, &[1, 2, 3]), 5);
+        assert_eq!(u.slice(5, 8).unwrap(), &ents(5, &[1, 2, 3])[..]);
+        assert_eq!(u.slice(6, 7).unwrap(), &ents(6, &[2])[..]);
+        assert_eq!(u.slice(8, 8).unwrap(), &[][..]);
+        assert_eq!(u.slice(5, 5).unwrap(), &[][..]);
+        assert_eq!(
+            u.slice(4, 6).unwrap_err(),
+            Error::Store(StorageError::Compacted)
+        );
+        assert_eq!(
+            u.slice(5, 9).unwrap_err(),
+            Error::Store(StorageError::Unavailable)
+        );
+        assert_eq!(
+            u.slice(6, u64::MAX).unwrap_err(),
+            Error::Store(StorageError::Unavailable)
+        );
+        assert!(matches!(
+            u.slice(7, 6).unwrap_err(),
+            Error::Store(StorageError::Other(_))
+        ));
+        assert!(u.slice(0, u64::MAX).is_err());
+    }
+}
