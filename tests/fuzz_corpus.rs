@@ -40,7 +40,11 @@ fn replay(target: &str, f: fn(&[u8])) {
         }
     }
     eprintln!("{target}: replayed {} inputs", files.len());
-    assert!(failed.is_empty(), "{target}: failing corpus inputs:\n{}", failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{target}: failing corpus inputs:\n{}",
+        failed.join("\n")
+    );
 }
 
 #[test]

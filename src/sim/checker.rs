@@ -30,6 +30,9 @@ pub enum ViolationKind {
     Regressed,
     /// A node replaced an entry it had already reported committed.
     CommittedOverwritten,
+    /// A leader moved its commit index to an entry of an earlier term (counting replicas of
+    /// an old entry, Raft's Figure 8).
+    CommitRule,
     /// A read released at an index below a write acknowledged before the read was asked.
     StaleRead,
     /// A node could not restart from its persisted state.

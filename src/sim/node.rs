@@ -161,6 +161,16 @@ pub(crate) struct Running {
     pub(crate) seen: Seen,
     /// The term whose leadership was checked for completeness.
     pub(crate) complete_term: u64,
+    /// The term this node leads (0 when it does not) and its commit index when last seen.
+    pub(crate) lead_term: u64,
+    pub(crate) lead_commit: u64,
+    /// Commit indexes this node moved to as leader, with its term: the entry there must be of
+    /// that term (a leader commits by counting replicas of its own term's entries only).
+    pub(crate) lead_commits: Vec<(u64, u64)>,
+    /// The Ready being handled carries a new vote for another node.
+    pub(crate) voting: bool,
+    /// The `(term, vote)` of the last HardState handed out.
+    pub(crate) last_vote: (u64, u64),
     pub(crate) pending: Option<Pending>,
     pub(crate) append_q: VecDeque<AppendWork>,
     pub(crate) apply_q: VecDeque<Message>,

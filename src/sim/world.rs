@@ -562,6 +562,15 @@ impl World {
             applied: bs.applied,
         };
         let leader = run.raw.role() == StateRole::Leader;
+        if !leader {
+            run.lead_term = 0;
+        } else if run.lead_term != hs.term {
+            run.lead_term = hs.term;
+            run.lead_commit = hs.commit;
+        } else if hs.commit > run.lead_commit {
+            run.lead_commit = hs.commit;
+            run.lead_commits.push((hs.commit, hs.term));
+        }
         let want_ready = timed
             && !run.ready_scheduled
             && (async_w || run.pending.is_none())
@@ -641,6 +650,22 @@ impl World {
                 self.checker.committed(id, term, i, t, h)?;
             }
             run.checked = run.checked.max(commit);
+            for (c, t) in std::mem::take(&mut run.lead_commits) {
+                match run.shadow.get(c) {
+                    Some((et, _)) if et != t => {
+                        return Err(Violation::new(
+                            ViolationKind::CommitRule,
+                            format!("node {id}, leader of term {t}, moved its commit index to {c}, an entry of term {et}"),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            run.voting = false;
+            if let Some(h) = rd.hard_state {
+                run.voting = h.vote != 0 && h.vote != id && (h.term, h.vote) != run.last_vote;
+                run.last_vote = (h.term, h.vote);
+            }
             if run.raw.role() == StateRole::Leader && run.complete_term != term {
                 let sh = &run.shadow;
                 self.checker
@@ -703,7 +728,18 @@ impl World {
     fn schedule_ready_work(&mut self, s: usize) -> Res {
         let inc = self.slots[s].inc;
         let async_w = self.cfg.cluster.async_storage_writes;
-        let aim = self.phase == Phase::Chaos && self.rng.chance(self.cfg.faults.crash_in_ready_ppm);
+        // Readies that carry a vote are where a lost persist does most harm: aim at them more.
+        let voting = self.slots[s].running_ref().is_some_and(|r| r.voting);
+        let ppm = if voting {
+            self.cfg
+                .faults
+                .crash_in_ready_ppm
+                .saturating_mul(20)
+                .min(250_000)
+        } else {
+            self.cfg.faults.crash_in_ready_ppm
+        };
+        let aim = self.phase == Phase::Chaos && self.rng.chance(ppm);
         let lat = self.disk_latency(s);
         if async_w {
             let Some(run) = self.slots[s].running() else {
@@ -1090,6 +1126,7 @@ impl World {
     // Crashes, restarts, starts and stops.
 
     fn crash(&mut self, s: usize, why: &'static str) {
+        let quick = why.starts_with("aimed") && self.rng.chance(700_000);
         let id = self.slots[s].id;
         let state = std::mem::replace(&mut self.slots[s].state, NodeState::Stopped);
         let NodeState::Up(run) = state else {
@@ -1108,7 +1145,12 @@ impl World {
         self.report.crashes += 1;
         self.tr(id, What::Crash(stage));
         if self.timed && self.phase == Phase::Chaos {
-            let down = self.rng.range(TICK / 2, self.cfg.faults.down_len.max(TICK));
+            // A crash aimed inside a Ready is mostly a process that restarts at once.
+            let down = if quick {
+                self.rng.range(1, TICK / 2)
+            } else {
+                self.rng.range(TICK / 2, self.cfg.faults.down_len.max(TICK))
+            };
             let inc = self.slots[s].inc;
             self.schedule(down, Event::Restart(s, inc));
         }
@@ -1178,6 +1220,11 @@ impl World {
                 applied: bs.applied,
             },
             complete_term: 0,
+            lead_term: 0,
+            lead_commit: 0,
+            lead_commits: Vec::new(),
+            voting: false,
+            last_vote: (0, 0),
             pending: None,
             append_q: VecDeque::new(),
             apply_q: VecDeque::new(),
