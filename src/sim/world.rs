@@ -730,7 +730,20 @@ impl World {
         let async_w = self.cfg.cluster.async_storage_writes;
         // Readies that carry a vote are where a lost persist does most harm: aim at them more.
         let voting = self.slots[s].running_ref().is_some_and(|r| r.voting);
-        let ppm = if voting {
+        // Most of all when another candidate runs in the same term: a vote lost there is a
+        // vote cast twice.
+        let contested = voting && {
+            let term = self.slots[s].running_ref().map_or(0, |r| r.last_vote.0);
+            self.slots.iter().enumerate().any(|(i, o)| {
+                i != s
+                    && o.running_ref().is_some_and(|r| {
+                        r.raw.role() == StateRole::Candidate && r.seen.term == term
+                    })
+            })
+        };
+        let ppm = if contested {
+            500_000
+        } else if voting {
             self.cfg
                 .faults
                 .crash_in_ready_ppm
@@ -771,9 +784,14 @@ impl World {
         self.schedule(lat, Event::Persist(s, inc));
         self.schedule(lat + fin, Event::Finish(s, inc));
         if aim {
-            if self.rng.coin() {
+            if contested || self.rng.coin() {
                 let d = self.rng.range(0, lat - 1);
-                self.schedule(d, Event::CrashNode(s, inc, "aimed before the persist"));
+                let why = if contested {
+                    "aimed before the persist of a contested vote"
+                } else {
+                    "aimed before the persist"
+                };
+                self.schedule(d, Event::CrashNode(s, inc, why));
             } else {
                 self.schedule(lat + 1, Event::CrashNode(s, inc, "aimed after the persist"));
             }
@@ -1126,7 +1144,8 @@ impl World {
     // Crashes, restarts, starts and stops.
 
     fn crash(&mut self, s: usize, why: &'static str) {
-        let quick = why.starts_with("aimed") && self.rng.chance(700_000);
+        let quick = why.starts_with("aimed")
+            && (why.ends_with("contested vote") || self.rng.chance(700_000));
         let id = self.slots[s].id;
         let state = std::mem::replace(&mut self.slots[s].state, NodeState::Stopped);
         let NodeState::Up(run) = state else {
@@ -1845,7 +1864,13 @@ impl World {
                 }
                 let d = self.rng.around(self.cfg.faults.crash_every);
                 self.schedule(d, Event::Crash);
-                if let Some(s) = self.random_up() {
+                // A third of the crashes hit the leader: elections are where bugs hide.
+                let target = if self.rng.chance(333_333) {
+                    self.leader_slot().or_else(|| self.random_up())
+                } else {
+                    self.random_up()
+                };
+                if let Some(s) = target {
                     if self.crash_keeps_quorum(s)
                         || self.rng.chance(self.cfg.faults.unsafe_crash_ppm)
                     {
