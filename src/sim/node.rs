@@ -169,6 +169,11 @@ pub(crate) struct Running {
     pub(crate) lead_commits: Vec<(u64, u64)>,
     /// The Ready being handled carries a new vote for another node.
     pub(crate) voting: bool,
+    /// The Ready being handled is a leader's and moves its commit index (the moment a leader
+    /// knows more than anyone else).
+    pub(crate) committing: bool,
+    /// The commit index of the last HardState handed out.
+    pub(crate) last_commit_sent: u64,
     /// The `(term, vote)` of the last HardState handed out.
     pub(crate) last_vote: (u64, u64),
     pub(crate) pending: Option<Pending>,

@@ -662,7 +662,11 @@ impl World {
                 }
             }
             run.voting = false;
+            run.committing = false;
             if let Some(h) = rd.hard_state {
+                run.committing =
+                    run.raw.role() == StateRole::Leader && h.commit > run.last_commit_sent;
+                run.last_commit_sent = h.commit;
                 run.voting = h.vote != 0 && h.vote != id && (h.term, h.vote) != run.last_vote;
                 run.last_vote = (h.term, h.vote);
             }
@@ -741,9 +745,10 @@ impl World {
                     })
             })
         };
+        let committing = self.slots[s].running_ref().is_some_and(|r| r.committing);
         let ppm = if contested {
             500_000
-        } else if voting {
+        } else if voting || committing {
             self.cfg
                 .faults
                 .crash_in_ready_ppm
@@ -1243,6 +1248,8 @@ impl World {
             lead_commit: 0,
             lead_commits: Vec::new(),
             voting: false,
+            committing: false,
+            last_commit_sent: 0,
             last_vote: (0, 0),
             pending: None,
             append_q: VecDeque::new(),
