@@ -748,7 +748,9 @@ impl World {
         let committing = self.slots[s].running_ref().is_some_and(|r| r.committing);
         let ppm = if contested {
             500_000
-        } else if voting || committing {
+        } else if committing {
+            self.cfg.faults.crash_in_ready_ppm.saturating_mul(3)
+        } else if voting {
             self.cfg
                 .faults
                 .crash_in_ready_ppm
