@@ -437,6 +437,18 @@ impl World {
         let sum = MsgSummary::of(&m);
         if m.msg_type() == Some(MessageType::MsgSnap) {
             self.report.snapshots_sent += 1;
+            // A stored snapshot older than the recipient's membership is of no use to it (it
+            // ignores a snapshot that does not list it): the application snapshots its
+            // current state, which the next attempt sends.
+            let stale = m
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| !in_conf(&s.conf_state(), m.to));
+            if stale {
+                if let Some(s) = self.slot_of(from) {
+                    let _ = self.compact(Some(s));
+                }
+            }
         }
         if !self.timed {
             self.tr(from, What::Send(sum, 1));
@@ -1779,14 +1791,23 @@ impl World {
         for sl in &self.slots {
             match &sl.state {
                 NodeState::Up(r) => {
-                    let bs = r.raw.basic_status();
+                    let st = r.raw.status();
+                    let view = if st.config.voters.contains(sl.id) {
+                        "voter"
+                    } else if st.config.is_learner(sl.id) {
+                        "learner"
+                    } else {
+                        "outside"
+                    };
                     s.push_str(&format!(
-                        " {}={}@{} commit={} applied={}",
+                        " {}={}@{} ({view} in its config {}) last={} commit={} applied={}",
                         sl.id,
-                        bs.soft_state.raft_state,
-                        bs.hard_state.term,
-                        bs.hard_state.commit,
-                        bs.applied
+                        st.soft_state.raft_state,
+                        st.hard_state.term,
+                        st.config,
+                        r.shadow.last_index(),
+                        st.hard_state.commit,
+                        st.applied
                     ));
                 }
                 NodeState::Down(_) => s.push_str(&format!(" {}=down", sl.id)),
