@@ -1671,8 +1671,13 @@ impl World {
     fn begin_heal(&mut self) -> Res {
         self.phase = Phase::Heal;
         self.heal_at = self.now;
-        self.tr(0, What::Note("--- faults heal: partitions end, crashed nodes restart, messages arrive within half an election timeout ---".into()));
+        self.tr(0, What::Note("--- faults heal: partitions end, clocks agree, crashed nodes restart, messages arrive in order within half an election timeout ---".into()));
         self.heal_partitions();
+        // Clocks heal too: a node ticking much faster than the others, with a stale log and no
+        // pre-vote, can keep resetting the election timers of the nodes that could win.
+        for sl in &mut self.slots {
+            sl.tick_every = TICK;
+        }
         let cs = self.latest_conf.1.clone();
         for s in 0..self.slots.len() {
             let id = self.slots[s].id;
