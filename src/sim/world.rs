@@ -1293,7 +1293,8 @@ impl World {
         self.restart(s)
     }
 
-    /// Whether every voter of the latest configuration runs and has applied it, so that a
+    /// Whether every voter of the latest configuration runs and has applied it (and knows it
+    /// committed durably), so that a
     /// node it removed is no longer needed by anyone (an operator stops a removed node only
     /// then: before, a member that has not applied the removal may still need its vote).
     fn removal_applied(&self) -> bool {
@@ -1301,7 +1302,14 @@ impl World {
         cs.voters.iter().all(|&v| {
             self.slot_of(v)
                 .and_then(|i| self.slots[i].running_ref())
-                .is_some_and(|r| r.app.applied >= *index)
+                .is_some_and(|r| {
+                    // Applied, and committed durably: a crash must not take it back.
+                    r.app.applied >= *index
+                        && r.raw
+                            .store()
+                            .initial_state()
+                            .is_ok_and(|st| st.hard_state.commit >= *index)
+                })
         })
     }
 
