@@ -14,17 +14,47 @@ fn cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
+/// A proptest config with `default` cases (or `PROPTEST_CASES`), no failure files, and a
+/// fixed generator seed unless `PROPTEST_RNG_SEED` asks for another: CI runs the same cases
+/// every time, and a failure replays.
+fn config(default: u32) -> ProptestConfig {
+    let mut c = ProptestConfig {
+        cases: cases(default),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        c.rng_seed = proptest::test_runner::RngSeed::Fixed(0x5EED_2026);
+    }
+    c
+}
+
 #[test]
 fn smoke_seeds() {
-    for seed in 0..12 {
-        let r = run_seed(seed, 1500);
+    for seed in 0..50 {
+        let r = run_seed(seed, 2000);
         assert!(
             r.violation.is_none(),
             "seed {seed}: {:?}\n{}",
             r.violation,
             r.trace_tail.join("\n")
         );
-        assert!(r.events >= 1500, "seed {seed} ran only {} events", r.events);
+        assert!(r.events >= 2000, "seed {seed} ran only {} events", r.events);
+    }
+}
+
+/// Stale reads through the single-voter fast path of `MsgReadIndex` (see the report of
+/// these seeds): a leader whose configuration has one voter answers at once with its commit
+/// index, (a) before committing an entry of its term (seed 402: the sole voter restarted with
+/// a HardState commit behind an entry a learner had already applied), and (b) even when that
+/// voter is another node (seed 362: a leader demoted to learner keeps leading and answers
+/// from its stale commit index). Ignored until the core is fixed.
+#[test]
+#[ignore]
+fn single_voter_read_index_is_linearizable() {
+    for seed in [402, 362, 51, 392] {
+        let r = run_seed(seed, 2000);
+        assert!(r.violation.is_none(), "seed {seed}: {:?}", r.violation);
     }
 }
 
@@ -89,11 +119,7 @@ fn sending_before_persisting_is_caught() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: cases(8),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config(8))]
 
     #[test]
     fn safety_holds_under_any_fault_plan(cfg in strategies::sim_config(600)) {
@@ -121,9 +147,8 @@ proptest! {
 fn a_failing_run_shrinks() {
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: cases(64).max(64),
-        failure_persistence: None,
         max_shrink_iters: 400,
-        ..ProptestConfig::default()
+        ..config(64)
     });
     let strategy = (100u64..3000, strategies::sim_config(0));
     let run = |(events, cfg): &(u64, SimConfig)| {
