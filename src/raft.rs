@@ -1037,11 +1037,6 @@ impl<S: Storage> Raft<S> {
                 return Ok(());
             }
             MessageType::MsgReadIndex => {
-                if self.trk.is_singleton() {
-                    let committed = self.raft_log.committed;
-                    self.respond_to_read_index(m, committed);
-                    return Ok(());
-                }
                 if !self.committed_entry_in_current_term() {
                     // Until the leader commits an entry of its term, its commit index may be
                     // behind the group's: hold the read until then.
@@ -1900,6 +1895,13 @@ impl<S: Storage> Raft<S> {
 
     fn handle_read_index(&mut self, m: Message) -> Result<()> {
         let committed = self.raft_log.committed;
+        // A leader that is the only voter is a quorum by itself: once it has committed an
+        // entry of its term (checked by the caller), its commit index is the group's. (A
+        // removed or demoted leader whose configuration has one other voter is not.)
+        if self.trk.is_singleton() && self.trk.config.voters.contains(self.id) {
+            self.respond_to_read_index(m, committed);
+            return Ok(());
+        }
         match self.cfg.read_only_option {
             ReadOnlyOption::Safe => {
                 let id = self.id;
