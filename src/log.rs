@@ -285,6 +285,22 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
+    /// Appends one entry at `last_index() + 1` (the leader's proposals). Returns the new last
+    /// index. An entry at another index is a local bug: refused (debug builds assert).
+    pub fn append_one(&mut self, e: Entry) -> u64 {
+        let ok = e.index == self.last_index() + 1 && e.index > self.committed;
+        debug_assert!(
+            ok,
+            "invalid local append of index {} after {}",
+            e.index,
+            self.last_index()
+        );
+        if ok && self.unstable.push(e).is_err() {
+            debug_assert!(false, "unstable log out of step with the log");
+        }
+        self.last_index()
+    }
+
     /// [`RaftLog::append`], reporting a violating append as an error (`StorageError::Other`)
     /// instead; the log is then unchanged.
     pub fn try_append(&mut self, ents: Vec<Entry>) -> Result<u64> {
@@ -495,7 +511,7 @@ impl<S: Storage> RaftLog<S> {
     /// The latest snapshot: the unstable one if any, else the storage's.
     pub fn snapshot(&self) -> Result<Snapshot> {
         match &self.unstable.snapshot {
-            Some(s) => Ok(s.clone()),
+            Some(s) => Ok((**s).clone()),
             None => self.store.snapshot(),
         }
     }

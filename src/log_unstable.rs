@@ -38,7 +38,8 @@ pub enum StableOutcome {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Unstable {
     /// The incoming snapshot, if any, not yet persisted.
-    pub snapshot: Option<Snapshot>,
+    /// Boxed: it is rare, and an idle group should not carry its size.
+    pub snapshot: Option<Box<Snapshot>>,
     /// Entries not yet persisted; the first has index `offset`.
     pub entries: Vec<Entry>,
     /// The index of `entries[0]` (the index the next unstable entry would get when empty).
@@ -116,7 +117,7 @@ impl Unstable {
         if self.snapshot_in_progress {
             return None;
         }
-        self.snapshot.as_ref()
+        self.snapshot.as_deref()
     }
 
     /// Marks every current entry and the snapshot as handed out for persisting, so
@@ -183,7 +184,7 @@ impl Unstable {
         self.offset = s.index().saturating_add(1);
         self.offset_in_progress = self.offset;
         self.entries = Vec::new();
-        self.snapshot = Some(s);
+        self.snapshot = Some(Box::new(s));
         self.snapshot_in_progress = false;
     }
 
@@ -223,6 +224,21 @@ impl Unstable {
             ))
             .into());
         }
+        Ok(())
+    }
+
+    /// Appends one entry right after the last one (the leader's proposals): no vector is
+    /// built per entry. An entry at any other index is refused.
+    pub fn push(&mut self, e: Entry) -> Result<()> {
+        if e.index != self.end() {
+            return Err(StorageError::Other(format!(
+                "unstable push at index {} is not the next index {}",
+                e.index,
+                self.end()
+            ))
+            .into());
+        }
+        self.entries.push(e);
         Ok(())
     }
 
@@ -282,7 +298,7 @@ mod tests {
 
     fn unstable(snapshot: Option<Snapshot>, entries: Vec<Entry>, offset: u64) -> Unstable {
         Unstable {
-            snapshot,
+            snapshot: snapshot.map(Box::new),
             entries,
             offset,
             snapshot_in_progress: false,
@@ -345,7 +361,7 @@ mod tests {
     #[test]
     fn restore() {
         let mut u = Unstable {
-            snapshot: Some(snap(4, 1)),
+            snapshot: Some(Box::new(snap(4, 1))),
             entries: ents(5, &[1]),
             offset: 5,
             snapshot_in_progress: true,
@@ -356,7 +372,7 @@ mod tests {
         assert_eq!(u.offset, 7);
         assert_eq!(u.offset_in_progress, 7);
         assert!(u.entries.is_empty());
-        assert_eq!(u.snapshot, Some(s));
+        assert_eq!(u.snapshot, Some(Box::new(s)));
         assert!(!u.snapshot_in_progress);
         // A hostile snapshot index does not wrap the offset.
         u.restore(snap(u64::MAX, 3));
@@ -391,7 +407,7 @@ mod tests {
         let s = snap(4, 1);
         let mut u = unstable(None, vec![], 5);
         assert_eq!(u.next_snapshot(), None);
-        u.snapshot = Some(s.clone());
+        u.snapshot = Some(Box::new(s.clone()));
         assert_eq!(u.next_snapshot(), Some(&s));
         u.snapshot_in_progress = true;
         assert_eq!(u.next_snapshot(), None);

@@ -101,11 +101,17 @@ pub struct Raft<S: Storage> {
     pub(crate) lead_transferee: u64,
     pub(crate) pending_conf_index: u64,
     uncommitted_size: u64,
-    pub(crate) read_only: ReadOnly,
+    /// Reads waiting for a heartbeat quorum or for the first commit of the term (leader
+    /// only, created on the first read).
+    read_only: Option<Box<ReadOnly>>,
     pub(crate) read_states: Vec<ReadState>,
-    pending_read_index_messages: Vec<Message>,
     election_elapsed: usize,
     heartbeat_elapsed: usize,
+    /// Ticks since the node started (lease reads measure time with it).
+    ticks: u64,
+    /// Set once this leader sent MsgTimeoutNow in its term: the transferee may win an election
+    /// that ignores leases, so lease reads stop.
+    lease_revoked: bool,
     randomized_election_timeout: usize,
     /// Messages that may be sent at once.
     pub(crate) msgs: Vec<Message>,
@@ -130,11 +136,13 @@ pub(crate) fn ents_size(ents: &[Entry]) -> u64 {
 
 impl<S: Storage> Raft<S> {
     /// Builds a node from a validated config and its storage.
-    pub(crate) fn new(cfg: Arc<Config>, store: S) -> Result<Self> {
+    /// Builds node `id` from a validated config (whose own `id` and `applied` are not read:
+    /// the config may be shared by many groups) and its storage.
+    pub(crate) fn new(id: u64, applied: u64, cfg: Arc<Config>, store: S) -> Result<Self> {
         let rs = store.initial_state()?;
         let raft_log = RaftLog::new(store, cfg.max_committed_size_per_ready)?;
         let mut r = Raft {
-            id: cfg.id,
+            id,
             term: 0,
             vote: NONE,
             raft_log,
@@ -145,17 +153,18 @@ impl<S: Storage> Raft<S> {
             lead_transferee: NONE,
             pending_conf_index: 0,
             uncommitted_size: 0,
-            read_only: ReadOnly::new(cfg.read_only_option),
+            read_only: None,
             read_states: Vec::new(),
-            pending_read_index_messages: Vec::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
+            ticks: 0,
+            lease_revoked: false,
             randomized_election_timeout: cfg.election_tick,
             msgs: Vec::new(),
             msgs_after_append: Vec::new(),
             dirty_all: false,
             dirty: Vec::new(),
-            rng: Rng::new(cfg.seed, cfg.id),
+            rng: Rng::new(cfg.seed, id),
             cfg,
         };
         let last = r.raft_log.last_index();
@@ -166,8 +175,7 @@ impl<S: Storage> Raft<S> {
         if !hs.is_empty() {
             r.load_state(&hs)?;
         }
-        if r.cfg.applied > 0 {
-            let applied = r.cfg.applied;
+        if applied > 0 {
             if applied > r.raft_log.committed {
                 return Err(Error::CorruptState(format!(
                     "applied index {applied} is past the commit index {}",
@@ -378,6 +386,13 @@ impl<S: Storage> Raft<S> {
         }
         let n = ents.len();
         let bytes = payloads_size(&ents);
+        // Lease mode stamps appends with their send tick, as it does heartbeats: the answer
+        // extends the lease.
+        let context = if self.cfg.read_only_option == ReadOnlyOption::LeaseBased {
+            Bytes::copy_from_slice(&self.ticks.to_le_bytes())
+        } else {
+            Bytes::new()
+        };
         self.send(Message {
             r#type: MessageType::MsgApp as i32,
             to,
@@ -385,6 +400,7 @@ impl<S: Storage> Raft<S> {
             log_term: prev_term,
             entries: ents,
             commit: committed,
+            context,
             ..Default::default()
         });
         let pr = self.trk.progress.get_mut(to).expect("checked above");
@@ -470,7 +486,17 @@ impl<S: Storage> Raft<S> {
     }
 
     fn bcast_heartbeat(&mut self) {
-        let ctx = self.read_only.last_pending_ctx().unwrap_or_default();
+        let ctx = if self.cfg.read_only_option == ReadOnlyOption::LeaseBased {
+            // Lease mode stamps every heartbeat with the tick it was sent at: an answer proves
+            // the follower heard from this leader no earlier than that tick.
+            let ticks = self.ticks;
+            self.read_only_mut().lease_ctx(ticks)
+        } else {
+            self.read_only
+                .as_ref()
+                .and_then(|r| r.last_pending_ctx())
+                .unwrap_or_default()
+        };
         let ids: Vec<u64> = self.trk.progress.ids().collect();
         for id in ids {
             if id != self.id {
@@ -480,6 +506,7 @@ impl<S: Storage> Raft<S> {
     }
 
     fn send_timeout_now(&mut self, to: u64) {
+        self.lease_revoked = true;
         self.send(Message {
             r#type: MessageType::MsgTimeoutNow as i32,
             to,
@@ -507,7 +534,8 @@ impl<S: Storage> Raft<S> {
         self.dirty.clear();
         self.pending_conf_index = 0;
         self.uncommitted_size = 0;
-        self.read_only = ReadOnly::new(self.cfg.read_only_option);
+        self.read_only = None;
+        self.lease_revoked = false;
     }
 
     pub(crate) fn become_follower(&mut self, term: u64, lead: u64) {
@@ -605,6 +633,7 @@ impl<S: Storage> Raft<S> {
     // Ticks.
 
     pub(crate) fn tick(&mut self) {
+        self.ticks += 1;
         match self.state {
             StateRole::Leader => self.tick_heartbeat(),
             _ => self.tick_election(),
@@ -613,7 +642,8 @@ impl<S: Storage> Raft<S> {
 
     fn tick_election(&mut self) {
         self.election_elapsed += 1;
-        if self.promotable() && self.past_election_timeout() {
+        // The cheap clock test first: an idle follower's tick is an increment and a compare.
+        if self.past_election_timeout() && self.promotable() {
             self.election_elapsed = 0;
             self.hup_local();
         }
@@ -916,8 +946,7 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgStorageApplyResp => {
                 if let Some(last) = m.entries.last() {
                     let index = last.index;
-                    self.applied_to(index, ents_size(&m.entries));
-                    self.reduce_uncommitted_size(payloads_size(&m.entries));
+                    self.on_applied(index, ents_size(&m.entries), payloads_size(&m.entries));
                 }
             }
             MessageType::MsgVote | MessageType::MsgPreVote => {
@@ -1008,19 +1037,14 @@ impl<S: Storage> Raft<S> {
                 return Ok(());
             }
             MessageType::MsgReadIndex => {
-                if self.trk.is_singleton() {
-                    let committed = self.raft_log.committed;
-                    self.respond_to_read_index(m, committed);
-                    return Ok(());
-                }
                 if !self.committed_entry_in_current_term() {
                     // Until the leader commits an entry of its term, its commit index may be
                     // behind the group's: hold the read until then.
-                    if self.pending_read_index_messages.len() >= crate::read_only::MAX_PENDING_READS
-                    {
+                    let ro = self.read_only_mut();
+                    if ro.held.len() >= crate::read_only::MAX_PENDING_READS {
                         return Err(Error::ProposalDropped);
                     }
-                    self.pending_read_index_messages.push(m);
+                    ro.held.push(m);
                     return Ok(());
                 }
                 return self.handle_read_index(m);
@@ -1166,6 +1190,13 @@ impl<S: Storage> Raft<S> {
             );
             return;
         }
+        if self.cfg.read_only_option == ReadOnlyOption::LeaseBased && from != self.id {
+            if let Ok(b) = <[u8; 8]>::try_from(&m.context[..]) {
+                let now = self.ticks;
+                self.read_only_mut()
+                    .record_lease(from, u64::from_le_bytes(b), now);
+            }
+        }
         let pr = self.trk.progress.get_mut(from).expect("checked by caller");
         pr.recent_active = true;
         if m.reject {
@@ -1251,28 +1282,40 @@ impl<S: Storage> Raft<S> {
     fn handle_heartbeat_response(&mut self, m: &Message) {
         let from = m.from;
         let last_index = self.raft_log.last_index();
-        let committed = self.raft_log.committed;
         let pr = self.trk.progress.get_mut(from).expect("checked by caller");
         pr.recent_active = true;
         pr.msg_app_flow_paused = false;
-        // An append now lets a follower whose in-flight messages were all lost recover, and
-        // carries a commit index it may be missing.
-        if pr.matched < last_index || pr.can_bump_commit(committed) {
+        // An append now lets a follower whose in-flight messages were all lost recover (it is
+        // empty if there is nothing new), and moves a caught-up follower that was put back to
+        // probing (report_unreachable) back to replicating once it answers.
+        if pr.matched < last_index || pr.state == ProgressState::Probe {
             self.send_append(from);
         }
-        if self.read_only.option != ReadOnlyOption::Safe || m.context.is_empty() {
+        if m.context.is_empty() {
             return;
         }
-        if !self.read_only.recv_ack(from, &m.context) {
+        let lease = self.cfg.read_only_option == ReadOnlyOption::LeaseBased;
+        let now = self.ticks;
+        let Some(ro) = self.read_only.as_mut() else {
+            return;
+        };
+        if lease {
+            ro.recv_lease_ack(from, &m.context, now);
+        }
+        if !ro.recv_ack(from, &m.context) {
             return;
         }
-        let ro = &self.read_only;
+        let ro = &**ro;
         let confirmed = self
             .trk
             .config
             .voters
             .committed_index(&|id: u64| ro.acked(id));
-        let released = self.read_only.advance(confirmed);
+        let released = self
+            .read_only
+            .as_mut()
+            .map(|ro| ro.advance(confirmed))
+            .unwrap_or_default();
         for rs in released {
             self.respond_to_read_index(rs.req, rs.index);
         }
@@ -1464,7 +1507,7 @@ impl<S: Storage> Raft<S> {
                 self.send(m);
             }
             MessageType::MsgForgetLeader => {
-                if self.read_only.option == ReadOnlyOption::LeaseBased {
+                if self.cfg.read_only_option == ReadOnlyOption::LeaseBased {
                     error!(
                         self.cfg.logger,
                         "ignoring MsgForgetLeader due to ReadOnlyLeaseBased"
@@ -1549,6 +1592,7 @@ impl<S: Storage> Raft<S> {
         }
         let from = m.from;
         let (index, log_term, commit) = (m.index, m.log_term, m.commit);
+        let context = m.context;
         match self
             .raft_log
             .maybe_append(index, log_term, commit, m.entries)
@@ -1558,6 +1602,8 @@ impl<S: Storage> Raft<S> {
                     r#type: MessageType::MsgAppResp as i32,
                     to: from,
                     index: last_new,
+                    // Echoed so a lease-mode leader knows when the append was sent.
+                    context,
                     ..Default::default()
                 });
             }
@@ -1744,15 +1790,62 @@ impl<S: Storage> Raft<S> {
             return false;
         }
         let li = self.raft_log.append(es);
-        // The leader acknowledges its own entries once they are durable: the self-addressed
-        // response comes back through advance (or the append thread).
+        self.self_ack(li);
+        true
+    }
+
+    /// The leader acknowledges its own entries once they are durable: the self-addressed
+    /// response comes back through advance (or the append thread). In batched mode a newer
+    /// acknowledgement replaces an older one still waiting in the queue: it says more.
+    fn self_ack(&mut self, last_index: u64) {
+        if self.cfg.append_mode == AppendMode::Batched {
+            if let Some(m) = self.msgs_after_append.last_mut() {
+                if m.to == self.id
+                    && m.r#type == MessageType::MsgAppResp as i32
+                    && m.term == self.term
+                    && !m.reject
+                {
+                    m.index = m.index.max(last_index);
+                    return;
+                }
+            }
+        }
         self.send(Message {
             r#type: MessageType::MsgAppResp as i32,
             to: self.id,
-            index: li,
+            index: last_index,
             ..Default::default()
         });
-        true
+    }
+
+    /// A local proposal of one entry on the leader, without building a message (the common
+    /// case on the hot path). Returns `None` when the node is not a leader that takes
+    /// proposals directly, so the caller steps a `MsgProp` instead.
+    pub(crate) fn propose_fast(&mut self, data: Bytes) -> std::result::Result<Result<()>, Bytes> {
+        if self.state != StateRole::Leader {
+            return Err(data);
+        }
+        if self.trk.progress.get(self.id).is_none() || self.lead_transferee != NONE {
+            return Ok(Err(Error::ProposalDropped));
+        }
+        let payload = data.len() as u64;
+        if self.uncommitted_size > 0
+            && payload > 0
+            && self.uncommitted_size.saturating_add(payload) > self.cfg.max_uncommitted_entries_size
+        {
+            warn!(self.cfg.logger, "{:x} appending new entries to log would exceed uncommitted entry size limit; dropping proposal", self.id);
+            return Ok(Err(Error::ProposalDropped));
+        }
+        self.uncommitted_size = self.uncommitted_size.saturating_add(payload);
+        let li = self.raft_log.append_one(Entry {
+            term: self.term,
+            index: self.raft_log.last_index() + 1,
+            r#type: EntryType::EntryNormal as i32,
+            data,
+        });
+        self.self_ack(li);
+        self.bcast_append();
+        Ok(Ok(()))
     }
 
     fn increase_uncommitted_size(&mut self, ents: &[Entry]) -> bool {
@@ -1787,14 +1880,14 @@ impl<S: Storage> Raft<S> {
     }
 
     fn release_pending_read_index_messages(&mut self) {
-        if self.pending_read_index_messages.is_empty() {
+        if self.read_only.as_ref().is_none_or(|r| r.held.is_empty()) {
             return;
         }
         if !self.committed_entry_in_current_term() {
             error!(self.cfg.logger, "{:x} pending MsgReadIndex should be released only after first commit in current term", self.id);
             return;
         }
-        let msgs = std::mem::take(&mut self.pending_read_index_messages);
+        let msgs = std::mem::take(&mut self.read_only_mut().held);
         for m in msgs {
             let _ = self.handle_read_index(m);
         }
@@ -1802,9 +1895,17 @@ impl<S: Storage> Raft<S> {
 
     fn handle_read_index(&mut self, m: Message) -> Result<()> {
         let committed = self.raft_log.committed;
-        match self.read_only.option {
+        // A leader that is the only voter is a quorum by itself: once it has committed an
+        // entry of its term (checked by the caller), its commit index is the group's. (A
+        // removed or demoted leader whose configuration has one other voter is not.)
+        if self.trk.is_singleton() && self.trk.config.voters.contains(self.id) {
+            self.respond_to_read_index(m, committed);
+            return Ok(());
+        }
+        match self.cfg.read_only_option {
             ReadOnlyOption::Safe => {
-                if !self.read_only.add_request(committed, m, self.id) {
+                let id = self.id;
+                if !self.read_only_mut().add_request(committed, m, id) {
                     warn!(
                         self.cfg.logger,
                         "{:x} dropping read index request: too many pending reads", self.id
@@ -1813,9 +1914,52 @@ impl<S: Storage> Raft<S> {
                 }
                 self.bcast_heartbeat();
             }
-            ReadOnlyOption::LeaseBased => self.respond_to_read_index(m, committed),
+            ReadOnlyOption::LeaseBased if self.lease_valid() => {
+                self.respond_to_read_index(m, committed)
+            }
+            ReadOnlyOption::LeaseBased => {
+                // The lease may have run out: confirm this read with a heartbeat round, as in
+                // safe mode.
+                let id = self.id;
+                if !self.read_only_mut().add_request(committed, m, id) {
+                    return Err(Error::ProposalDropped);
+                }
+                self.bcast_heartbeat();
+            }
         }
         Ok(())
+    }
+
+    /// Whether this leader may answer a read from its lease now. A follower that heard from
+    /// the leader refuses votes for `election_tick` of its own ticks. If a quorum answered
+    /// heartbeats sent at tick `t` or later, no other leader can have been elected before
+    /// about `t + election_tick` (with equal tick rates; one tick is kept as a margin for the
+    /// phase between clocks, another for the read being answered within the current tick).
+    /// A transfer revokes the lease: its election ignores leases.
+    fn lease_valid(&self) -> bool {
+        if self.lease_revoked || self.lead_transferee != NONE {
+            return false;
+        }
+        let Some(ro) = self.read_only.as_ref() else {
+            return false;
+        };
+        let (me, now) = (self.id, self.ticks);
+        let acked = |id: u64| {
+            if id == me {
+                Some(now)
+            } else {
+                ro.lease_acked(id)
+            }
+        };
+        let since = self.trk.config.voters.committed_index(&acked);
+        if since == u64::MAX {
+            return false;
+        }
+        now.saturating_sub(since) + 2 <= self.cfg.election_tick as u64
+    }
+
+    fn read_only_mut(&mut self) -> &mut ReadOnly {
+        self.read_only.get_or_insert_with(Default::default)
     }
 
     fn respond_to_read_index(&mut self, req: Message, index: u64) {
@@ -1839,6 +1983,13 @@ impl<S: Storage> Raft<S> {
             entries: req.entries,
             ..Default::default()
         });
+    }
+
+    /// The application applied entries up to `index` (`size` encoded bytes, `payload` payload
+    /// bytes): the apply window and the uncommitted budget open up.
+    pub(crate) fn on_applied(&mut self, index: u64, size: u64, payload: u64) {
+        self.applied_to(index, size);
+        self.reduce_uncommitted_size(payload);
     }
 
     pub(crate) fn applied_to(&mut self, index: u64, size: u64) {
@@ -1890,6 +2041,23 @@ impl<S: Storage> Raft<S> {
     /// it was and returns the error; every node applies the same entries, so every node makes
     /// the same decision.
     pub(crate) fn apply_conf_change(&mut self, cc: &ConfChangeV2) -> Result<ConfState> {
+        if let Some(bad) = cc
+            .changes
+            .iter()
+            .find(|c| crate::raftpb::is_local_msg_target(c.node_id))
+        {
+            // The local storage threads' ids can never be members: messages to them would be
+            // taken for storage work.
+            let e = Error::ConfChange(format!("node id {:#x} is reserved", bad.node_id));
+            warn!(
+                self.cfg.logger,
+                "{:x} refused to apply conf change {}: {}",
+                self.id,
+                crate::describe::describe_conf_change(cc),
+                e
+            );
+            return Err(e);
+        }
         let had_progress = !self.trk.progress.is_empty();
         if !had_progress {
             self.build_progress();

@@ -9,7 +9,8 @@ use slog::{debug, warn};
 use crate::config::{Config, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE};
 use crate::error::{Error, Result};
 use crate::raft::{
-    ents_size, Raft, ReadState, SoftState, StateRole, MAX_REMOTE_VALUE, MAX_TERM_JUMP,
+    ents_size, payloads_size, Raft, ReadState, SoftState, StateRole, MAX_REMOTE_VALUE,
+    MAX_TERM_JUMP,
 };
 use crate::raftpb::{
     is_local_msg_target, ConfChange, ConfChangeI, ConfChangeSingle, ConfChangeType, ConfState,
@@ -120,6 +121,10 @@ pub struct RawNode<S: Storage> {
     prev_hard_state: HardState,
     /// Sync mode: local messages stepped on `advance` (self acks, storage responses).
     steps_on_advance: Vec<Message>,
+    /// Sync mode: what the last Ready handed out to apply, acknowledged on `advance`: the last
+    /// index, the entries' encoded size and their payload size. (A summary rather than a
+    /// `MsgStorageApplyResp` carrying clones of the entries.)
+    applied_on_advance: Option<(u64, u64, u64)>,
     /// Sync mode: a Ready was handed out and `advance` not yet called.
     awaiting_advance: bool,
 }
@@ -130,25 +135,37 @@ impl<S: Storage> RawNode<S> {
     pub fn new(config: &Config, store: S) -> Result<Self> {
         let mut cfg = config.clone();
         cfg.validate()?;
-        Self::with_config(Arc::new(cfg), store)
+        let (id, applied) = (cfg.id, cfg.applied);
+        Self::with_config(id, applied, Arc::new(cfg), store)
     }
 
-    /// Creates a node sharing an already validated config (many groups in one process can
-    /// share one `Arc<Config>`; `id` overrides the config's).
-    pub fn with_shared_config(id: u64, config: Arc<Config>, store: S) -> Result<Self> {
-        if config.id != id {
-            let mut cfg = (*config).clone();
-            cfg.id = id;
-            cfg.validate()?;
-            return Self::with_config(Arc::new(cfg), store);
-        }
+    /// Creates node `id` sharing a config with other groups: thousands of groups in one
+    /// process can share one `Arc<Config>`, so each carries a pointer rather than a copy. The
+    /// config must already have been validated ([`Config::validate`], which fills in derived
+    /// limits); its own `id` and `applied` are ignored in favour of the arguments.
+    pub fn with_shared_config(
+        id: u64,
+        applied: u64,
+        config: Arc<Config>,
+        store: S,
+    ) -> Result<Self> {
         let mut check = (*config).clone();
+        check.id = id;
         check.validate()?;
-        Self::with_config(config, store)
+        let derived_same = check.max_committed_size_per_ready
+            == config.max_committed_size_per_ready
+            && check.max_uncommitted_entries_size == config.max_uncommitted_entries_size
+            && check.max_inflight_bytes == config.max_inflight_bytes;
+        if !derived_same {
+            return Err(Error::ConfigInvalid(
+                "a shared config must be validated before it is shared".into(),
+            ));
+        }
+        Self::with_config(id, applied, config, store)
     }
 
-    fn with_config(cfg: Arc<Config>, store: S) -> Result<Self> {
-        let raft = Raft::new(cfg, store)?;
+    fn with_config(id: u64, applied: u64, cfg: Arc<Config>, store: S) -> Result<Self> {
+        let raft = Raft::new(id, applied, cfg, store)?;
         let prev_soft_state = raft.soft_state();
         let prev_hard_state = raft.hard_state();
         Ok(RawNode {
@@ -156,6 +173,7 @@ impl<S: Storage> RawNode<S> {
             prev_soft_state,
             prev_hard_state,
             steps_on_advance: Vec::new(),
+            applied_on_advance: None,
             awaiting_advance: false,
         })
     }
@@ -228,6 +246,10 @@ impl<S: Storage> RawNode<S> {
 
     /// Proposes data to be appended to the log.
     pub fn propose(&mut self, data: Bytes) -> Result<()> {
+        let data = match self.raft.propose_fast(data) {
+            Ok(res) => return res,
+            Err(data) => data,
+        };
         self.raft.step(Message {
             r#type: MessageType::MsgProp as i32,
             from: self.raft.id,
@@ -375,8 +397,36 @@ impl<S: Storage> RawNode<S> {
             MessageType::MsgSnap if m.snapshot.as_ref().is_none_or(|s| s.is_empty()) => {
                 reject("MsgSnap without a snapshot")
             }
-            MessageType::MsgApp if m.entries.iter().any(|e| e.index == 0) => {
-                reject("entry with index 0")
+            MessageType::MsgApp => {
+                // Entries must follow the previous entry one by one, with terms that never go
+                // down, starting at or above the previous entry's term. Checked here, before
+                // the message's term can change any state.
+                let mut expect_index = m.index;
+                let mut min_term = m.log_term;
+                for e in &m.entries {
+                    expect_index = match expect_index.checked_add(1) {
+                        Some(i) => i,
+                        None => return reject("entry index overflows"),
+                    };
+                    if e.index != expect_index {
+                        return reject("entries are not contiguous after the previous index");
+                    }
+                    if e.term < min_term || e.term == 0 {
+                        return reject("entry terms go down");
+                    }
+                    min_term = e.term;
+                }
+                Ok(t)
+            }
+            MessageType::MsgSnap => {
+                let s = m.snapshot.as_ref().expect("checked above");
+                if s.term() == 0 {
+                    return reject("snapshot without a term");
+                }
+                if crate::confchange::validate_conf_state(&s.conf_state()).is_err() {
+                    return reject("snapshot with an invalid ConfState");
+                }
+                Ok(t)
             }
             _ => Ok(t),
         }
@@ -479,13 +529,7 @@ impl<S: Storage> RawNode<S> {
             } else {
                 None
             };
-        let apply_resp = (!rd.committed_entries.is_empty()).then(|| Message {
-            r#type: MessageType::MsgStorageApplyResp as i32,
-            from: LOCAL_APPLY_THREAD,
-            to: r.id,
-            entries: rd.committed_entries.clone(),
-            ..Default::default()
-        });
+        let committed_size = ents_size(&rd.committed_entries);
 
         if async_writes {
             let need_append = !rd.entries.is_empty()
@@ -510,7 +554,14 @@ impl<S: Storage> RawNode<S> {
                 m.responses.extend(append_resp);
                 rd.messages.push(m);
             }
-            if let Some(resp) = apply_resp {
+            if !rd.committed_entries.is_empty() {
+                let resp = Message {
+                    r#type: MessageType::MsgStorageApplyResp as i32,
+                    from: LOCAL_APPLY_THREAD,
+                    to: r.id,
+                    entries: rd.committed_entries.clone(),
+                    ..Default::default()
+                };
                 rd.messages.push(Message {
                     r#type: MessageType::MsgStorageApply as i32,
                     from: r.id,
@@ -533,14 +584,20 @@ impl<S: Storage> RawNode<S> {
                 }
             }
             self.steps_on_advance.extend(append_resp);
-            self.steps_on_advance.extend(apply_resp);
+            self.applied_on_advance = rd.committed_entries.last().map(|last| {
+                (
+                    last.index,
+                    committed_size,
+                    payloads_size(&rd.committed_entries),
+                )
+            });
             self.awaiting_advance = true;
         }
 
         r.raft_log.accept_unstable();
         if let Some(last) = rd.committed_entries.last() {
-            let size = ents_size(&rd.committed_entries);
-            r.raft_log.accept_applying(last.index, size, !async_writes);
+            r.raft_log
+                .accept_applying(last.index, committed_size, !async_writes);
         }
         rd
     }
@@ -559,6 +616,9 @@ impl<S: Storage> RawNode<S> {
         let steps = std::mem::take(&mut self.steps_on_advance);
         for m in steps {
             let _ = self.raft.step(m);
+        }
+        if let Some((index, size, payload)) = self.applied_on_advance.take() {
+            self.raft.on_applied(index, size, payload);
         }
         Ok(())
     }

@@ -5,9 +5,10 @@
 
 use bytes::Bytes;
 use raftcore::raftpb::{
-    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot, SnapshotMetadata,
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot,
+    SnapshotMetadata,
 };
-use raftcore::{AppendMode, Config, MemStorage, RawNode, StateRole};
+use raftcore::{AppendMode, Config, MemStorage, RawNode, Ready, SnapshotStatus, StateRole};
 use std::collections::BTreeSet;
 
 /// A storage that starts from a snapshot at index 1, term 1, holding the voters.
@@ -40,6 +41,9 @@ pub fn config(id: u64, mode: AppendMode) -> Config {
     c
 }
 
+/// See `Cluster::ready_hook`.
+pub type ReadyHook = Box<dyn FnMut(u64, &Ready)>;
+
 pub struct Cluster {
     pub nodes: Vec<Option<RawNode<MemStorage>>>,
     pub ids: Vec<u64>,
@@ -50,6 +54,16 @@ pub struct Cluster {
     pub applied: Vec<Vec<(u64, u64, Bytes)>>,
     /// ConfStates applied per node.
     pub conf_states: Vec<ConfState>,
+    /// Called with (node id, Ready) for every Ready handled by `process_readies`, before the
+    /// Ready is persisted, applied and advanced.
+    pub ready_hook: Option<ReadyHook>,
+    /// Every `MsgSnap` that `deliver` handled, and what it reported to the sender with
+    /// `report_snapshot`: (from, to, snapshot index, status).
+    pub snap_reports: Vec<(u64, u64, u64, SnapshotStatus)>,
+    /// When set to `Some(n)`, every node takes a snapshot of its state machine at its applied
+    /// index and compacts its log there, once it has applied `n` entries past its last
+    /// snapshot or its configuration differs from the one its last snapshot holds.
+    pub compact_every: Option<u64>,
 }
 
 impl Cluster {
@@ -59,10 +73,18 @@ impl Cluster {
     }
 
     pub fn with_configs(configs: Vec<Config>, voters: &[u64]) -> Self {
+        Self::with_members(configs, voters, &[])
+    }
+
+    /// A cluster whose configuration has `voters` and `learners` (every node of `configs`
+    /// starts from a snapshot holding it).
+    pub fn with_members(configs: Vec<Config>, voters: &[u64], learners: &[u64]) -> Self {
         let ids: Vec<u64> = configs.iter().map(|c| c.id).collect();
         let nodes = configs
             .iter()
-            .map(|c| Some(RawNode::new(c, storage_with_voters(voters, &[])).expect("valid config")))
+            .map(|c| {
+                Some(RawNode::new(c, storage_with_voters(voters, learners)).expect("valid config"))
+            })
             .collect();
         let n = ids.len();
         Cluster {
@@ -72,6 +94,9 @@ impl Cluster {
             cut: BTreeSet::new(),
             applied: vec![Vec::new(); n],
             conf_states: vec![ConfState::default(); n],
+            ready_hook: None,
+            snap_reports: Vec::new(),
+            compact_every: None,
         }
     }
 
@@ -96,9 +121,18 @@ impl Cluster {
             }
             any = true;
             let rd = node.ready();
+            if let Some(hook) = self.ready_hook.as_mut() {
+                hook(self.ids[i], &rd);
+            }
             let store = node.store_mut();
             if let Some(s) = &rd.snapshot {
                 store.apply_snapshot(s.clone()).expect("snapshot applies");
+                // The state machine is replaced by the snapshot's (see `encode_applied`);
+                // empty data is an empty state machine or a snapshot made without one.
+                if !s.data.is_empty() {
+                    self.applied[i] = decode_applied(&s.data);
+                }
+                self.conf_states[i] = s.conf_state();
             }
             store.append(&rd.entries).expect("append");
             if let Some(hs) = rd.hard_state {
@@ -128,23 +162,40 @@ impl Cluster {
                 }
             }
             node.advance().expect("sync mode");
+            if let Some(every) = self.compact_every {
+                self.maybe_compact(self.ids[i], every);
+            }
         }
         any
     }
 
     /// Delivers every queued message (dropping cut links). Returns whether any was delivered.
+    /// The sending of a `MsgSnap` is reported to its sender with `report_snapshot`: `Finish`
+    /// if the receiver stepped it without error, `Failure` if it was dropped or refused.
     pub fn deliver(&mut self) -> bool {
         let msgs = std::mem::take(&mut self.queue);
         let any = !msgs.is_empty();
         for m in msgs {
-            if self.cut.contains(&(m.from, m.to)) {
-                continue;
+            let is_snap = m.msg_type() == Some(MessageType::MsgSnap);
+            let (from, to, sindex) = (m.from, m.to, m.snapshot_index());
+            let mut status = SnapshotStatus::Failure;
+            if !self.cut.contains(&(m.from, m.to)) {
+                if let Some(i) = self.ids.iter().position(|&i| i == m.to) {
+                    if let Some(node) = self.nodes[i].as_mut() {
+                        if node.step(m).is_ok() {
+                            status = SnapshotStatus::Finish;
+                        }
+                    }
+                }
             }
-            let Some(i) = self.ids.iter().position(|&i| i == m.to) else {
-                continue;
-            };
-            if let Some(node) = self.nodes[i].as_mut() {
-                let _ = node.step(m);
+            if is_snap {
+                // The transport reports how sending the snapshot went.
+                self.snap_reports.push((from, to, sindex, status));
+                if let Some(j) = self.ids.iter().position(|&i| i == from) {
+                    if let Some(sender) = self.nodes[j].as_mut() {
+                        sender.report_snapshot(to, status);
+                    }
+                }
             }
         }
         any
@@ -203,5 +254,177 @@ impl Cluster {
             return vec![];
         }
         s.entries(f, l + 1, u64::MAX).unwrap()
+    }
+}
+
+/// Encodes a state machine (the applied normal entries, as kept in `Cluster::applied`) as
+/// snapshot data: per entry, index and term (8 bytes each, little endian), the payload length
+/// (4 bytes) and the payload.
+pub fn encode_applied(applied: &[(u64, u64, Bytes)]) -> Bytes {
+    let mut out = Vec::new();
+    for (index, term, data) in applied {
+        out.extend_from_slice(&index.to_le_bytes());
+        out.extend_from_slice(&term.to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+    }
+    Bytes::from(out)
+}
+
+/// Decodes what `encode_applied` wrote.
+pub fn decode_applied(data: &[u8]) -> Vec<(u64, u64, Bytes)> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    let take = |rest: &mut &[u8], n: usize| -> Vec<u8> {
+        assert!(rest.len() >= n, "truncated snapshot data");
+        let (a, b) = rest.split_at(n);
+        *rest = b;
+        a.to_vec()
+    };
+    while !rest.is_empty() {
+        let index = u64::from_le_bytes(take(&mut rest, 8).try_into().unwrap());
+        let term = u64::from_le_bytes(take(&mut rest, 8).try_into().unwrap());
+        let len = u32::from_le_bytes(take(&mut rest, 4).try_into().unwrap()) as usize;
+        out.push((index, term, Bytes::from(take(&mut rest, len))));
+    }
+    out
+}
+
+/// Whether `a` is a prefix of `b` or `b` of `a`.
+pub fn prefix_related<T: PartialEq>(a: &[T], b: &[T]) -> bool {
+    let n = a.len().min(b.len());
+    a[..n] == b[..n]
+}
+
+impl Cluster {
+    /// Adds a member to the cluster's network: a node built from `cfg` over `storage`. A new
+    /// member joining a running group gets `MemStorage::new()`: an empty log and an empty
+    /// configuration, so it cannot campaign until it learns the configuration from the leader.
+    pub fn add_node(&mut self, cfg: Config, storage: MemStorage) {
+        assert!(
+            !self.ids.contains(&cfg.id),
+            "node {} already exists",
+            cfg.id
+        );
+        self.nodes
+            .push(Some(RawNode::new(&cfg, storage).expect("valid config")));
+        self.ids.push(cfg.id);
+        self.applied.push(Vec::new());
+        self.conf_states.push(ConfState::default());
+    }
+
+    /// Crashes and restarts a node from what it persisted, with config `cfg`. Its state
+    /// machine restarts from its storage's snapshot and replays the committed log.
+    pub fn restart_node(&mut self, cfg: Config) {
+        use raftcore::Storage;
+        let i = self.idx(cfg.id);
+        let store = self.nodes[i].take().expect("node is up").store().clone();
+        let snap = store.snapshot().expect("mem snapshot");
+        self.applied[i] = decode_applied(&snap.data);
+        self.conf_states[i] = snap.conf_state();
+        self.nodes[i] = Some(RawNode::new(&cfg, store).expect("restart"));
+    }
+
+    /// Stops a node for good (its messages are no longer delivered).
+    pub fn stop_node(&mut self, id: u64) {
+        let i = self.idx(id);
+        self.nodes[i] = None;
+    }
+
+    pub fn node_ref(&self, id: u64) -> &RawNode<MemStorage> {
+        self.nodes[self.idx(id)].as_ref().expect("node is up")
+    }
+
+    pub fn committed(&self, id: u64) -> u64 {
+        self.node_ref(id).basic_status().hard_state.commit
+    }
+
+    pub fn term(&self, id: u64) -> u64 {
+        self.node_ref(id).basic_status().hard_state.term
+    }
+
+    pub fn applied_index(&self, id: u64) -> u64 {
+        self.node_ref(id).basic_status().applied
+    }
+
+    pub fn applied_of(&self, id: u64) -> &[(u64, u64, Bytes)] {
+        &self.applied[self.idx(id)]
+    }
+
+    /// The applied payloads of a node, in order.
+    pub fn payloads(&self, id: u64) -> Vec<Bytes> {
+        self.applied_of(id).iter().map(|e| e.2.clone()).collect()
+    }
+
+    pub fn propose(&mut self, id: u64, data: impl Into<Bytes>) -> raftcore::Result<()> {
+        self.node(id).propose(data.into())
+    }
+
+    /// The node's current configuration as a ConfState.
+    pub fn conf_state_of(&self, id: u64) -> ConfState {
+        let cfg = self.node_ref(id).status().config;
+        ConfState {
+            voters: cfg.voters.incoming.to_vec(),
+            learners: cfg.learners_iter().collect(),
+            voters_outgoing: cfg.voters.outgoing.to_vec(),
+            learners_next: cfg.learners_next_iter().collect(),
+            auto_leave: cfg.auto_leave,
+        }
+    }
+
+    /// Makes a snapshot of the node's state machine at its applied index (data:
+    /// `encode_applied`, with its current configuration) and compacts its log there. Returns
+    /// the snapshot index, or None if the storage already has a snapshot at that index.
+    pub fn snapshot_and_compact(&mut self, id: u64) -> Option<u64> {
+        use raftcore::Storage;
+        let i = self.idx(id);
+        let applied = self.applied_index(id);
+        let cs = self.conf_state_of(id);
+        let data = encode_applied(&self.applied[i]);
+        let store = self.nodes[i].as_mut().expect("node is up").store_mut();
+        if applied <= store.snapshot().expect("mem snapshot").index() {
+            return None;
+        }
+        store
+            .create_snapshot(applied, Some(cs), data)
+            .expect("snapshot at the applied index");
+        store
+            .compact(applied)
+            .expect("compact at the applied index");
+        Some(applied)
+    }
+
+    fn maybe_compact(&mut self, id: u64, every: u64) {
+        use raftcore::Storage;
+        let applied = self.applied_index(id);
+        let cs = self.conf_state_of(id);
+        let snap = self.node_ref(id).store().snapshot().expect("mem snapshot");
+        let conf_changed = !snap.conf_state().equivalent(&cs);
+        if applied > snap.index() && (applied >= snap.index() + every || conf_changed) {
+            self.snapshot_and_compact(id);
+        }
+    }
+
+    /// Asserts that the applied sequences of all nodes (live or stopped) are prefixes of one
+    /// another.
+    pub fn assert_applied_consistent(&self) {
+        for a in 0..self.applied.len() {
+            for b in a + 1..self.applied.len() {
+                assert!(
+                    prefix_related(&self.applied[a], &self.applied[b]),
+                    "applied sequences of {} and {} diverge",
+                    self.ids[a],
+                    self.ids[b]
+                );
+            }
+        }
+    }
+
+    /// Ticks every node and stabilizes, `n` times.
+    pub fn tick_and_stabilize(&mut self, n: usize) {
+        for _ in 0..n {
+            self.tick_all();
+            self.stabilize();
+        }
     }
 }
