@@ -43,14 +43,12 @@ fn smoke_seeds() {
     }
 }
 
-/// Stale reads through the single-voter fast path of `MsgReadIndex` (see the report of
-/// these seeds): a leader whose configuration has one voter answers at once with its commit
-/// index, (a) before committing an entry of its term (seed 402: the sole voter restarted with
-/// a HardState commit behind an entry a learner had already applied), and (b) even when that
-/// voter is another node (seed 362: a leader demoted to learner keeps leading and answers
-/// from its stale commit index). Ignored until the core is fixed.
+/// Regression: stale reads through the single-voter fast path of `MsgReadIndex`, which
+/// answered at once with the leader's commit index (a) before it had committed an entry of
+/// its term (seed 402: the sole voter restarted with a HardState commit behind an entry a
+/// learner had already applied) and (b) when the one voter was another node (seed 362: a
+/// leader demoted to learner kept leading and answered from its stale commit index).
 #[test]
-#[ignore]
 fn single_voter_read_index_is_linearizable() {
     for seed in [402, 362, 51, 392] {
         let r = run_seed(seed, 2000);
