@@ -12,8 +12,10 @@
 //! partitions, symmetric and one-way, start and heal; nodes crash and restart from what they
 //! persisted, losing everything else; crashes are also aimed inside the handling of a Ready
 //! (before its persist finishes, and between the persist and the sending of its late
-//! messages); disks are slow (a Ready stays unpersisted while the node keeps stepping
-//! messages); nodes tick at different rates. Some runs use asynchronous storage writes, whose
+//! messages), most often at the Readies where a lost persist does most harm (a vote, above all
+//! one another candidate of the same term also asks for; a leader's commit moving), and a
+//! third of the random crashes hit the leader; disks are slow (a Ready stays unpersisted while
+//! the node keeps stepping messages); nodes tick at different rates. Some runs use asynchronous storage writes, whose
 //! `MsgStorageAppend` / `MsgStorageApply` work is done late and answered with
 //! [`step_local`](crate::RawNode::step_local).
 //!
@@ -30,11 +32,26 @@
 //! entries, carried in snapshot data, so nodes must agree at every index whether they got
 //! there by entries or by snapshot; commit index, applied index and term never go backwards
 //! within an incarnation; at most one leader per term; a new leader holds every entry
-//! committed before its term; what a node persisted as committed survives its crash; a read
-//! released at index *i* is at or above every write acknowledged before the read was asked.
-//! Liveness is reported apart from safety: after the faults heal (no more loss, delays under
-//! half an election timeout, crashed members restarted, removed ones stopped), a leader must
-//! appear and a proposal it accepts must commit within 20 election timeouts.
+//! committed before its term; a leader moves its commit index only onto an entry of its own
+//! term (it never counts replicas of an older entry, Raft's Figure 8); what a node persisted
+//! as committed survives its crash; a read released at index *i* is at or above every write
+//! acknowledged before the read was asked.
+//! Liveness is reported apart from safety: after the faults heal (no more loss, links in order
+//! with delays under half an election timeout, clocks at one rate, crashed members restarted,
+//! removed ones stopped once the new voters hold the change durably), a leader must appear and
+//! a proposal it accepts must commit within 20 election timeouts (plus the time to ship the
+//! backlog the faults left behind, one flow-control window per round trip).
+//!
+//! # The simulated application
+//! It follows the Ready contract of the crate docs: persist (snapshot, entries, HardState),
+//! then send the late messages, apply, advance; with asynchronous writes it works off the
+//! `MsgStorageAppend` / `MsgStorageApply` queues in order and hands the responses back with
+//! `step_local`. Its state machine is durable only through snapshots: a restarted node starts
+//! from its storage's snapshot (`Config::applied` = the snapshot index) and applies the rest
+//! again. It snapshots at its applied index (never past its durable commit index) and compacts,
+//! and snapshots on demand when the stored snapshot predates a follower that needs one.
+//! `read_index` is checked with `ReadOnlyOption::Safe` only: lease-based reads rely on bounded
+//! clock drift, which the simulator breaks on purpose.
 //!
 //! A client write is *acknowledged* when the node it was proposed at applies it; a proposal is
 //! *accepted* (for liveness) when a leader's `propose` returns `Ok` after the heal.
