@@ -42,6 +42,13 @@ struct Opts {
     async_writes: Option<bool>,
 }
 
+/// `println!` that ignores a closed standard output (`| head`).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 fn usage(msg: &str) -> ! {
     eprintln!("error: {msg}");
     eprintln!(
@@ -212,7 +219,7 @@ fn main() -> ExitCode {
                 break;
             }
             if o.trace {
-                println!("=== seed {seed}: {}", config(&o, seed).summary());
+                out!("=== seed {seed}: {}", config(&o, seed).summary());
             }
             let r = run_config(config(&o, seed), o.tail.max(1), o.trace);
             let mut t = totals.lock().expect("totals");
@@ -239,7 +246,7 @@ fn main() -> ExitCode {
                 report_failure(&o, &r);
             }
             if o.trace {
-                println!(
+                out!(
                     "=== seed {seed}: {} events, {} committed, violation: {}, liveness: {}",
                     r.events,
                     r.committed,
@@ -286,16 +293,21 @@ fn main() -> ExitCode {
     if !failed.is_empty() {
         let mut f = failed.clone();
         f.sort_unstable();
-        println!("failing seeds:");
+        out!("failing seeds:");
         for s in f {
-            println!("  {}", replay(&o, s));
+            out!("  {}", replay(&o, s));
         }
     }
-    println!(
+    out!(
         "committed={} crashes={} conf_changes={} snapshots={} reads={} seconds={:.1}",
-        t.committed, t.crashes, t.conf_changes, t.snapshots, t.reads, secs
+        t.committed,
+        t.crashes,
+        t.conf_changes,
+        t.snapshots,
+        t.reads,
+        secs
     );
-    println!(
+    out!(
         "seeds={} events={} violations={} liveness={} events_per_sec={:.0}",
         t.seeds,
         t.events,

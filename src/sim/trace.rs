@@ -2,6 +2,7 @@
 //! with a full trace, every event as it happens, with the core's own log lines between them.
 
 use std::fmt;
+use std::io::Write;
 
 use crate::raftpb::{Message, MessageType};
 
@@ -240,7 +241,8 @@ impl Trace {
     /// Records a line.
     pub fn push(&mut self, line: TraceLine) {
         if self.echo {
-            println!("{line}");
+            // A closed pipe (`| head`) must not look like a panic of the core.
+            let _ = writeln!(std::io::stdout(), "{line}");
         }
         if self.ring.len() < self.cap {
             self.ring.push(line);
@@ -277,7 +279,12 @@ impl slog::Drain for PrintDrain {
     type Err = slog::Never;
 
     fn log(&self, record: &slog::Record, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
-        println!("                     n{} | {}", self.node, record.msg());
+        let _ = writeln!(
+            std::io::stdout(),
+            "                     n{} | {}",
+            self.node,
+            record.msg()
+        );
         Ok(())
     }
 }
