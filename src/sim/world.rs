@@ -35,6 +35,10 @@ pub enum Action {
     Drop(u8),
     /// Duplicate the n-th message in flight.
     Duplicate(u8),
+    /// Deliver the oldest message in flight to a node.
+    DeliverTo(u8),
+    /// Lose the oldest message in flight to a node.
+    DropTo(u8),
     /// Tick a node.
     Tick(u8),
     /// Tick every running node once.
@@ -2064,6 +2068,21 @@ impl World {
                     self.tr(0, What::Lost(sum, "dropped"));
                     if m.msg_type() == Some(MessageType::MsgSnap) {
                         self.report_snapshot(m.from, m.to, SnapshotStatus::Failure);
+                    }
+                }
+            }
+            Action::DeliverTo(n) | Action::DropTo(n) => {
+                let to = self.slots[self.node(n)].id;
+                if let Some(i) = self.pool.iter().position(|m| m.to == to) {
+                    let m = self.pool.remove(i);
+                    if matches!(a, Action::DeliverTo(_)) {
+                        self.deliver(m)?;
+                    } else {
+                        let sum = MsgSummary::of(&m);
+                        self.tr(0, What::Lost(sum, "dropped"));
+                        if m.msg_type() == Some(MessageType::MsgSnap) {
+                            self.report_snapshot(m.from, m.to, SnapshotStatus::Failure);
+                        }
                     }
                 }
             }
