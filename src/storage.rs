@@ -32,6 +32,12 @@ pub trait Storage {
     fn last_index(&self) -> Result<u64>;
     /// The most recent snapshot. `StorageError::SnapshotTemporarilyUnavailable` asks the core
     /// to retry later.
+    ///
+    /// The snapshot carries the configuration as of its index. A node ignores a snapshot whose
+    /// ConfState does not name it, so a snapshot taken before a member was added can never
+    /// catch that member up: when the leader asks for a snapshot for a new member, return
+    /// `SnapshotTemporarilyUnavailable` and build a newer one (at or past the index of the
+    /// conf change that added it).
     fn snapshot(&self) -> Result<Snapshot>;
 }
 
