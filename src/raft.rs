@@ -381,6 +381,27 @@ impl<S: Storage> Raft<S> {
                 Err(_) => return self.maybe_send_snapshot(to),
             }
         }
+        let max_bytes = self.cfg.max_inflight_bytes;
+        if pr.state == ProgressState::Replicate && max_bytes != crate::config::NO_LIMIT {
+            // A hard byte window: send only what fits in the room left, so the payload in
+            // flight to one follower never exceeds max_inflight_bytes (an entry larger than the
+            // whole window still goes, alone, when nothing else is in flight).
+            let room = max_bytes.saturating_sub(pr.inflights.bytes());
+            let mut total = 0u64;
+            let mut keep = 0;
+            for e in &ents {
+                let size = e.data.len() as u64;
+                if total + size > room {
+                    break;
+                }
+                total += size;
+                keep += 1;
+            }
+            if keep == 0 && pr.inflights.count() == 0 {
+                keep = 1;
+            }
+            ents.truncate(keep);
+        }
         if ents.is_empty() && !send_if_empty {
             return false;
         }
