@@ -290,6 +290,13 @@ fn idle_memory(a: &Args) {
         "idle_memory: groups={} rss_before={rss0} rss_after_create={rss1} rss_after_heartbeat={rss2} create_time={create_secs:.3}s",
         g.len()
     );
+    eprintln!(
+        "idle_memory: size_of RawNode<MemStorage>={} (of which MemStorage={}), heap per group at creation: {} allocations, {} bytes",
+        std::mem::size_of::<raftcore::RawNode<raftcore::MemStorage>>(),
+        std::mem::size_of::<raftcore::MemStorage>(),
+        allocs.calls as f64 / groups as f64,
+        allocs.bytes as f64 / groups as f64,
+    );
     let per = |x: u64| x.saturating_sub(rss0) as f64 / groups as f64;
     report("idle_memory", per(rss1), "bytes/group");
     report("idle_memory.after_heartbeat", per(rss2), "bytes/group");

@@ -52,6 +52,30 @@ fn step_message_corpus() {
     replay("step_message", step_message::run);
 }
 
+/// Inputs that show core problems not fixed yet (`fuzz/known-crashes/step_message/`), or the
+/// files named in `FUZZ_INPUTS` (separated by `:`), run one by one so the panic shows:
+/// `FUZZ_INPUTS=path cargo test --test fuzz_corpus -- --ignored --nocapture step_message_inputs`.
+#[test]
+#[ignore = "known core problems: fails until they are fixed"]
+fn step_message_inputs() {
+    let files: Vec<PathBuf> = match std::env::var_os("FUZZ_INPUTS") {
+        Some(v) => std::env::split_paths(&v).collect(),
+        None => {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/known-crashes/step_message");
+            let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                .unwrap_or_default();
+            v.sort();
+            v
+        }
+    };
+    for p in files {
+        eprintln!("== {}", p.display());
+        let data = std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+        step_message::run(&data);
+    }
+}
+
 fn msg(t: MessageType, from: u64, to: u64, term: u64) -> Message {
     Message {
         r#type: t as i32,
@@ -429,7 +453,7 @@ fn write_seed_corpus() {
 #[test]
 fn harness_sets_up_every_role() {
     use raftcore::StateRole;
-    for b in 0..32u8 {
+    for b in 0..64u8 {
         let setup = Setup::from_byte(b);
         let mut c = step_message::harness::Cluster::new(setup);
         assert_eq!(c.node(1).role(), StateRole::Leader);

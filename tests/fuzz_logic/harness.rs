@@ -12,14 +12,18 @@
 use bytes::Bytes;
 use prost::Message as _;
 use raftcore::raftpb::{
-    ConfChange, ConfChangeI, ConfChangeV2, ConfState, EntryType, HardState, Message, Snapshot,
-    SnapshotMetadata,
+    ConfChange, ConfChangeI, ConfChangeV2, ConfState, EntryType, HardState, Message, MessageType,
+    Snapshot, SnapshotMetadata,
 };
-use raftcore::{AppendMode, Config, MemStorage, RawNode, StateRole, Storage, MAX_REMOTE_VALUE};
+use raftcore::{
+    AppendMode, Config, Error, MemStorage, RawNode, StateRole, Storage, LOCAL_APPEND_THREAD,
+    LOCAL_APPLY_THREAD, MAX_REMOTE_VALUE,
+};
 
 /// Node ids of the group.
 pub const IDS: [u64; 3] = [1, 2, 3];
-/// Ticks the honest group gets to commit a proposal on a majority after the hostile input.
+/// Ticks the honest group gets to commit a proposal on a majority after the hostile input
+/// (unless the input made that impossible: see `Cluster::check_liveness`).
 pub const LIVENESS_TICKS: usize = 600;
 /// Delivery passes per settle, so that a message storm cannot hang the harness.
 const SETTLE_PASSES: usize = 64;
@@ -37,6 +41,9 @@ pub struct Setup {
     pub inflight: bool,
     /// Keep node 3 a follower instead of making it a (pre-)candidate.
     pub no_candidate: bool,
+    /// Asynchronous storage writes: the Ready's work comes as MsgStorageAppend and
+    /// MsgStorageApply, whose responses go back through `step_local` (done at once here).
+    pub async_writes: bool,
 }
 
 impl Setup {
@@ -47,6 +54,7 @@ impl Setup {
             check_quorum: b & 4 != 0,
             inflight: b & 8 != 0,
             no_candidate: b & 16 != 0,
+            async_writes: b & 32 != 0,
         }
     }
 
@@ -56,6 +64,7 @@ impl Setup {
             | (self.check_quorum as u8) << 2
             | (self.inflight as u8) << 3
             | (self.no_candidate as u8) << 4
+            | (self.async_writes as u8) << 5
     }
 }
 
@@ -65,23 +74,56 @@ pub struct FNode {
     pub applied: u64,
     /// Probe numbers this node applied.
     pub probes: Vec<u64>,
+    /// The term of every entry applied, by index.
+    pub applied_terms: std::collections::BTreeMap<u64, u64>,
+    /// The configuration as the application sees it: the last snapshot's or conf change's.
+    pub conf: ConfState,
+    /// Removed from its own configuration: the application has shut it down (honest phase
+    /// only, as an etcd application stops a removed member).
+    pub stopped: bool,
 }
 
 pub struct Cluster {
     pub nodes: Vec<FNode>,
+    async_writes: bool,
     /// Messages between the nodes, in the order they were produced.
     pub net: Vec<Message>,
     next_probe: u64,
+}
+
+fn initial_conf() -> ConfState {
+    ConfState {
+        voters: IDS.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// Whether `nodes` hold a majority of `voters` (an empty set of voters has none).
+fn majority_of(voters: &[u64], nodes: &[u64]) -> bool {
+    let have = voters.iter().filter(|v| nodes.contains(v)).count();
+    !voters.is_empty() && have > voters.len() / 2
+}
+
+/// A configuration that `apply_conf_change` produced must be one the core accepts in a
+/// snapshot (or from its storage at start-up): no node 0, no reserved ids, no contradictions.
+fn check_conf_state(id: u64, cs: &ConfState) {
+    if let Err(e) = raftcore::confchange::validate_conf_state(cs) {
+        panic!("node {id}: apply_conf_change produced a configuration that snapshots and restarts refuse: {cs:?}: {e}");
+    }
+}
+
+fn is_member(cs: &ConfState, id: u64) -> bool {
+    cs.voters.contains(&id)
+        || cs.learners.contains(&id)
+        || cs.voters_outgoing.contains(&id)
+        || cs.learners_next.contains(&id)
 }
 
 fn initial_storage() -> MemStorage {
     let mut s = MemStorage::new();
     s.apply_snapshot(Snapshot {
         metadata: Some(SnapshotMetadata {
-            conf_state: Some(ConfState {
-                voters: IDS.to_vec(),
-                ..Default::default()
-            }),
+            conf_state: Some(initial_conf()),
             index: 1,
             term: 1,
         }),
@@ -118,15 +160,20 @@ impl Cluster {
                     AppendMode::Batched
                 };
                 cfg.seed = 0x5eed;
+                cfg.async_storage_writes = setup.async_writes;
                 FNode {
                     raw: RawNode::new(&cfg, initial_storage()).expect("set-up: RawNode::new"),
                     applied: 1,
                     probes: Vec::new(),
+                    applied_terms: Default::default(),
+                    conf: initial_conf(),
+                    stopped: false,
                 }
             })
             .collect();
         let mut c = Cluster {
             nodes,
+            async_writes: setup.async_writes,
             net: Vec::new(),
             next_probe: 0,
         };
@@ -181,7 +228,40 @@ impl Cluster {
         }
         let id = n.raw.id();
         let mut rd = n.raw.ready();
-        let mut out = std::mem::take(&mut rd.messages);
+        let mut out = Vec::new();
+        // Asynchronous writes: the responses of the storage work, stepped back once it is done.
+        let mut local = Vec::new();
+        let committed = if self.async_writes {
+            assert!(
+                rd.persisted_messages.is_empty(),
+                "node {id}: persisted_messages with asynchronous writes"
+            );
+            let mut apply = Vec::new();
+            for m in std::mem::take(&mut rd.messages) {
+                match m.to {
+                    // The append work is the Ready's snapshot, entries and hard state,
+                    // persisted below; its responses leave once that is done.
+                    LOCAL_APPEND_THREAD => {
+                        for r in m.responses {
+                            if r.to == id {
+                                local.push(r);
+                            } else {
+                                out.push(r);
+                            }
+                        }
+                    }
+                    LOCAL_APPLY_THREAD => {
+                        apply.extend(m.entries);
+                        local.extend(m.responses);
+                    }
+                    _ => out.push(m),
+                }
+            }
+            apply
+        } else {
+            out = std::mem::take(&mut rd.messages);
+            std::mem::take(&mut rd.committed_entries)
+        };
         if let Some(snap) = rd.snapshot.take() {
             let si = snap.index();
             assert!(
@@ -189,6 +269,7 @@ impl Cluster {
                 "node {id}: a Ready's snapshot at {si} would roll back the state machine, applied {}",
                 n.applied
             );
+            n.conf = snap.conf_state();
             if let Err(e) = n.raw.store_mut().apply_snapshot(snap) {
                 panic!("node {id}: the storage refuses the Ready's snapshot at {si}: {e}");
             }
@@ -204,7 +285,7 @@ impl Cluster {
             n.raw.store_mut().set_hard_state(hs);
         }
         out.append(&mut rd.persisted_messages);
-        for e in &rd.committed_entries {
+        for e in &committed {
             assert_eq!(
                 e.index,
                 n.applied + 1,
@@ -219,6 +300,7 @@ impl Cluster {
                 ),
             }
             n.applied = e.index;
+            n.applied_terms.insert(e.index, e.term);
             match e.entry_type() {
                 EntryType::EntryNormal => {
                     if let Some(rest) = e.data.strip_prefix(PROBE) {
@@ -230,21 +312,42 @@ impl Cluster {
                 // A committed conf change that is invalid is a logged no-op: the error is fine.
                 EntryType::EntryConfChange => {
                     if let Ok(cc) = ConfChange::decode(e.data.clone()) {
-                        let _ = n.raw.apply_conf_change(&ConfChangeI::V1(cc));
+                        if let Ok(cs) = n.raw.apply_conf_change(&ConfChangeI::V1(cc)) {
+                            check_conf_state(id, &cs);
+                            n.conf = cs;
+                        }
                     }
                 }
                 EntryType::EntryConfChangeV2 => {
                     if let Ok(cc) = ConfChangeV2::decode(e.data.clone()) {
-                        let _ = n.raw.apply_conf_change(&ConfChangeI::V2(cc));
+                        if let Ok(cs) = n.raw.apply_conf_change(&ConfChangeI::V2(cc)) {
+                            check_conf_state(id, &cs);
+                            n.conf = cs;
+                        }
                     }
                 }
             }
         }
-        if let Err(e) = n.raw.advance() {
+        if self.async_writes {
+            for r in local {
+                if let Err(Error::InvalidMessage(why)) = n.raw.step_local(r) {
+                    panic!("node {id}: its own storage response was refused: {why}");
+                }
+            }
+        } else if let Err(e) = n.raw.advance() {
             panic!("node {id}: advance failed in synchronous mode: {e}");
         }
         for m in &out {
-            assert_eq!(m.from, id, "node {id} sent a message as {}: {m:?}", m.from);
+            // Forwarded proposals, read requests and transfer requests keep their sender, as
+            // in etcd.
+            let forwarded = m.r#type == MessageType::MsgProp as i32
+                || m.r#type == MessageType::MsgReadIndex as i32
+                || m.r#type == MessageType::MsgTransferLeader as i32;
+            assert!(
+                m.from == id || forwarded,
+                "node {id} sent a message as {}: {m:?}",
+                m.from
+            );
             assert_ne!(m.to, id, "node {id} sent a message to itself: {m:?}");
         }
         self.net
@@ -257,13 +360,17 @@ impl Cluster {
     pub fn pass(&mut self) -> bool {
         let mut busy = false;
         for i in 0..self.nodes.len() {
-            busy |= self.handle_ready(i);
+            if !self.nodes[i].stopped {
+                busy |= self.handle_ready(i);
+            }
         }
         let msgs = std::mem::take(&mut self.net);
         busy |= !msgs.is_empty();
         for m in msgs {
-            let to = m.to;
-            let _ = self.node(to).step(m);
+            let n = &mut self.nodes[(m.to - 1) as usize];
+            if !n.stopped {
+                let _ = n.raw.step(m);
+            }
         }
         busy
     }
@@ -288,41 +395,105 @@ impl Cluster {
     }
 
     pub fn tick_all(&mut self) {
-        for n in &mut self.nodes {
+        for n in self.nodes.iter_mut().filter(|n| !n.stopped) {
             n.raw.tick();
         }
     }
 
-    /// Known limitation of the core, reported and not checked here: a remote term up to
-    /// `MAX_REMOTE_VALUE` is valid and adopted, but a node at that term refuses to campaign
-    /// (its next term would be refused by the others), so one message with such a term ends
-    /// elections in the group for good. Liveness is not checked once a node's term is within
-    /// `TERM_MARGIN` of the limit.
-    fn term_exhausted(&self) -> bool {
-        self.nodes
+    /// Stops the nodes whose applied configuration no longer holds them. Returns whether the
+    /// running nodes can still form a quorum in every node's applied configuration: a
+    /// committed conf change (honest or forged) that makes a node that does not exist a
+    /// voter can stall a group for good, in etcd as here.
+    fn stop_removed(&mut self) -> bool {
+        for n in &mut self.nodes {
+            if !is_member(&n.conf, n.raw.id()) {
+                n.stopped = true;
+            }
+        }
+        let live: Vec<u64> = self
+            .nodes
             .iter()
-            .any(|n| n.raw.basic_status().hard_state.term > MAX_REMOTE_VALUE - TERM_MARGIN)
+            .filter(|n| !n.stopped)
+            .map(|n| n.raw.id())
+            .collect();
+        self.nodes.iter().all(|n| {
+            majority_of(&n.conf.voters, &live)
+                && (n.conf.voters_outgoing.is_empty()
+                    || majority_of(&n.conf.voters_outgoing, &live))
+        })
     }
 
+    /// Known limitation of the core, reported and not checked here: a remote term or index
+    /// up to `MAX_REMOTE_VALUE` is valid and adopted, but what comes after it is refused. A node
+    /// at that term refuses to campaign (its next term would be refused by the others), so one
+    /// message with such a term ends elections in the group for good; a node that restored a
+    /// snapshot at that index leads with appends every follower refuses. Liveness is not
+    /// checked once a node's term or last index is within `TERM_MARGIN` of the limit.
+    fn term_exhausted(&self) -> bool {
+        self.nodes.iter().any(|n| {
+            n.raw.basic_status().hard_state.term > MAX_REMOTE_VALUE - TERM_MARGIN
+                || n.raw.store().last_index().unwrap_or(0) > MAX_REMOTE_VALUE - TERM_MARGIN
+        })
+    }
+
+    /// Whether two nodes applied different entries (by term) at one index. Forged input can do
+    /// that in any Raft (say, forged vote grants elect a leader that lacks committed entries);
+    /// the followers then refuse its appends while its heartbeats keep them from electing
+    /// another leader, so progress cannot be expected.
+    fn diverged(&self) -> bool {
+        self.nodes.iter().enumerate().any(|(i, a)| {
+            self.nodes[i + 1..].iter().any(|b| {
+                a.applied_terms
+                    .iter()
+                    .any(|(idx, t)| b.applied_terms.get(idx).is_some_and(|u| u != t))
+            })
+        })
+    }
+
+    /// Whether a probe was applied by a majority of the group ({1, 2, 3}), or, once committed
+    /// conf changes or snapshots (honest or forged) changed a node's configuration, by a
+    /// majority of that node's configuration (of both halves of a joint one).
     fn probe_on_majority(&self) -> bool {
-        (0..self.next_probe)
-            .any(|p| self.nodes.iter().filter(|n| n.probes.contains(&p)).count() >= 2)
+        (0..self.next_probe).any(|p| {
+            let have: Vec<u64> = self
+                .nodes
+                .iter()
+                .filter(|n| n.probes.contains(&p))
+                .map(|n| n.raw.id())
+                .collect();
+            if have.len() >= 2 {
+                return true;
+            }
+            self.nodes.iter().any(|n| {
+                let cs = &n.conf;
+                *cs != initial_conf()
+                    && majority_of(&cs.voters, &have)
+                    && (cs.voters_outgoing.is_empty() || majority_of(&cs.voters_outgoing, &have))
+            })
+        })
     }
 
     /// The honest group, driven by ticks, must commit and apply a proposal on a majority of its
-    /// nodes within `LIVENESS_TICKS`. Proposals go to every node that believes it leads.
+    /// nodes within `LIVENESS_TICKS`. Proposals go to every node that believes it leads. Nodes
+    /// removed from their own configuration stop, as an application stops a removed member.
+    /// Not checked when no quorum can form any more (a committed configuration needs nodes
+    /// that do not exist), when a term reached the core's limit (`term_exhausted`), or when
+    /// the nodes applied different entries at one index (`diverged`).
     pub fn check_liveness(&mut self) {
         if self.term_exhausted() {
             return;
         }
         for tick in 0..LIVENESS_TICKS {
+            if !self.stop_removed() {
+                return;
+            }
             self.settle();
             if self.probe_on_majority() {
                 return;
             }
             if tick % 8 == 0 {
                 for i in 0..self.nodes.len() {
-                    if self.nodes[i].raw.role() == StateRole::Leader {
+                    if !self.nodes[i].stopped && self.nodes[i].raw.role() == StateRole::Leader {
                         let mut data = PROBE.to_vec();
                         data.extend_from_slice(&self.next_probe.to_be_bytes());
                         self.next_probe += 1;
@@ -335,6 +506,9 @@ impl Cluster {
                 }
             }
             self.tick_all();
+        }
+        if self.diverged() {
+            return;
         }
         panic!(
             "liveness: no proposal committed on a majority within {LIVENESS_TICKS} ticks\n{}",
@@ -349,8 +523,9 @@ impl Cluster {
             let st = n.raw.status();
             let last = n.raw.store().last_index().unwrap_or(0);
             let first = n.raw.store().first_index().unwrap_or(0);
+            let last_term = n.raw.store().term(last).unwrap_or(0);
             s.push_str(&format!(
-                "node {}: {:?} term {} vote {} lead {} commit {} applied {} log [{first}, {last}] probes {:?} config {:?}\n",
+                "node {}: {:?} term {} vote {} lead {} commit {} applied {} log [{first}, {last}] last term {last_term} probes {:?} config {:?} applied conf {:?}{}\n",
                 st.id,
                 st.soft_state.raft_state,
                 st.hard_state.term,
@@ -360,6 +535,8 @@ impl Cluster {
                 n.applied,
                 n.probes,
                 st.config,
+                n.conf,
+                if n.stopped { " (stopped)" } else { "" },
             ));
         }
         s
