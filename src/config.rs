@@ -55,7 +55,10 @@ pub struct Config {
     pub max_uncommitted_entries_size: u64,
     /// Limit on the append messages in flight to one follower. Must be greater than 0.
     pub max_inflight_msgs: usize,
-    /// Limit on the payload bytes in flight to one follower (0: no limit).
+    /// Limit on the payload bytes in flight to one follower (0: no limit). The limit is hard:
+    /// an append carries only the entries that fit in the room left, so a follower that never
+    /// answers costs the leader at most this much payload (an entry larger than the whole
+    /// window goes alone when nothing else is in flight).
     pub max_inflight_bytes: u64,
     /// A leader steps down when it has not heard from a quorum for an election timeout.
     pub check_quorum: bool,

@@ -30,6 +30,9 @@
 //! `MsgStorageApply` (to [`LOCAL_APPLY_THREAD`]); once the write (or apply) is done, hand each
 //! of the message's `responses` back with [`RawNode::step_local`] (or send it, when it is
 //! addressed to another node). `advance` is not called: it returns an error in that mode.
+//! Never compact the log or take a snapshot past the commit index of the last HardState the
+//! append thread made durable: a node restarted from such storage would find its applied index
+//! past its commit index and refuse to start.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -88,6 +91,8 @@ pub mod raftpb;
 mod raw_node;
 mod read_only;
 mod rng;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod storage;
 pub mod tracker;
 

@@ -107,6 +107,11 @@ pub struct Raft<S: Storage> {
     pub(crate) read_states: Vec<ReadState>,
     election_elapsed: usize,
     heartbeat_elapsed: usize,
+    /// Ticks since the node started (lease reads measure time with it).
+    ticks: u64,
+    /// Set once this leader sent MsgTimeoutNow in its term: the transferee may win an election
+    /// that ignores leases, so lease reads stop.
+    lease_revoked: bool,
     randomized_election_timeout: usize,
     /// Messages that may be sent at once.
     pub(crate) msgs: Vec<Message>,
@@ -152,6 +157,8 @@ impl<S: Storage> Raft<S> {
             read_states: Vec::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
+            ticks: 0,
+            lease_revoked: false,
             randomized_election_timeout: cfg.election_tick,
             msgs: Vec::new(),
             msgs_after_append: Vec::new(),
@@ -374,11 +381,39 @@ impl<S: Storage> Raft<S> {
                 Err(_) => return self.maybe_send_snapshot(to),
             }
         }
+        let max_bytes = self.cfg.max_inflight_bytes;
+        if pr.state == ProgressState::Replicate && max_bytes != crate::config::NO_LIMIT {
+            // A hard byte window: send only what fits in the room left, so the payload in
+            // flight to one follower never exceeds max_inflight_bytes (an entry larger than the
+            // whole window still goes, alone, when nothing else is in flight).
+            let room = max_bytes.saturating_sub(pr.inflights.bytes());
+            let mut total = 0u64;
+            let mut keep = 0;
+            for e in &ents {
+                let size = e.data.len() as u64;
+                if total + size > room {
+                    break;
+                }
+                total += size;
+                keep += 1;
+            }
+            if keep == 0 && pr.inflights.count() == 0 {
+                keep = 1;
+            }
+            ents.truncate(keep);
+        }
         if ents.is_empty() && !send_if_empty {
             return false;
         }
         let n = ents.len();
         let bytes = payloads_size(&ents);
+        // Lease mode stamps appends with their send tick, as it does heartbeats: the answer
+        // extends the lease.
+        let context = if self.cfg.read_only_option == ReadOnlyOption::LeaseBased {
+            Bytes::copy_from_slice(&self.ticks.to_le_bytes())
+        } else {
+            Bytes::new()
+        };
         self.send(Message {
             r#type: MessageType::MsgApp as i32,
             to,
@@ -386,6 +421,7 @@ impl<S: Storage> Raft<S> {
             log_term: prev_term,
             entries: ents,
             commit: committed,
+            context,
             ..Default::default()
         });
         let pr = self.trk.progress.get_mut(to).expect("checked above");
@@ -471,11 +507,17 @@ impl<S: Storage> Raft<S> {
     }
 
     fn bcast_heartbeat(&mut self) {
-        let ctx = self
-            .read_only
-            .as_ref()
-            .and_then(|r| r.last_pending_ctx())
-            .unwrap_or_default();
+        let ctx = if self.cfg.read_only_option == ReadOnlyOption::LeaseBased {
+            // Lease mode stamps every heartbeat with the tick it was sent at: an answer proves
+            // the follower heard from this leader no earlier than that tick.
+            let ticks = self.ticks;
+            self.read_only_mut().lease_ctx(ticks)
+        } else {
+            self.read_only
+                .as_ref()
+                .and_then(|r| r.last_pending_ctx())
+                .unwrap_or_default()
+        };
         let ids: Vec<u64> = self.trk.progress.ids().collect();
         for id in ids {
             if id != self.id {
@@ -485,6 +527,7 @@ impl<S: Storage> Raft<S> {
     }
 
     fn send_timeout_now(&mut self, to: u64) {
+        self.lease_revoked = true;
         self.send(Message {
             r#type: MessageType::MsgTimeoutNow as i32,
             to,
@@ -513,6 +556,7 @@ impl<S: Storage> Raft<S> {
         self.pending_conf_index = 0;
         self.uncommitted_size = 0;
         self.read_only = None;
+        self.lease_revoked = false;
     }
 
     pub(crate) fn become_follower(&mut self, term: u64, lead: u64) {
@@ -610,6 +654,7 @@ impl<S: Storage> Raft<S> {
     // Ticks.
 
     pub(crate) fn tick(&mut self) {
+        self.ticks += 1;
         match self.state {
             StateRole::Leader => self.tick_heartbeat(),
             _ => self.tick_election(),
@@ -1013,11 +1058,6 @@ impl<S: Storage> Raft<S> {
                 return Ok(());
             }
             MessageType::MsgReadIndex => {
-                if self.trk.is_singleton() {
-                    let committed = self.raft_log.committed;
-                    self.respond_to_read_index(m, committed);
-                    return Ok(());
-                }
                 if !self.committed_entry_in_current_term() {
                     // Until the leader commits an entry of its term, its commit index may be
                     // behind the group's: hold the read until then.
@@ -1171,6 +1211,13 @@ impl<S: Storage> Raft<S> {
             );
             return;
         }
+        if self.cfg.read_only_option == ReadOnlyOption::LeaseBased && from != self.id {
+            if let Ok(b) = <[u8; 8]>::try_from(&m.context[..]) {
+                let now = self.ticks;
+                self.read_only_mut()
+                    .record_lease(from, u64::from_le_bytes(b), now);
+            }
+        }
         let pr = self.trk.progress.get_mut(from).expect("checked by caller");
         pr.recent_active = true;
         if m.reject {
@@ -1256,21 +1303,26 @@ impl<S: Storage> Raft<S> {
     fn handle_heartbeat_response(&mut self, m: &Message) {
         let from = m.from;
         let last_index = self.raft_log.last_index();
-        let committed = self.raft_log.committed;
         let pr = self.trk.progress.get_mut(from).expect("checked by caller");
         pr.recent_active = true;
         pr.msg_app_flow_paused = false;
-        // An append now lets a follower whose in-flight messages were all lost recover, and
-        // carries a commit index it may be missing.
-        if pr.matched < last_index || pr.can_bump_commit(committed) {
+        // An append now lets a follower whose in-flight messages were all lost recover (it is
+        // empty if there is nothing new), and moves a caught-up follower that was put back to
+        // probing (report_unreachable) back to replicating once it answers.
+        if pr.matched < last_index || pr.state == ProgressState::Probe {
             self.send_append(from);
         }
-        if self.cfg.read_only_option != ReadOnlyOption::Safe || m.context.is_empty() {
+        if m.context.is_empty() {
             return;
         }
+        let lease = self.cfg.read_only_option == ReadOnlyOption::LeaseBased;
+        let now = self.ticks;
         let Some(ro) = self.read_only.as_mut() else {
             return;
         };
+        if lease {
+            ro.recv_lease_ack(from, &m.context, now);
+        }
         if !ro.recv_ack(from, &m.context) {
             return;
         }
@@ -1561,6 +1613,7 @@ impl<S: Storage> Raft<S> {
         }
         let from = m.from;
         let (index, log_term, commit) = (m.index, m.log_term, m.commit);
+        let context = m.context;
         match self
             .raft_log
             .maybe_append(index, log_term, commit, m.entries)
@@ -1570,6 +1623,8 @@ impl<S: Storage> Raft<S> {
                     r#type: MessageType::MsgAppResp as i32,
                     to: from,
                     index: last_new,
+                    // Echoed so a lease-mode leader knows when the append was sent.
+                    context,
                     ..Default::default()
                 });
             }
@@ -1861,6 +1916,13 @@ impl<S: Storage> Raft<S> {
 
     fn handle_read_index(&mut self, m: Message) -> Result<()> {
         let committed = self.raft_log.committed;
+        // A leader that is the only voter is a quorum by itself: once it has committed an
+        // entry of its term (checked by the caller), its commit index is the group's. (A
+        // removed or demoted leader whose configuration has one other voter is not.)
+        if self.trk.is_singleton() && self.trk.config.voters.contains(self.id) {
+            self.respond_to_read_index(m, committed);
+            return Ok(());
+        }
         match self.cfg.read_only_option {
             ReadOnlyOption::Safe => {
                 let id = self.id;
@@ -1873,9 +1935,48 @@ impl<S: Storage> Raft<S> {
                 }
                 self.bcast_heartbeat();
             }
-            ReadOnlyOption::LeaseBased => self.respond_to_read_index(m, committed),
+            ReadOnlyOption::LeaseBased if self.lease_valid() => {
+                self.respond_to_read_index(m, committed)
+            }
+            ReadOnlyOption::LeaseBased => {
+                // The lease may have run out: confirm this read with a heartbeat round, as in
+                // safe mode.
+                let id = self.id;
+                if !self.read_only_mut().add_request(committed, m, id) {
+                    return Err(Error::ProposalDropped);
+                }
+                self.bcast_heartbeat();
+            }
         }
         Ok(())
+    }
+
+    /// Whether this leader may answer a read from its lease now. A follower that heard from
+    /// the leader refuses votes for `election_tick` of its own ticks. If a quorum answered
+    /// heartbeats sent at tick `t` or later, no other leader can have been elected before
+    /// about `t + election_tick` (with equal tick rates; one tick is kept as a margin for the
+    /// phase between clocks, another for the read being answered within the current tick).
+    /// A transfer revokes the lease: its election ignores leases.
+    fn lease_valid(&self) -> bool {
+        if self.lease_revoked || self.lead_transferee != NONE {
+            return false;
+        }
+        let Some(ro) = self.read_only.as_ref() else {
+            return false;
+        };
+        let (me, now) = (self.id, self.ticks);
+        let acked = |id: u64| {
+            if id == me {
+                Some(now)
+            } else {
+                ro.lease_acked(id)
+            }
+        };
+        let since = self.trk.config.voters.committed_index(&acked);
+        if since == u64::MAX {
+            return false;
+        }
+        now.saturating_sub(since) + 2 <= self.cfg.election_tick as u64
     }
 
     fn read_only_mut(&mut self) -> &mut ReadOnly {

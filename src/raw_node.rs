@@ -397,8 +397,36 @@ impl<S: Storage> RawNode<S> {
             MessageType::MsgSnap if m.snapshot.as_ref().is_none_or(|s| s.is_empty()) => {
                 reject("MsgSnap without a snapshot")
             }
-            MessageType::MsgApp if m.entries.iter().any(|e| e.index == 0) => {
-                reject("entry with index 0")
+            MessageType::MsgApp => {
+                // Entries must follow the previous entry one by one, with terms that never go
+                // down, starting at or above the previous entry's term. Checked here, before
+                // the message's term can change any state.
+                let mut expect_index = m.index;
+                let mut min_term = m.log_term;
+                for e in &m.entries {
+                    expect_index = match expect_index.checked_add(1) {
+                        Some(i) => i,
+                        None => return reject("entry index overflows"),
+                    };
+                    if e.index != expect_index {
+                        return reject("entries are not contiguous after the previous index");
+                    }
+                    if e.term < min_term || e.term == 0 {
+                        return reject("entry terms go down");
+                    }
+                    min_term = e.term;
+                }
+                Ok(t)
+            }
+            MessageType::MsgSnap => {
+                let s = m.snapshot.as_ref().expect("checked above");
+                if s.term() == 0 {
+                    return reject("snapshot without a term");
+                }
+                if crate::confchange::validate_conf_state(&s.conf_state()).is_err() {
+                    return reject("snapshot with an invalid ConfState");
+                }
+                Ok(t)
             }
             _ => Ok(t),
         }

@@ -28,6 +28,8 @@ pub(crate) struct ReadOnly {
     next_pos: u64,
     /// Highest position acknowledged per node, sorted by id.
     acks: Vec<(u64, u64)>,
+    /// Lease mode: the latest heartbeat send tick acknowledged per node, sorted by id.
+    lease_acks: Vec<(u64, u64)>,
 }
 
 impl Default for ReadOnly {
@@ -43,6 +45,7 @@ impl ReadOnly {
             pending: VecDeque::new(),
             next_pos: 1,
             acks: Vec::new(),
+            lease_acks: Vec::new(),
         }
     }
 
@@ -65,10 +68,52 @@ impl ReadOnly {
             .map(|r| bytes::Bytes::copy_from_slice(&r.pos.to_le_bytes()))
     }
 
+    /// The heartbeat context in lease mode: the newest pending read's position (0 if none)
+    /// and the tick the heartbeat is sent at.
+    pub fn lease_ctx(&self, tick: u64) -> bytes::Bytes {
+        let pos = self.pending.back().map_or(0, |r| r.pos);
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&pos.to_le_bytes());
+        b[8..].copy_from_slice(&tick.to_le_bytes());
+        bytes::Bytes::copy_from_slice(&b)
+    }
+
+    /// Records the send tick echoed by a lease-mode heartbeat response (bytes 8..16 of its
+    /// context).
+    pub fn recv_lease_ack(&mut self, from: u64, ctx: &[u8], now: u64) {
+        if let Ok(b) = <[u8; 8]>::try_from(ctx.get(8..16).unwrap_or_default()) {
+            self.record_lease(from, u64::from_le_bytes(b), now);
+        }
+    }
+
+    /// Records that `from` heard from this leader no earlier than `tick`. A tick from the
+    /// future is ignored.
+    pub fn record_lease(&mut self, from: u64, tick: u64, now: u64) {
+        if tick > now {
+            return;
+        }
+        match self.lease_acks.binary_search_by_key(&from, |a| a.0) {
+            Ok(i) => self.lease_acks[i].1 = self.lease_acks[i].1.max(tick),
+            Err(i) => self.lease_acks.insert(i, (from, tick)),
+        }
+    }
+
+    /// The latest heartbeat send tick `id` acknowledged (lease mode).
+    pub fn lease_acked(&self, id: u64) -> Option<u64> {
+        self.lease_acks
+            .binary_search_by_key(&id, |a| a.0)
+            .ok()
+            .map(|i| self.lease_acks[i].1)
+    }
+
     /// Records an acknowledgement carried in a heartbeat response. Returns false if the context
     /// is not a position this leader handed out.
     pub fn recv_ack(&mut self, from: u64, ctx: &[u8]) -> bool {
-        let Ok(b) = <[u8; 8]>::try_from(ctx) else {
+        // Safe mode sends the position alone; lease mode appends the send tick.
+        if ctx.len() != 8 && ctx.len() != 16 {
+            return false;
+        }
+        let Ok(b) = <[u8; 8]>::try_from(&ctx[..8]) else {
             return false;
         };
         let pos = u64::from_le_bytes(b);

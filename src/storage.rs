@@ -32,6 +32,12 @@ pub trait Storage {
     fn last_index(&self) -> Result<u64>;
     /// The most recent snapshot. `StorageError::SnapshotTemporarilyUnavailable` asks the core
     /// to retry later.
+    ///
+    /// The snapshot carries the configuration as of its index. A node ignores a snapshot whose
+    /// ConfState does not name it, so a snapshot taken before a member was added can never
+    /// catch that member up: when the leader asks for a snapshot for a new member, return
+    /// `SnapshotTemporarilyUnavailable` and build a newer one (at or past the index of the
+    /// conf change that added it).
     fn snapshot(&self) -> Result<Snapshot>;
 }
 
@@ -272,13 +278,11 @@ impl MemStorage {
         Ok(())
     }
 
-    /// Appends entries persisted from a Ready. Entries at or below the compaction point are
-    /// skipped; entries overlapping the log replace it from the first of them on (the suffix is
-    /// truncated). The entries must have contiguous indexes and must not leave a gap after the
-    /// last index; both are errors (`Other`), as is an index that would reach `u64::MAX`.
-    pub fn append(&mut self, entries: &[Entry]) -> Result<()> {
+    /// Checks an append and returns how many leading entries are already compacted (to be
+    /// skipped) and where the rest goes, or `None` when nothing is left to write.
+    fn plan_append(&self, entries: &[Entry]) -> Result<Option<usize>> {
         let Some(head) = entries.first() else {
-            return Ok(());
+            return Ok(None);
         };
         let start = head.index;
         let last_new = start
@@ -303,13 +307,14 @@ impl MemStorage {
         let first = self.first();
         if last_new < first {
             // Everything is already compacted.
-            return Ok(());
+            return Ok(None);
         }
-        let entries = if start < first {
-            &entries[(first - start) as usize..]
+        let skip = if start < first {
+            (first - start) as usize
         } else {
-            entries
+            0
         };
+        let entries = &entries[skip..];
         let at = entries[0].index;
         let last = self.last();
         if at > last + 1 {
@@ -318,8 +323,33 @@ impl MemStorage {
             ))
             .into());
         }
-        self.ents.truncate((at - self.offset()) as usize);
+        Ok(Some(skip))
+    }
+
+    /// Appends entries persisted from a Ready. Entries at or below the compaction point are
+    /// skipped; entries overlapping the log replace it from the first of them on (the suffix is
+    /// truncated). The entries must have contiguous indexes and must not leave a gap after the
+    /// last index; both are errors (`Other`), as is an index that would reach `u64::MAX`.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<()> {
+        let Some(skip) = self.plan_append(entries)? else {
+            return Ok(());
+        };
+        let entries = &entries[skip..];
+        self.ents
+            .truncate((entries[0].index - self.offset()) as usize);
         self.ents.extend_from_slice(entries);
+        Ok(())
+    }
+
+    /// [`MemStorage::append`] taking the entries by value: they move into the log rather than
+    /// being cloned (a Ready's `entries` can be handed over this way).
+    pub fn append_owned(&mut self, mut entries: Vec<Entry>) -> Result<()> {
+        let Some(skip) = self.plan_append(&entries)? else {
+            return Ok(());
+        };
+        let at = entries[skip].index;
+        self.ents.truncate((at - self.offset()) as usize);
+        self.ents.extend(entries.drain(skip..));
         Ok(())
     }
 }
@@ -382,6 +412,35 @@ impl Storage for MemStorage {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn append_owned_matches_append() {
+        let ents = |lo: u64, hi: u64, term: u64| -> Vec<Entry> {
+            (lo..=hi)
+                .map(|i| Entry {
+                    term,
+                    index: i,
+                    data: Bytes::from(vec![i as u8]),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let mut a = MemStorage::new();
+        let mut b = MemStorage::new();
+        for (lo, hi, term) in [(1, 5, 1), (4, 8, 2), (9, 9, 2), (3, 4, 3)] {
+            a.append(&ents(lo, hi, term)).unwrap();
+            b.append_owned(ents(lo, hi, term)).unwrap();
+            assert_eq!(a, b);
+        }
+        a.compact(3).unwrap();
+        b.compact(3).unwrap();
+        // Partly compacted and overlapping: the compacted head is skipped.
+        a.append(&ents(2, 6, 4)).unwrap();
+        b.append_owned(ents(2, 6, 4)).unwrap();
+        assert_eq!(a, b);
+        assert!(b.append_owned(ents(9, 9, 4)).is_err(), "a gap is refused");
+        assert_eq!(a, b);
+    }
 
     #[test]
     fn entry_size_matches_prost() {

@@ -81,8 +81,9 @@ pub fn handle_ready(
             .expect("persist the Ready's snapshot");
     }
     if !rd.entries.is_empty() {
+        // The entries move into the storage: no clone of each entry.
         node.store_mut()
-            .append(&rd.entries)
+            .append_owned(std::mem::take(&mut rd.entries))
             .expect("persist the Ready's entries");
     }
     if let Some(hs) = rd.hard_state {

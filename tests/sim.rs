@@ -1,0 +1,278 @@
+//! The simulator as a test: a short smoke range of seeds, a property test over fault plans, a
+//! property test over explicit schedules, and checks that the checks catch what they must.
+
+use proptest::prelude::*;
+use raftcore::sim::{
+    check_schedule, run_config, run_seed, strategies, Action, Action::*, Checker, ContractBreach,
+    SimConfig, ViolationKind, World,
+};
+
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A proptest config with `default` cases (or `PROPTEST_CASES`), no failure files, and a
+/// fixed generator seed unless `PROPTEST_RNG_SEED` asks for another: CI runs the same cases
+/// every time, and a failure replays.
+fn config(default: u32) -> ProptestConfig {
+    let mut c = ProptestConfig {
+        cases: cases(default),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        c.rng_seed = proptest::test_runner::RngSeed::Fixed(0x5EED_2026);
+    }
+    c
+}
+
+#[test]
+fn smoke_seeds() {
+    for seed in 0..50 {
+        let r = run_seed(seed, 2000);
+        assert!(
+            r.violation.is_none(),
+            "seed {seed}: {:?}\n{}",
+            r.violation,
+            r.trace_tail.join("\n")
+        );
+        assert!(r.events >= 2000, "seed {seed} ran only {} events", r.events);
+    }
+}
+
+/// Regression: stale reads through the single-voter fast path of `MsgReadIndex`, which
+/// answered at once with the leader's commit index (a) before it had committed an entry of
+/// its term (seed 402: the sole voter restarted with a HardState commit behind an entry a
+/// learner had already applied) and (b) when the one voter was another node (seed 362: a
+/// leader demoted to learner kept leading and answered from its stale commit index).
+#[test]
+fn single_voter_read_index_is_linearizable() {
+    for seed in [402, 362, 51, 392] {
+        let r = run_seed(seed, 2000);
+        assert!(r.violation.is_none(), "seed {seed}: {:?}", r.violation);
+    }
+}
+
+#[test]
+fn a_run_replays_exactly() {
+    let a = run_seed(3, 1200);
+    let b = run_seed(3, 1200);
+    assert_eq!(
+        (a.events, a.sim_time, a.committed, a.crashes, a.acked_writes),
+        (b.events, b.sim_time, b.committed, b.crashes, b.acked_writes)
+    );
+}
+
+#[test]
+fn calm_runs_commit_and_stay_live() {
+    for seed in 0..4 {
+        let r = run_config(SimConfig::calm(seed, 1500), 40, false);
+        assert!(r.violation.is_none(), "{:?}", r.violation);
+        assert!(r.liveness.is_none(), "{:?}", r.liveness);
+        assert!(r.committed > 20, "only {} committed", r.committed);
+        assert!(r.acked_writes > 10);
+    }
+}
+
+#[test]
+fn checker_refuses_two_entries_at_one_committed_index() {
+    let mut c = Checker::new();
+    c.committed(1, 3, 10, 3, 0x1111).unwrap();
+    let v = c.committed(2, 4, 10, 4, 0x2222).unwrap_err();
+    assert_eq!(v.kind, ViolationKind::CommittedConflict);
+    let mut c = Checker::new();
+    c.applied_state(1, 10, 7).unwrap();
+    assert_eq!(
+        c.applied_state(2, 10, 8).unwrap_err().kind,
+        ViolationKind::AppliedStateConflict
+    );
+    c.write_acked(12);
+    assert_eq!(
+        c.read_released(1, 0, c.read_floor(), 11).unwrap_err().kind,
+        ViolationKind::StaleRead
+    );
+}
+
+/// An application that sends vote and append responses before persisting is caught: a node
+/// that crashes after voting forgets its vote and votes again.
+#[test]
+fn sending_before_persisting_is_caught() {
+    let mut found = None;
+    for seed in 0..300 {
+        let mut cfg = SimConfig::from_seed(seed, 2000);
+        cfg.breach = Some(ContractBreach::SendBeforePersist);
+        cfg.faults.crash_in_ready_ppm = 100_000;
+        cfg.liveness = false;
+        let r = run_config(cfg, 40, false);
+        if let Some(v) = r.violation {
+            found = Some((seed, v));
+            break;
+        }
+    }
+    let (seed, v) = found.expect("a breach of the Ready contract went unnoticed for 300 seeds");
+    eprintln!("caught at seed {seed}: {v}");
+}
+
+proptest! {
+    #![proptest_config(config(8))]
+
+    #[test]
+    fn safety_holds_under_any_fault_plan(cfg in strategies::sim_config(600)) {
+        let seed = cfg.seed;
+        let r = World::new(cfg, 60, false).run();
+        prop_assert!(r.violation.is_none(), "seed {}: {:?}\n{}", seed, r.violation, r.trace_tail.join("\n"));
+    }
+
+    #[test]
+    fn safety_holds_under_any_schedule(
+        cluster in strategies::cluster_spec(),
+        actions in strategies::schedule(150),
+    ) {
+        let mut cfg = SimConfig::calm(7, 0);
+        cfg.cluster = cluster;
+        if let Err((v, trace)) = check_schedule(&cfg, &actions) {
+            prop_assert!(false, "{}\n{}", v, trace.join("\n"));
+        }
+    }
+}
+
+/// A run that breaks the Ready contract is found by the property test over whole runs, and
+/// proptest shrinks it (fewer nodes, fewer faults, fewer events) to a short trace.
+#[test]
+fn a_failing_run_shrinks() {
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: cases(64).max(64),
+        max_shrink_iters: 400,
+        ..config(64)
+    });
+    let strategy = (100u64..3000, strategies::sim_config(0));
+    let run = |(events, cfg): &(u64, SimConfig)| {
+        let mut cfg = cfg.clone();
+        cfg.events = *events;
+        cfg.liveness = false;
+        cfg.breach = Some(ContractBreach::SendBeforePersist);
+        cfg.faults.crash_in_ready_ppm = cfg.faults.crash_in_ready_ppm.max(200_000);
+        // Three voters or more and a fixed membership: the breach, nothing else, is on trial.
+        cfg.cluster.voters = cfg.cluster.voters.max(3);
+        cfg.workload.conf_change_every = 0;
+        run_config(cfg, 80, false)
+    };
+    let result = runner.run(&strategy, |input| match run(&input).violation {
+        None => Ok(()),
+        Some(v) => Err(TestCaseError::fail(v.to_string())),
+    });
+    match result {
+        Err(proptest::test_runner::TestError::Fail(why, input)) => {
+            let r = run(&input);
+            eprintln!(
+                "shrunk to {} events, {} voters: {why}\n{}",
+                r.events,
+                input.1.cluster.voters,
+                r.trace_tail.join("\n")
+            );
+            assert!(r.violation.is_some());
+        }
+        other => panic!("the breach was not found: {other:?}"),
+    }
+}
+
+/// Raft's Figure 8 as an explicit schedule: a leader of term 3 gets an entry of term 1
+/// replicated to a majority and must not count it as committed; the leader of term 4 then
+/// replaces it. A core that commits it (counting replicas of an earlier-term entry) is caught
+/// by the commit-rule check, and without that check by the committed ledger.
+#[test]
+fn figure_8_schedule_is_safe() {
+    let mut cfg = SimConfig::calm(1, 0);
+    cfg.cluster.voters = 3;
+    cfg.cluster.spare = 0;
+    cfg.cluster.max_size_per_msg = 0;
+    let acts = vec![
+        // n1 leads term 1; everyone has its empty entry (index 2).
+        Campaign(0),
+        Settle,
+        // n1, cut off, appends index 3 (term 1) that no one gets, and restarts.
+        Isolate(0),
+        Propose(0),
+        Settle,
+        Crash(0),
+        Restart(0),
+        // n2 leads term 2 with n3's vote; its empty entry (index 3, term 2) reaches no one.
+        Campaign(1),
+        Process(1),
+        DeliverTo(2),
+        Process(2),
+        DeliverTo(1),
+        Process(1),
+        Process(1),
+        DropTo(2),
+        DropTo(2),
+        Crash(1),
+        Restart(1),
+        Heal,
+        // n1 leads term 3 with n3's vote (n3 lacks index 3), while n2 is cut off.
+        Isolate(1),
+        Campaign(0),
+        Settle,
+        Campaign(0),
+        Process(0),
+        DeliverTo(2),
+        Process(2),
+        DeliverTo(0),
+        Process(0),
+        Process(0),
+        // n1 probes n3 one entry at a time: n3 gets index 3 (term 1) and acknowledges it.
+        DeliverTo(2),
+        Process(2),
+        DeliverTo(0),
+        Process(0),
+        DeliverTo(2),
+        Process(2),
+        DeliverTo(0),
+        Process(0),
+        // n1 is lost before n3 gets index 4 (term 3).
+        DropTo(2),
+        DropTo(2),
+        Crash(0),
+        Heal,
+        // n2 leads term 4 with n3's vote and replicates index 3 (term 2) over n3's.
+        Campaign(1),
+        Settle,
+        Campaign(1),
+        Settle,
+    ];
+    match check_schedule(&cfg, &acts) {
+        Ok(r) => assert!(r.committed >= 3, "committed {}", r.committed),
+        Err((v, trace)) => panic!("{v}\n{}", trace.join("\n")),
+    }
+}
+
+#[test]
+fn explicit_schedule_elects_and_commits() {
+    let cfg = SimConfig::calm(5, 0);
+    let mut acts = vec![Action::Campaign(0), Action::Settle];
+    for i in 0..5 {
+        acts.push(Action::Propose(i % 3));
+        acts.push(Action::Settle);
+    }
+    acts.extend([
+        Action::Crash(1),
+        Action::Propose(0),
+        Action::Settle,
+        Action::Restart(1),
+        Action::Settle,
+    ]);
+    let mut w = World::scripted(cfg, 400, false);
+    for a in acts {
+        if let Err(v) = w.apply(a) {
+            panic!("{v}\n{}", w.trace().join("\n"));
+        }
+    }
+    let trace = w.trace().join("\n");
+    let r = w.into_report();
+    assert!(r.committed >= 7, "committed {}\n{trace}", r.committed);
+    assert!(r.acked_writes >= 6, "acked {}", r.acked_writes);
+    assert_eq!(r.leader_terms, 1);
+}
