@@ -1,11 +1,21 @@
-//! Replays the fuzz corpora as ordinary tests, so that every input the fuzzer kept (and every
-//! crash once fixed) runs in CI without cargo-fuzz.
+//! Replays the fuzz corpora (`fuzz/corpus/<target>/`) as ordinary tests, so that every input
+//! the fuzzer kept (and every crash once fixed) runs in CI without cargo-fuzz.
 //!
 //! `write_seed_corpus` (ignored) regenerates the hand-written seeds of `step_message`:
 //! `cargo test --test fuzz_corpus -- --ignored write_seed_corpus`.
 
+// Each target's logic includes the shared harness itself (the fuzz targets are separate
+// crates); here several targets live in one crate.
+#![allow(clippy::duplicate_mod)]
+
 #[path = "fuzz_logic/step_message.rs"]
 mod step_message;
+
+#[path = "fuzz_logic/api_sequence.rs"]
+mod api_sequence;
+
+#[path = "fuzz_logic/roundtrip.rs"]
+mod roundtrip;
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +60,16 @@ fn replay(target: &str, f: fn(&[u8])) {
 #[test]
 fn step_message_corpus() {
     replay("step_message", step_message::run);
+}
+
+#[test]
+fn api_sequence_corpus() {
+    replay("api_sequence", api_sequence::run);
+}
+
+#[test]
+fn roundtrip_corpus() {
+    replay("roundtrip", roundtrip::run);
 }
 
 /// Inputs that show core problems not fixed yet (`fuzz/known-crashes/step_message/`), or the

@@ -128,7 +128,12 @@ pub fn run(data: &[u8]) {
         for node in &c.nodes {
             for (&index, &term) in &node.applied_terms {
                 if let Some(&t) = ledger.get(&index) {
-                    assert_eq!(t, term, "index {index} applied with terms {t} and {term}; node {}", node.raw.id());
+                    assert_eq!(
+                        t,
+                        term,
+                        "index {index} applied with terms {t} and {term}; node {}",
+                        node.raw.id()
+                    );
                 } else {
                     ledger.insert(index, term);
                 }

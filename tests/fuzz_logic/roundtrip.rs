@@ -15,8 +15,16 @@ fn check<T: prost::Message + Default + PartialEq + std::fmt::Debug>(data: &[u8])
     let bytes = v.encode_to_vec();
     let again = T::decode(&bytes[..]).expect("re-decoding an encoded value");
     assert_eq!(v, again, "decode(encode(v)) != v");
-    assert_eq!(again.encode_to_vec(), bytes, "encoding is not a fixed point");
-    assert_eq!(v.encoded_len(), bytes.len(), "encoded_len disagrees with the encoding");
+    assert_eq!(
+        again.encode_to_vec(),
+        bytes,
+        "encoding is not a fixed point"
+    );
+    assert_eq!(
+        v.encoded_len(),
+        bytes.len(),
+        "encoded_len disagrees with the encoding"
+    );
     Some(v)
 }
 
