@@ -423,6 +423,17 @@ impl<S: Storage> RawNode<S> {
                 if s.term() == 0 {
                     return reject("snapshot without a term");
                 }
+                // Like terms, indexes do not leap: a snapshot far past this node's log would
+                // use up the index space and leave the node unable to replicate.
+                if s.index()
+                    > self
+                        .raft
+                        .raft_log
+                        .last_index()
+                        .saturating_add(MAX_TERM_JUMP)
+                {
+                    return reject("snapshot index too far ahead of this node's log");
+                }
                 if crate::confchange::validate_conf_state(&s.conf_state()).is_err() {
                     return reject("snapshot with an invalid ConfState");
                 }
