@@ -1,21 +1,19 @@
-//! Replays the fuzz corpora (`fuzz/corpus/<target>/`) as ordinary tests, so that every input
-//! the fuzzer kept (and every crash once fixed) runs in CI without cargo-fuzz.
+//! Replays the fuzz corpora as ordinary tests, so that every input the fuzzer kept (and every
+//! crash once fixed) runs in CI without cargo-fuzz.
 //!
-//! `write_seed_corpus` (ignored) regenerates the hand-written seeds of `step_message`:
-//! `cargo test --test fuzz_corpus -- --ignored write_seed_corpus`.
+//! `seed_corpus_is_current` checks that the hand-written seeds of `step_message` are in its
+//! corpus; `WRITE_SEED_CORPUS=1 cargo test --test fuzz_corpus` rewrites them.
 
 // Each target's logic includes the shared harness itself (the fuzz targets are separate
 // crates); here several targets live in one crate.
 #![allow(clippy::duplicate_mod)]
 
-#[path = "fuzz_logic/step_message.rs"]
-mod step_message;
-
 #[path = "fuzz_logic/api_sequence.rs"]
 mod api_sequence;
-
 #[path = "fuzz_logic/roundtrip.rs"]
 mod roundtrip;
+#[path = "fuzz_logic/step_message.rs"]
+mod step_message;
 
 use std::path::{Path, PathBuf};
 
@@ -70,30 +68,6 @@ fn api_sequence_corpus() {
 #[test]
 fn roundtrip_corpus() {
     replay("roundtrip", roundtrip::run);
-}
-
-/// Inputs that show core problems not fixed yet (`fuzz/known-crashes/step_message/`), or the
-/// files named in `FUZZ_INPUTS` (separated by `:`), run one by one so the panic shows:
-/// `FUZZ_INPUTS=path cargo test --test fuzz_corpus -- --ignored --nocapture step_message_inputs`.
-#[test]
-#[ignore = "known core problems: fails until they are fixed"]
-fn step_message_inputs() {
-    let files: Vec<PathBuf> = match std::env::var_os("FUZZ_INPUTS") {
-        Some(v) => std::env::split_paths(&v).collect(),
-        None => {
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/known-crashes/step_message");
-            let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-                .unwrap_or_default();
-            v.sort();
-            v
-        }
-    };
-    for p in files {
-        eprintln!("== {}", p.display());
-        let data = std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
-        step_message::run(&data);
-    }
 }
 
 fn msg(t: MessageType, from: u64, to: u64, term: u64) -> Message {
@@ -445,28 +419,38 @@ fn seeds() -> Vec<Seed> {
     ]
 }
 
+/// The hand-written seeds of `step_message` are in its corpus, byte for byte. With
+/// `WRITE_SEED_CORPUS=1` the test writes them instead (after a change of the input format).
 #[test]
-#[ignore = "writes the seed corpus into fuzz/corpus/step_message"]
-fn write_seed_corpus() {
+fn seed_corpus_is_current() {
     let dir = corpus_dir("step_message");
-    std::fs::create_dir_all(&dir).expect("create the corpus directory");
-    for (name, setup, msgs) in seeds() {
-        let data = step_message::encode_input(setup, &msgs);
-        std::fs::write(dir.join(format!("seed_{name}")), data).expect("write a seed");
-    }
+    let write = std::env::var_os("WRITE_SEED_CORPUS").is_some();
+    let mut files: Vec<(String, Vec<u8>)> = seeds()
+        .into_iter()
+        .map(|(name, setup, msgs)| (format!("seed_{name}"), step_message::encode_input(setup, &msgs)))
+        .collect();
     // Two inputs of the field-by-field form.
-    std::fs::write(
-        dir.join("seed_structured_a"),
-        [0u8, 0x01, 0x03, 0x02, 2, 2, 3, 2, 0x01, 2, 1, 2, 0x61, 2],
-    )
-    .expect("write");
-    std::fs::write(
-        dir.join("seed_structured_b"),
-        [
+    files.push((
+        "seed_structured_a".into(),
+        vec![0u8, 0x01, 0x03, 0x02, 2, 2, 3, 2, 0x01, 2, 1, 2, 0x61, 2],
+    ));
+    files.push((
+        "seed_structured_b".into(),
+        vec![
             0x1fu8, 0x32, 0x07, 0x01, 0x02, 2, 2, 2, 0x02, 4, 3, 0x01, 0x02, 0x03, 0, 2, 2,
         ],
-    )
-    .expect("write");
+    ));
+    for (name, data) in files {
+        let path = dir.join(&name);
+        if write {
+            std::fs::create_dir_all(&dir).expect("create the corpus directory");
+            std::fs::write(&path, &data).expect("write a seed");
+        } else {
+            let have = std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (WRITE_SEED_CORPUS=1 writes it)", path.display()));
+            assert_eq!(have, data, "{} is stale (WRITE_SEED_CORPUS=1 rewrites it)", path.display());
+        }
+    }
 }
 
 /// The harness itself: every set-up reaches its roles, and the untouched group commits.

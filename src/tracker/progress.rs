@@ -147,8 +147,12 @@ impl Progress {
             self.sent_commit = self.sent_commit.min(self.next_idx.saturating_sub(1));
             return true;
         }
-        // Probes go one at a time, so only a rejection of the last probe is current.
-        if self.next_idx.saturating_sub(1) != rejected {
+        // Probes go one at a time, so only a rejection of the last probe is current. A
+        // rejection at or below the matched index is never current either: an honest follower
+        // does not disown an entry it acknowledged, so it is an older answer (or a follower
+        // whose log was corrupted). Answering it with another probe would start a ping-pong
+        // that every heartbeat response widens by one more message.
+        if self.next_idx.saturating_sub(1) != rejected || rejected <= self.matched {
             return false;
         }
         self.next_idx = rejected
@@ -203,6 +207,17 @@ impl fmt::Display for Progress {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn probe_ignores_rejection_of_a_matched_index() {
+        let mut p = Progress::new(7, 16, 0);
+        p.matched = 6;
+        p.msg_app_flow_paused = true;
+        // next - 1 == 6 == matched: the rejection disowns an acknowledged entry.
+        assert!(!p.maybe_decr_to(6, 3));
+        assert_eq!(p.next_idx, 7);
+        assert!(p.msg_app_flow_paused, "no new probe for it");
+    }
     use super::*;
 
     fn pr(matched: u64, next: u64) -> Progress {
@@ -340,7 +355,8 @@ mod tests {
         assert!(!p.maybe_decr_to(u64::MAX, u64::MAX));
         let mut q = Progress::new(0, 1, 0);
         q.become_probe();
-        assert!(q.maybe_decr_to(0, u64::MAX));
+        // Index 0 always matches: a rejection of it is never current.
+        assert!(!q.maybe_decr_to(0, u64::MAX));
         assert!(!q.can_bump_commit(u64::MAX));
     }
 
