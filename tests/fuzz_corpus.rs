@@ -427,7 +427,12 @@ fn seed_corpus_is_current() {
     let write = std::env::var_os("WRITE_SEED_CORPUS").is_some();
     let mut files: Vec<(String, Vec<u8>)> = seeds()
         .into_iter()
-        .map(|(name, setup, msgs)| (format!("seed_{name}"), step_message::encode_input(setup, &msgs)))
+        .map(|(name, setup, msgs)| {
+            (
+                format!("seed_{name}"),
+                step_message::encode_input(setup, &msgs),
+            )
+        })
         .collect();
     // Two inputs of the field-by-field form.
     files.push((
@@ -446,9 +451,15 @@ fn seed_corpus_is_current() {
             std::fs::create_dir_all(&dir).expect("create the corpus directory");
             std::fs::write(&path, &data).expect("write a seed");
         } else {
-            let have = std::fs::read(&path)
-                .unwrap_or_else(|e| panic!("{}: {e} (WRITE_SEED_CORPUS=1 writes it)", path.display()));
-            assert_eq!(have, data, "{} is stale (WRITE_SEED_CORPUS=1 rewrites it)", path.display());
+            let have = std::fs::read(&path).unwrap_or_else(|e| {
+                panic!("{}: {e} (WRITE_SEED_CORPUS=1 writes it)", path.display())
+            });
+            assert_eq!(
+                have,
+                data,
+                "{} is stale (WRITE_SEED_CORPUS=1 rewrites it)",
+                path.display()
+            );
         }
     }
 }
