@@ -448,12 +448,12 @@ impl Cluster {
         })
     }
 
-    /// Known limitation of the core, reported and not checked here: a remote term or index
-    /// up to `MAX_REMOTE_VALUE` is valid and adopted, but what comes after it is refused. A node
-    /// at that term refuses to campaign (its next term would be refused by the others), so one
-    /// message with such a term ends elections in the group for good; a node that restored a
-    /// snapshot at that index leads with appends every follower refuses. Liveness is not
-    /// checked once a node's term or last index is within `TERM_MARGIN` of the limit.
+    /// A limit of the core, not checked here: terms and indexes stop at `MAX_REMOTE_VALUE`. A
+    /// node at that term cannot campaign (its next term would be refused by the others) and a
+    /// node whose log reaches that index leads with appends every follower refuses. One message
+    /// may move a term or a snapshot index at most `MAX_TERM_JUMP`, so forged input needs many
+    /// messages to get there, but it can. Liveness is not checked once a node's term or last
+    /// index is within `TERM_MARGIN` of the limit.
     fn term_exhausted(&self) -> bool {
         self.nodes.iter().any(|n| {
             n.raw.basic_status().hard_state.term > MAX_REMOTE_VALUE - TERM_MARGIN
