@@ -461,18 +461,33 @@ impl Cluster {
         })
     }
 
-    /// Whether two nodes applied different entries (by term) at one index. Forged input can do
-    /// that in any Raft (say, forged vote grants elect a leader that lacks committed entries);
-    /// the followers then refuse its appends while its heartbeats keep them from electing
-    /// another leader, so progress cannot be expected.
+    /// Whether two nodes applied different entries (by term) at one index, or a leader's log
+    /// lacks an entry another node applied. Forged input can do that in any Raft: forged vote
+    /// grants, or a forged entry of a term that never had a leader, elect a node whose log
+    /// misses committed entries. The followers then refuse its appends while its heartbeats
+    /// keep them from electing another leader, so progress cannot be expected.
     fn diverged(&self) -> bool {
-        self.nodes.iter().enumerate().any(|(i, a)| {
+        let applied_apart = self.nodes.iter().enumerate().any(|(i, a)| {
             self.nodes[i + 1..].iter().any(|b| {
                 a.applied_terms
                     .iter()
                     .any(|(idx, t)| b.applied_terms.get(idx).is_some_and(|u| u != t))
             })
-        })
+        });
+        let leader_incomplete = self.nodes.iter().any(|a| {
+            if a.raw.role() != StateRole::Leader {
+                return false;
+            }
+            let store = a.raw.store();
+            let first = store.first_index().unwrap_or(0);
+            let last = store.last_index().unwrap_or(0);
+            self.nodes.iter().any(|b| {
+                b.applied_terms
+                    .range(first.saturating_sub(1)..)
+                    .any(|(&idx, &t)| idx > last || store.term(idx).is_ok_and(|u| u != t))
+            })
+        });
+        applied_apart || leader_incomplete
     }
 
     /// Whether a probe was applied by a majority of the group ({1, 2, 3}), or, once committed
