@@ -701,7 +701,9 @@ impl<S: Storage> RawNode<S> {
     }
 
     /// Asks for a linearizable read: a `ReadState` carrying `ctx` comes out in a later Ready
-    /// once it is safe to read at its index.
+    /// once it is safe to read at its index (serve the read once the applied index reaches
+    /// it). A read can be lost (no leader, a leader change): give it a timeout and retry.
+    /// `docs/reads.md` in the repository compares the safe and lease-based modes.
     pub fn read_index(&mut self, ctx: Bytes) -> Result<()> {
         self.raft.step(Message {
             r#type: MessageType::MsgReadIndex as i32,
