@@ -484,29 +484,8 @@ fn membership_run(seed: u64, mode: AppendMode, drop_pct: u64, compact_every: u64
             _ => {}
         }
         c.process_readies();
-        let msgs = std::mem::take(&mut c.queue);
-        for m in msgs {
-            if !rng.chance(drop_pct) {
-                c.queue.push(m);
-            } else if m.msg_type() == Some(raftcore::raftpb::MessageType::MsgSnap) {
-                c.node(m.from)
-                    .report_snapshot(m.to, raftcore::SnapshotStatus::Failure);
-            }
-        }
-        c.deliver();
-        c.process_readies();
-
-        for node in c.nodes.iter().flatten() {
-            if node.role() == StateRole::Leader {
-                let t = node.basic_status().hard_state.term;
-                let prev = *leader_of_term.entry(t).or_insert(node.id());
-                assert_eq!(
-                    prev,
-                    node.id(),
-                    "seed {seed} step {step}: two leaders in {t}"
-                );
-            }
-        }
+        c.deliver_lossy(|| rng.chance(drop_pct));
+        c.assert_one_leader_per_term(&mut leader_of_term, &format!("seed {seed} step {step}"));
         c.assert_applied_consistent();
         let mut by_applied: std::collections::BTreeMap<u64, (u64, ConfState)> =
             std::collections::BTreeMap::new();

@@ -709,30 +709,9 @@ fn safety_run(
         }
         c.process_readies();
         // Deliver what survives the lossy network; a lost snapshot is reported as failed.
-        let msgs = std::mem::take(&mut c.queue);
-        for m in msgs {
-            if !rng.chance(drop_pct) {
-                c.queue.push(m);
-            } else if m.msg_type() == Some(MessageType::MsgSnap) {
-                c.node(m.from)
-                    .report_snapshot(m.to, raftcore::SnapshotStatus::Failure);
-            }
-        }
-        c.deliver();
-        c.process_readies();
-
+        c.deliver_lossy(|| rng.chance(drop_pct));
         // Election safety.
-        for n in c.nodes.iter().flatten() {
-            if n.role() == StateRole::Leader {
-                let t = n.basic_status().hard_state.term;
-                let prev = *leader_of_term.entry(t).or_insert(n.id());
-                assert_eq!(
-                    prev,
-                    n.id(),
-                    "seed {seed} step {step}: two leaders in term {t}"
-                );
-            }
-        }
+        c.assert_one_leader_per_term(&mut leader_of_term, &format!("seed {seed} step {step}"));
         // State machine safety.
         c.assert_applied_consistent();
         let max_term = c.ids.clone().iter().map(|&id| c.term(id)).max().unwrap();

@@ -428,3 +428,38 @@ impl Cluster {
         }
     }
 }
+
+impl Cluster {
+    /// One lossy network step: every queued message is lost when `lose()` says so (a lost
+    /// MsgSnap is reported to its sender as failed), the rest are delivered, and every node
+    /// handles its Ready.
+    pub fn deliver_lossy(&mut self, mut lose: impl FnMut() -> bool) {
+        let msgs = std::mem::take(&mut self.queue);
+        for m in msgs {
+            if !lose() {
+                self.queue.push(m);
+            } else if m.msg_type() == Some(raftcore::raftpb::MessageType::MsgSnap) {
+                self.node(m.from)
+                    .report_snapshot(m.to, raftcore::SnapshotStatus::Failure);
+            }
+        }
+        self.deliver();
+        self.process_readies();
+    }
+
+    /// Election safety: records each leader's term in `leader_of_term` and panics (naming
+    /// `ctx`) if a term already had another leader.
+    pub fn assert_one_leader_per_term(
+        &self,
+        leader_of_term: &mut std::collections::BTreeMap<u64, u64>,
+        ctx: &str,
+    ) {
+        for n in self.nodes.iter().flatten() {
+            if n.role() == StateRole::Leader {
+                let t = n.basic_status().hard_state.term;
+                let prev = *leader_of_term.entry(t).or_insert(n.id());
+                assert_eq!(prev, n.id(), "{ctx}: two leaders in term {t}");
+            }
+        }
+    }
+}
