@@ -1,0 +1,402 @@
+//! Role changes, ticks and elections.
+
+use bytes::Bytes;
+use slog::{debug, error, info, warn};
+
+use super::*;
+
+impl<S: Storage> Raft<S> {
+    pub(super) fn reset(&mut self, term: u64) {
+        if self.term != term {
+            self.term = term;
+            self.vote = NONE;
+        }
+        self.lead = NONE;
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.reset_randomized_election_timeout();
+        self.abort_leader_transfer();
+        self.trk.reset_votes();
+        // Per-peer progress exists only on a leader; it is built in become_leader.
+        self.trk.progress = ProgressMap::default();
+        self.dirty_all = false;
+        self.dirty.clear();
+        self.pending_conf_index = 0;
+        self.uncommitted_size = 0;
+        self.read_only = None;
+        self.lease_revoked = false;
+    }
+
+    pub(crate) fn become_follower(&mut self, term: u64, lead: u64) {
+        self.reset(term);
+        self.lead = lead;
+        self.state = StateRole::Follower;
+        info!(
+            self.cfg.logger,
+            "{:x} became follower at term {}", self.id, self.term
+        );
+    }
+
+    pub(super) fn become_candidate(&mut self) {
+        debug_assert!(
+            self.state != StateRole::Leader,
+            "invalid transition [leader -> candidate]"
+        );
+        let term = self.term + 1;
+        self.reset(term);
+        self.vote = self.id;
+        self.state = StateRole::Candidate;
+        info!(
+            self.cfg.logger,
+            "{:x} became candidate at term {}", self.id, self.term
+        );
+    }
+
+    pub(super) fn become_pre_candidate(&mut self) {
+        debug_assert!(
+            self.state != StateRole::Leader,
+            "invalid transition [leader -> pre-candidate]"
+        );
+        // A pre-candidate keeps its term and vote: nothing durable changes until it wins.
+        self.trk.reset_votes();
+        self.trk.progress = ProgressMap::default();
+        self.lead = NONE;
+        self.state = StateRole::PreCandidate;
+        info!(
+            self.cfg.logger,
+            "{:x} became pre-candidate at term {}", self.id, self.term
+        );
+    }
+
+    pub(super) fn become_leader(&mut self) {
+        debug_assert!(
+            self.state != StateRole::Follower,
+            "invalid transition [follower -> leader]"
+        );
+        let term = self.term;
+        self.reset(term);
+        self.lead = self.id;
+        self.state = StateRole::Leader;
+        self.build_progress();
+        let last = self.raft_log.last_index();
+        if let Some(pr) = self.trk.progress.get_mut(self.id) {
+            // The leader's own entries are matched once durable; it replicates to itself.
+            pr.become_replicate();
+            pr.recent_active = true;
+        }
+        // Conservatively treat every entry up to the last as a possible unapplied conf change.
+        self.pending_conf_index = last;
+        // The empty entry of the new term; it does not count toward the uncommitted limit.
+        let appended = self.append_entry(vec![Entry::default()]);
+        debug_assert!(appended, "the empty entry is never refused");
+        info!(
+            self.cfg.logger,
+            "{:x} became leader at term {}", self.id, self.term
+        );
+    }
+
+    /// Fills the progress map with a fresh Progress per member (leader only, or temporarily
+    /// for a configuration change).
+    pub(super) fn build_progress(&mut self) {
+        let last = self.raft_log.last_index();
+        let mut map = ProgressMap::default();
+        let cfg = &self.trk.config;
+        let mut ids: Vec<u64> = cfg.voters.ids();
+        ids.extend(cfg.learners_iter());
+        ids.extend(cfg.learners_next_iter());
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            let mut pr =
+                Progress::new(last + 1, self.trk.max_inflight, self.trk.max_inflight_bytes);
+            pr.is_learner = self.trk.config.is_learner(id);
+            if id == self.id {
+                pr.matched = last;
+            }
+            map.insert(id, pr);
+        }
+        self.trk.progress = map;
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Ticks.
+
+    pub(crate) fn tick(&mut self) {
+        self.ticks += 1;
+        match self.state {
+            StateRole::Leader => self.tick_heartbeat(),
+            _ => self.tick_election(),
+        }
+    }
+
+    pub(super) fn tick_election(&mut self) {
+        self.election_elapsed += 1;
+        // The cheap clock test first: an idle follower's tick is an increment and a compare.
+        if self.past_election_timeout() && self.promotable() {
+            self.election_elapsed = 0;
+            self.hup_local();
+        }
+    }
+
+    pub(super) fn hup_local(&mut self) {
+        let _ = self.step(Message {
+            r#type: MessageType::MsgHup as i32,
+            from: self.id,
+            ..Default::default()
+        });
+    }
+
+    pub(super) fn tick_heartbeat(&mut self) {
+        self.heartbeat_elapsed += 1;
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.election_timeout() {
+            self.election_elapsed = 0;
+            if self.cfg.check_quorum {
+                let _ = self.step(Message {
+                    r#type: MessageType::MsgCheckQuorum as i32,
+                    from: self.id,
+                    ..Default::default()
+                });
+            }
+            // A transfer that did not finish within an election timeout is abandoned.
+            if self.state == StateRole::Leader && self.lead_transferee != NONE {
+                self.abort_leader_transfer();
+            }
+        }
+        if self.state != StateRole::Leader {
+            return;
+        }
+        if self.heartbeat_elapsed >= self.cfg.heartbeat_tick {
+            self.heartbeat_elapsed = 0;
+            let _ = self.step(Message {
+                r#type: MessageType::MsgBeat as i32,
+                from: self.id,
+                ..Default::default()
+            });
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Elections.
+
+    pub(super) fn hup(&mut self, t: CampaignType) {
+        if self.state == StateRole::Leader {
+            debug!(
+                self.cfg.logger,
+                "{:x} ignoring MsgHup because already leader", self.id
+            );
+            return;
+        }
+        if !self.promotable() {
+            warn!(
+                self.cfg.logger,
+                "{:x} is unpromotable and can not campaign", self.id
+            );
+            return;
+        }
+        if self.has_unapplied_conf_changes() {
+            warn!(self.cfg.logger, "{:x} cannot campaign at term {} since there are still pending configuration changes to apply", self.id, self.term);
+            return;
+        }
+        // Remote terms may run at most MAX_TERM_JUMP ahead of ours and stay below
+        // MAX_REMOTE_VALUE, so `term + 1` never overflows and a hostile message cannot use up
+        // the term space in one go.
+        if self.term >= MAX_REMOTE_VALUE {
+            error!(
+                self.cfg.logger,
+                "{:x} cannot campaign: term {} is at the limit", self.id, self.term
+            );
+            return;
+        }
+        info!(
+            self.cfg.logger,
+            "{:x} is starting a new election at term {}", self.id, self.term
+        );
+        self.campaign(t);
+    }
+
+    pub(super) fn has_unapplied_conf_changes(&self) -> bool {
+        let applied = self.raft_log.applied;
+        let committed = self.raft_log.committed;
+        if applied >= committed {
+            return false;
+        }
+        let mut found = false;
+        let page = self.cfg.max_committed_size_per_ready;
+        let res = self
+            .raft_log
+            .scan(applied + 1, committed + 1, page, |ents| {
+                if ents.iter().any(|e| {
+                    matches!(
+                        e.entry_type(),
+                        EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+                    )
+                }) {
+                    found = true;
+                }
+                Ok(())
+            });
+        if let Err(e) = res {
+            // Not being able to read committed entries is a local storage failure; refusing to
+            // campaign is the safe answer.
+            error!(
+                self.cfg.logger,
+                "{:x} error scanning unapplied entries [{}, {}): {}",
+                self.id,
+                applied + 1,
+                committed + 1,
+                e
+            );
+            return true;
+        }
+        found
+    }
+
+    pub(super) fn campaign(&mut self, t: CampaignType) {
+        let (term, vote_msg) = if t == CampaignType::PreElection {
+            self.become_pre_candidate();
+            // Pre-votes are asked for the next term, without moving to it.
+            (self.term + 1, MessageType::MsgPreVote)
+        } else {
+            self.become_candidate();
+            (self.term, MessageType::MsgVote)
+        };
+        let (last_term, last_index) = self.raft_log.last_entry_id();
+        for id in self.trk.voter_nodes() {
+            if id == self.id {
+                // The vote for itself counts once it is durable: it travels through
+                // msgs_after_append and comes back on advance.
+                self.send(Message {
+                    r#type: vote_msg.vote_response() as i32,
+                    to: id,
+                    term,
+                    ..Default::default()
+                });
+                continue;
+            }
+            info!(
+                self.cfg.logger,
+                "{:x} [logterm: {}, index: {}] sent {} request to {:x} at term {}",
+                self.id,
+                last_term,
+                last_index,
+                vote_msg.as_str_name(),
+                id,
+                self.term
+            );
+            let context = if t == CampaignType::Transfer {
+                Bytes::from_static(CAMPAIGN_TRANSFER)
+            } else {
+                Bytes::new()
+            };
+            self.send(Message {
+                r#type: vote_msg as i32,
+                to: id,
+                term,
+                index: last_index,
+                log_term: last_term,
+                context,
+                ..Default::default()
+            });
+        }
+    }
+
+    pub(super) fn poll(
+        &mut self,
+        id: u64,
+        t: MessageType,
+        granted: bool,
+    ) -> (usize, usize, VoteResult) {
+        if granted {
+            info!(
+                self.cfg.logger,
+                "{:x} received {} from {:x} at term {}",
+                self.id,
+                t.as_str_name(),
+                id,
+                self.term
+            );
+        } else {
+            info!(
+                self.cfg.logger,
+                "{:x} received {} rejection from {:x} at term {}",
+                self.id,
+                t.as_str_name(),
+                id,
+                self.term
+            );
+        }
+        self.trk.record_vote(id, granted);
+        self.trk.tally_votes()
+    }
+
+    pub(super) fn step_candidate(&mut self, m: Message, t: MessageType) -> Result<()> {
+        // A pre-candidate counts pre-votes, a candidate votes; a vote response of the other
+        // kind is stale (for example from an earlier pre-vote round).
+        let my_vote_resp = if self.state == StateRole::PreCandidate {
+            MessageType::MsgPreVoteResp
+        } else {
+            MessageType::MsgVoteResp
+        };
+        match t {
+            MessageType::MsgProp => {
+                info!(
+                    self.cfg.logger,
+                    "{:x} no leader at term {}; dropping proposal", self.id, self.term
+                );
+                return Err(Error::ProposalDropped);
+            }
+            MessageType::MsgApp => {
+                self.become_follower(m.term, m.from);
+                return self.handle_append_entries(m);
+            }
+            MessageType::MsgHeartbeat => {
+                self.become_follower(m.term, m.from);
+                self.handle_heartbeat(m);
+            }
+            MessageType::MsgSnap => {
+                self.become_follower(m.term, m.from);
+                return self.handle_snapshot(m);
+            }
+            _ if t == my_vote_resp => {
+                let (gr, rj, res) = self.poll(m.from, t, !m.reject);
+                info!(
+                    self.cfg.logger,
+                    "{:x} has received {} {} votes and {} vote rejections",
+                    self.id,
+                    gr,
+                    t.as_str_name(),
+                    rj
+                );
+                match res {
+                    VoteResult::Won => {
+                        if self.state == StateRole::PreCandidate {
+                            self.campaign(CampaignType::Election);
+                        } else {
+                            self.become_leader();
+                            self.bcast_append();
+                        }
+                    }
+                    VoteResult::Lost => {
+                        // The pre-candidate's term was never bumped, so this is its own term.
+                        let term = self.term;
+                        self.become_follower(term, NONE);
+                    }
+                    VoteResult::Pending => {}
+                }
+            }
+            MessageType::MsgTimeoutNow => {
+                debug!(
+                    self.cfg.logger,
+                    "{:x} [term {} state {}] ignored MsgTimeoutNow from {:x}",
+                    self.id,
+                    self.term,
+                    self.state,
+                    m.from
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

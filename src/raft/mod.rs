@@ -1,0 +1,272 @@
+//! The Raft state machine: roles, terms, votes, replication and commitment. No IO: inputs come
+//! in through `step` and `tick`, outputs go out in `msgs` / `msgs_after_append` and the log.
+//!
+//! Remote input is validated by `RawNode::step` before it reaches this module (see
+//! `validate_remote`); what is left here are the protocol's own rules, which drop stale or
+//! useless messages with a log line.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use slog::info;
+
+use crate::confchange::{self, Changer};
+use crate::config::{AppendMode, Config, ReadOnlyOption, NONE};
+use crate::error::{Error, Result, StorageError};
+use crate::log::RaftLog;
+use crate::quorum::VoteResult;
+use crate::raftpb::{
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType,
+    Snapshot,
+};
+use crate::read_only::ReadOnly;
+use crate::rng::Rng;
+use crate::storage::Storage;
+use crate::tracker::{Progress, ProgressMap, ProgressState, ProgressTracker};
+
+mod conf;
+mod election;
+mod follower;
+mod read;
+mod replication;
+mod step;
+mod transfer;
+
+/// The largest term or index accepted from the network. Nothing honest comes near it, and
+/// keeping remote values below it means `term + 1` and `index + n` can never overflow.
+pub const MAX_REMOTE_VALUE: u64 = u64::MAX / 4;
+
+/// How far ahead of the node's own term a remote message's term may be. Honest terms grow by
+/// one per election; a jump beyond this comes from a corrupt or hostile sender. Without the
+/// bound one message could push a group to a term near the top of the range, after which no
+/// election could ever start again.
+pub const MAX_TERM_JUMP: u64 = 1 << 48;
+
+/// The role of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum StateRole {
+    /// Follows a leader (or waits for one).
+    #[default]
+    Follower,
+    /// Campaigns for votes in a new term.
+    Candidate,
+    /// Leads the group for its term.
+    Leader,
+    /// Asks for pre-votes before starting a real election (pre_vote).
+    PreCandidate,
+}
+
+impl std::fmt::Display for StateRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StateRole::Follower => "StateFollower",
+            StateRole::Candidate => "StateCandidate",
+            StateRole::Leader => "StateLeader",
+            StateRole::PreCandidate => "StatePreCandidate",
+        })
+    }
+}
+
+/// Volatile state that the application may want to observe: the leader and the role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SoftState {
+    /// The leader's id, or `NONE`.
+    pub leader_id: u64,
+    /// The node's role.
+    pub raft_state: StateRole,
+}
+
+/// A released read: the read is linearizable once the application has applied `index`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReadState {
+    /// The commit index at the time the read was asked.
+    pub index: u64,
+    /// The context given to `read_index`.
+    pub request_ctx: Bytes,
+}
+
+/// How an election is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CampaignType {
+    PreElection,
+    Election,
+    Transfer,
+}
+
+/// The context of a MsgVote sent because of a leader transfer: it forces past leases.
+pub(crate) const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
+
+/// Raft state of one node.
+pub struct Raft<S: Storage> {
+    pub(crate) id: u64,
+    pub(crate) term: u64,
+    pub(crate) vote: u64,
+    pub(crate) raft_log: RaftLog<S>,
+    pub(crate) trk: ProgressTracker,
+    pub(crate) state: StateRole,
+    pub(crate) is_learner: bool,
+    pub(crate) lead: u64,
+    pub(crate) lead_transferee: u64,
+    pub(crate) pending_conf_index: u64,
+    uncommitted_size: u64,
+    /// Reads waiting for a heartbeat quorum or for the first commit of the term (leader
+    /// only, created on the first read).
+    read_only: Option<Box<ReadOnly>>,
+    pub(crate) read_states: Vec<ReadState>,
+    election_elapsed: usize,
+    heartbeat_elapsed: usize,
+    /// Ticks since the node started (lease reads measure time with it).
+    ticks: u64,
+    /// Set once this leader sent MsgTimeoutNow in its term: the transferee may win an election
+    /// that ignores leases, so lease reads stop.
+    lease_revoked: bool,
+    randomized_election_timeout: usize,
+    /// Messages that may be sent at once.
+    pub(crate) msgs: Vec<Message>,
+    /// Messages that may only be sent once the unstable state is durable.
+    pub(crate) msgs_after_append: Vec<Message>,
+    /// Batched mode: followers owed an append at the next flush.
+    dirty_all: bool,
+    dirty: Vec<u64>,
+    pub(crate) cfg: Arc<Config>,
+    rng: Rng,
+}
+
+/// The payload bytes of entries (what the uncommitted and in-flight byte limits count).
+pub(crate) fn payloads_size(ents: &[Entry]) -> u64 {
+    ents.iter().map(|e| e.data.len() as u64).sum()
+}
+
+/// The encoded bytes of entries (what the message and apply size limits count).
+pub(crate) fn ents_size(ents: &[Entry]) -> u64 {
+    ents.iter().map(crate::storage::entry_size).sum()
+}
+
+impl<S: Storage> Raft<S> {
+    /// Builds a node from a validated config and its storage.
+    /// Builds node `id` from a validated config (whose own `id` and `applied` are not read:
+    /// the config may be shared by many groups) and its storage.
+    pub(crate) fn new(id: u64, applied: u64, cfg: Arc<Config>, store: S) -> Result<Self> {
+        let rs = store.initial_state()?;
+        let raft_log = RaftLog::new(store, cfg.max_committed_size_per_ready)?;
+        let mut r = Raft {
+            id,
+            term: 0,
+            vote: NONE,
+            raft_log,
+            trk: ProgressTracker::new(cfg.max_inflight_msgs, cfg.max_inflight_bytes),
+            state: StateRole::Follower,
+            is_learner: false,
+            lead: NONE,
+            lead_transferee: NONE,
+            pending_conf_index: 0,
+            uncommitted_size: 0,
+            read_only: None,
+            read_states: Vec::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            ticks: 0,
+            lease_revoked: false,
+            randomized_election_timeout: cfg.election_tick,
+            msgs: Vec::new(),
+            msgs_after_append: Vec::new(),
+            dirty_all: false,
+            dirty: Vec::new(),
+            rng: Rng::new(cfg.seed, id),
+            cfg,
+        };
+        let last = r.raft_log.last_index();
+        confchange::restore(&mut r.trk, last, &rs.conf_state)
+            .map_err(|e| Error::CorruptState(format!("stored ConfState: {e}")))?;
+        r.switch_to_config_loaded();
+        let hs = rs.hard_state;
+        if !hs.is_empty() {
+            r.load_state(&hs)?;
+        }
+        if applied > 0 {
+            if applied > r.raft_log.committed {
+                return Err(Error::CorruptState(format!(
+                    "applied index {applied} is past the commit index {}",
+                    r.raft_log.committed
+                )));
+            }
+            r.raft_log.applied_to(applied, 0);
+        }
+        let term = r.term;
+        r.become_follower(term, NONE);
+        let peers: Vec<String> = r
+            .trk
+            .voter_nodes()
+            .iter()
+            .map(|id| format!("{id:x}"))
+            .collect();
+        info!(r.cfg.logger, "newRaft {:x} [peers: [{}], term: {}, commit: {}, applied: {}, lastindex: {}, lastterm: {}]",
+            r.id, peers.join(","), r.term, r.raft_log.committed, r.raft_log.applied,
+            r.raft_log.last_index(), r.raft_log.last_term());
+        Ok(r)
+    }
+
+    fn load_state(&mut self, hs: &HardState) -> Result<()> {
+        if hs.commit < self.raft_log.committed || hs.commit > self.raft_log.last_index() {
+            return Err(Error::CorruptState(format!(
+                "{:x} state.commit {} is out of range [{}, {}]",
+                self.id,
+                hs.commit,
+                self.raft_log.committed,
+                self.raft_log.last_index()
+            )));
+        }
+        self.raft_log.committed = hs.commit;
+        self.term = hs.term;
+        self.vote = hs.vote;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Small accessors.
+
+    pub(crate) fn soft_state(&self) -> SoftState {
+        SoftState {
+            leader_id: self.lead,
+            raft_state: self.state,
+        }
+    }
+
+    pub(crate) fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.raft_log.committed,
+        }
+    }
+
+    fn election_timeout(&self) -> usize {
+        self.cfg.election_tick
+    }
+
+    /// Whether `id` is a member of the configuration (voter in either half, learner, or a
+    /// learner-to-be).
+    pub(crate) fn is_member(&self, id: u64) -> bool {
+        self.trk.config.contains(id)
+    }
+
+    /// A node may campaign if it is a voter and holds no snapshot that is not yet durable.
+    pub(crate) fn promotable(&self) -> bool {
+        self.trk.config.voters.contains(self.id)
+            && !self.is_learner
+            && !self.raft_log.has_pending_snapshot()
+    }
+
+    pub(crate) fn set_randomized_election_timeout(&mut self, t: usize) {
+        self.randomized_election_timeout = t;
+    }
+
+    fn reset_randomized_election_timeout(&mut self) {
+        let et = self.election_timeout();
+        self.randomized_election_timeout = self.rng.in_range(et, et);
+    }
+
+    fn past_election_timeout(&self) -> bool {
+        self.election_elapsed >= self.randomized_election_timeout
+    }
+}

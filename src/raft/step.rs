@@ -1,0 +1,276 @@
+//! The step function: term rules and vote requests, then dispatch by role (the leader's part is here too).
+
+use slog::{debug, info, warn};
+
+use super::*;
+
+impl<S: Storage> Raft<S> {
+    /// Steps a message that passed `RawNode`'s validation (or a local one).
+    pub(crate) fn step(&mut self, mut m: Message) -> Result<()> {
+        let t = m
+            .msg_type()
+            .ok_or(Error::InvalidMessage("unknown message type"))?;
+        if m.term == 0 {
+            // Local or term-less message.
+        } else if m.term > self.term {
+            if t == MessageType::MsgVote || t == MessageType::MsgPreVote {
+                let force = m.context[..] == *CAMPAIGN_TRANSFER;
+                let in_lease = self.cfg.check_quorum
+                    && self.lead != NONE
+                    && self.election_elapsed < self.election_timeout();
+                if !force && in_lease {
+                    // A node that heard from a leader within the election timeout ignores
+                    // vote requests: a partitioned node must not disrupt a healthy group.
+                    let (lt, li) = self.raft_log.last_entry_id();
+                    info!(self.cfg.logger, "{:x} [logterm: {}, index: {}, vote: {:x}] ignored {} from {:x} [logterm: {}, index: {}] at term {}: lease is not expired (remaining ticks: {})",
+                        self.id, lt, li, self.vote, t.as_str_name(), m.from, m.log_term, m.index, self.term,
+                        self.election_timeout() - self.election_elapsed);
+                    return Ok(());
+                }
+            }
+            match t {
+                // A pre-vote never changes the term.
+                MessageType::MsgPreVote => {}
+                // A granted pre-vote: the term moves when the election starts.
+                MessageType::MsgPreVoteResp if !m.reject => {}
+                _ => {
+                    info!(self.cfg.logger, "{:x} [term: {}] received a {} message with higher term from {:x} [term: {}]",
+                        self.id, self.term, t.as_str_name(), m.from, m.term);
+                    if matches!(
+                        t,
+                        MessageType::MsgApp | MessageType::MsgHeartbeat | MessageType::MsgSnap
+                    ) {
+                        self.become_follower(m.term, m.from);
+                    } else {
+                        self.become_follower(m.term, NONE);
+                    }
+                }
+            }
+        } else if m.term < self.term {
+            if (self.cfg.check_quorum || self.cfg.pre_vote)
+                && matches!(t, MessageType::MsgHeartbeat | MessageType::MsgApp)
+            {
+                // A leader cut off by a partition keeps sending at its old term. Answer so it
+                // learns the new term and steps down; otherwise, with check_quorum or pre-vote,
+                // the rest of the group would never be disturbed enough to tell it.
+                self.send(Message {
+                    r#type: MessageType::MsgAppResp as i32,
+                    to: m.from,
+                    ..Default::default()
+                });
+            } else if t == MessageType::MsgPreVote {
+                let (lt, li) = self.raft_log.last_entry_id();
+                info!(self.cfg.logger, "{:x} [logterm: {}, index: {}, vote: {:x}] rejected {} from {:x} [logterm: {}, index: {}] at term {}",
+                    self.id, lt, li, self.vote, t.as_str_name(), m.from, m.log_term, m.index, self.term);
+                self.send(Message {
+                    r#type: MessageType::MsgPreVoteResp as i32,
+                    to: m.from,
+                    term: self.term,
+                    reject: true,
+                    ..Default::default()
+                });
+            } else if t == MessageType::MsgStorageAppendResp {
+                // Entries written under an older term may since have been overwritten: do not
+                // mark them stable (the ABA case). A snapshot is still applied.
+                if m.index != 0 {
+                    info!(self.cfg.logger, "{:x} [term: {}] ignored entry appends from a {} message with lower term [term: {}]",
+                        self.id, self.term, t.as_str_name(), m.term);
+                }
+                if let Some(s) = m.snapshot.take() {
+                    self.applied_snap(&s);
+                }
+            } else {
+                info!(
+                    self.cfg.logger,
+                    "{:x} [term: {}] ignored a {} message with lower term from {:x} [term: {}]",
+                    self.id,
+                    self.term,
+                    t.as_str_name(),
+                    m.from,
+                    m.term
+                );
+            }
+            return Ok(());
+        }
+
+        match t {
+            MessageType::MsgHup => {
+                if self.cfg.pre_vote {
+                    self.hup(CampaignType::PreElection);
+                } else {
+                    self.hup(CampaignType::Election);
+                }
+            }
+            MessageType::MsgStorageAppendResp => {
+                if m.index != 0 {
+                    self.raft_log.stable_to(m.index, m.log_term);
+                }
+                if let Some(s) = m.snapshot.take() {
+                    self.applied_snap(&s);
+                }
+            }
+            MessageType::MsgStorageApplyResp => {
+                if let Some(last) = m.entries.last() {
+                    let index = last.index;
+                    self.on_applied(index, ents_size(&m.entries), payloads_size(&m.entries));
+                }
+            }
+            MessageType::MsgVote | MessageType::MsgPreVote => {
+                // We can vote if this is a repeat of a vote we cast, or we have not voted and
+                // know no leader in this term, or this is a pre-vote for a future term.
+                let can_vote = self.vote == m.from
+                    || (self.vote == NONE && self.lead == NONE)
+                    || (t == MessageType::MsgPreVote && m.term > self.term);
+                let (lt, li) = self.raft_log.last_entry_id();
+                if can_vote && self.raft_log.is_up_to_date(m.index, m.log_term) {
+                    info!(self.cfg.logger, "{:x} [logterm: {}, index: {}, vote: {:x}] cast {} for {:x} [logterm: {}, index: {}] at term {}",
+                        self.id, lt, li, self.vote, t.as_str_name(), m.from, m.log_term, m.index, self.term);
+                    // The response carries the term of the request: for a pre-vote that is
+                    // a future term, which the candidate checks.
+                    self.send(Message {
+                        r#type: t.vote_response() as i32,
+                        to: m.from,
+                        term: m.term,
+                        ..Default::default()
+                    });
+                    if t == MessageType::MsgVote {
+                        self.election_elapsed = 0;
+                        self.vote = m.from;
+                    }
+                } else {
+                    info!(self.cfg.logger, "{:x} [logterm: {}, index: {}, vote: {:x}] rejected {} from {:x} [logterm: {}, index: {}] at term {}",
+                        self.id, lt, li, self.vote, t.as_str_name(), m.from, m.log_term, m.index, self.term);
+                    self.send(Message {
+                        r#type: t.vote_response() as i32,
+                        to: m.from,
+                        term: self.term,
+                        reject: true,
+                        ..Default::default()
+                    });
+                }
+            }
+            _ => match self.state {
+                StateRole::Leader => return self.step_leader(m, t),
+                StateRole::Candidate | StateRole::PreCandidate => return self.step_candidate(m, t),
+                StateRole::Follower => return self.step_follower(m, t),
+            },
+        }
+        Ok(())
+    }
+
+    pub(super) fn step_leader(&mut self, mut m: Message, t: MessageType) -> Result<()> {
+        match t {
+            MessageType::MsgBeat => {
+                self.bcast_heartbeat();
+                return Ok(());
+            }
+            MessageType::MsgCheckQuorum => {
+                if !self.trk.quorum_active() {
+                    warn!(
+                        self.cfg.logger,
+                        "{:x} stepped down to follower since quorum is not active", self.id
+                    );
+                    let term = self.term;
+                    self.become_follower(term, NONE);
+                    return Ok(());
+                }
+                let id = self.id;
+                for (pid, pr) in self.trk.progress.iter_mut() {
+                    if pid != id {
+                        pr.recent_active = false;
+                    }
+                }
+                return Ok(());
+            }
+            MessageType::MsgProp => {
+                if m.entries.is_empty() {
+                    return Err(Error::InvalidMessage("MsgProp without entries"));
+                }
+                if self.trk.progress.get(self.id).is_none() {
+                    // Removed from the configuration: this leader serves until a new one takes
+                    // over, but takes no new proposals.
+                    return Err(Error::ProposalDropped);
+                }
+                if self.lead_transferee != NONE {
+                    debug!(self.cfg.logger, "{:x} [term {}] transfer leadership to {:x} is in progress; dropping proposal", self.id, self.term, self.lead_transferee);
+                    return Err(Error::ProposalDropped);
+                }
+                self.check_conf_change_proposals(&mut m.entries);
+                if !self.append_entry(std::mem::take(&mut m.entries)) {
+                    return Err(Error::ProposalDropped);
+                }
+                self.bcast_append();
+                return Ok(());
+            }
+            MessageType::MsgReadIndex => {
+                if !self.committed_entry_in_current_term() {
+                    // Until the leader commits an entry of its term, its commit index may be
+                    // behind the group's: hold the read until then.
+                    let ro = self.read_only_mut();
+                    if ro.held.len() >= crate::read_only::MAX_PENDING_READS {
+                        return Err(Error::ProposalDropped);
+                    }
+                    ro.held.push(m);
+                    return Ok(());
+                }
+                return self.handle_read_index(m);
+            }
+            MessageType::MsgForgetLeader => return Ok(()),
+            _ => {}
+        }
+
+        let from = m.from;
+        if self.trk.progress.get(from).is_none() {
+            debug!(
+                self.cfg.logger,
+                "{:x} no progress available for {:x}", self.id, from
+            );
+            return Ok(());
+        }
+        match t {
+            MessageType::MsgAppResp => self.handle_append_response(&m),
+            MessageType::MsgHeartbeatResp => self.handle_heartbeat_response(&m),
+            MessageType::MsgSnapStatus => {
+                let pr = self.trk.progress.get_mut(from).expect("checked");
+                if pr.state != ProgressState::Snapshot {
+                    return Ok(());
+                }
+                if !m.reject {
+                    pr.become_probe();
+                    debug!(self.cfg.logger, "{:x} snapshot succeeded, resumed sending replication messages to {:x} [{}]", self.id, from, pr);
+                } else {
+                    // Clear the pending snapshot first, or probing would start from the index
+                    // of a snapshot that never arrived.
+                    pr.pending_snapshot = 0;
+                    pr.become_probe();
+                    debug!(
+                        self.cfg.logger,
+                        "{:x} snapshot failed, resumed sending replication messages to {:x} [{}]",
+                        self.id,
+                        from,
+                        pr
+                    );
+                }
+                // Wait for the follower's answer (or a heartbeat interval) before appending.
+                pr.msg_app_flow_paused = true;
+            }
+            MessageType::MsgUnreachable => {
+                let pr = self.trk.progress.get_mut(from).expect("checked");
+                // An append in flight to an unreachable node is probably lost.
+                if pr.state == ProgressState::Replicate {
+                    pr.become_probe();
+                }
+                debug!(
+                    self.cfg.logger,
+                    "{:x} failed to send message to {:x} because it is unreachable [{}]",
+                    self.id,
+                    from,
+                    pr
+                );
+            }
+            MessageType::MsgTransferLeader => self.handle_transfer_leader(from),
+            _ => {}
+        }
+        Ok(())
+    }
+}
