@@ -8,7 +8,8 @@ pub const NONE: u64 = 0;
 pub const LOCAL_APPEND_THREAD: u64 = u64::MAX;
 /// The id of the local apply thread in asynchronous storage mode (etcd's `LocalApplyThread`).
 pub const LOCAL_APPLY_THREAD: u64 = u64::MAX - 1;
-/// "No limit" for the byte limits below.
+/// "No limit": the one value that lifts a byte limit of [`Config`] (0 is a limit of zero,
+/// or refused where that makes no sense).
 pub const NO_LIMIT: u64 = u64::MAX;
 
 /// How read-only requests (`read_index`) are confirmed.
@@ -46,16 +47,20 @@ pub struct Config {
     pub heartbeat_tick: usize,
     /// The last applied index, when restarting a node.
     pub applied: u64,
-    /// Byte limit of the entries in one append message (0: one entry per message).
+    /// Byte limit of the entries in one append message. Like every size limit here it lets
+    /// one entry through whatever its size, so 0 means one entry per message (etcd's default).
     pub max_size_per_msg: u64,
-    /// Byte limit of committed but not yet applied entries handed out across Readies
-    /// (0: `max_size_per_msg`).
+    /// Byte limit of committed but not yet applied entries handed out across Readies. The
+    /// default, 0, takes the value of `max_size_per_msg` (etcd's rule); [`Config::validated`]
+    /// shows the value in force.
     pub max_committed_size_per_ready: u64,
-    /// Limit on the payload bytes of the leader's uncommitted log tail (0: no limit).
+    /// Limit on the payload bytes of the leader's uncommitted log tail (default
+    /// [`NO_LIMIT`]; 0 is refused, since it would refuse every proposal).
     pub max_uncommitted_entries_size: u64,
     /// Limit on the append messages in flight to one follower. Must be greater than 0.
     pub max_inflight_msgs: usize,
-    /// Limit on the payload bytes in flight to one follower (0: no limit). The limit is hard:
+    /// Limit on the payload bytes in flight to one follower (default [`NO_LIMIT`]; 0 is
+    /// refused). The limit is hard:
     /// an append carries only the entries that fit in the room left, so a follower that never
     /// answers costs the leader at most this much payload (an entry larger than the whole
     /// window goes alone when nothing else is in flight).
@@ -91,9 +96,9 @@ impl Default for Config {
             applied: 0,
             max_size_per_msg: 0,
             max_committed_size_per_ready: 0,
-            max_uncommitted_entries_size: 0,
+            max_uncommitted_entries_size: NO_LIMIT,
             max_inflight_msgs: 256,
-            max_inflight_bytes: 0,
+            max_inflight_bytes: NO_LIMIT,
             check_quorum: false,
             pre_vote: false,
             read_only_option: ReadOnlyOption::Safe,
@@ -154,9 +159,9 @@ impl Config {
         }
     }
 
-    /// Checks the configuration and fills in the derived defaults (`max_committed_size_per_ready`
-    /// from `max_size_per_msg`, the "no limit" values). Returns the first rule broken.
-    pub fn validate(&mut self) -> Result<()> {
+    /// Checks the configuration. Returns the first rule broken. Changes nothing: see
+    /// [`Config::validated`] for the configuration a node runs with.
+    pub fn validate(&self) -> Result<()> {
         let bad = |s: &str| Err(Error::ConfigInvalid(s.to_string()));
         if self.id == NONE {
             return bad("cannot use none as id");
@@ -174,24 +179,35 @@ impl Config {
         if self.election_tick > (u32::MAX / 2) as usize {
             return bad("election tick is too large");
         }
-        if self.max_committed_size_per_ready == 0 {
-            self.max_committed_size_per_ready = self.max_size_per_msg;
-        }
         if self.max_uncommitted_entries_size == 0 {
-            self.max_uncommitted_entries_size = NO_LIMIT;
+            return bad("max uncommitted entries size must be greater than 0 (NO_LIMIT for none)");
         }
         if self.max_inflight_msgs == 0 {
             return bad("max inflight messages must be greater than 0");
         }
         if self.max_inflight_bytes == 0 {
-            self.max_inflight_bytes = NO_LIMIT;
-        } else if self.max_inflight_bytes < self.max_size_per_msg {
+            return bad("max inflight bytes must be greater than 0 (NO_LIMIT for none)");
+        }
+        if self.max_inflight_bytes < self.max_size_per_msg {
             return bad("max inflight bytes must be >= max message size");
         }
         if self.read_only_option == ReadOnlyOption::LeaseBased && !self.check_quorum {
             return bad("CheckQuorum must be enabled when ReadOnlyOption is ReadOnlyLeaseBased");
         }
         Ok(())
+    }
+
+    /// Checks the configuration and returns the one a node runs with: a copy with the
+    /// derived value filled in (`max_committed_size_per_ready` 0 becomes `max_size_per_msg`).
+    /// `RawNode::new` calls it; a config shared by many groups
+    /// (`RawNode::with_shared_config`) must be the result of it.
+    pub fn validated(&self) -> Result<Config> {
+        self.validate()?;
+        let mut c = self.clone();
+        if c.max_committed_size_per_ready == 0 {
+            c.max_committed_size_per_ready = c.max_size_per_msg;
+        }
+        Ok(c)
     }
 }
 
@@ -200,7 +216,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn validate_rejects_and_fills_defaults() {
+    fn validate_rejects_and_validated_fills_defaults() {
         assert!(Config::new(0).validate().is_err());
         assert!(Config::new(LOCAL_APPEND_THREAD).validate().is_err());
         let mut c = Config::new(1);
@@ -211,12 +227,24 @@ mod tests {
         assert!(c.validate().is_err());
         c.check_quorum = true;
         c.max_size_per_msg = 1024;
-        assert!(c.validate().is_ok());
-        assert_eq!(c.max_committed_size_per_ready, 1024);
-        assert_eq!(c.max_uncommitted_entries_size, NO_LIMIT);
+        let v = c.validated().expect("valid");
+        assert_eq!(
+            c.max_committed_size_per_ready, 0,
+            "validate changes nothing"
+        );
+        assert_eq!(v.max_committed_size_per_ready, 1024);
+        assert_eq!(v.max_uncommitted_entries_size, NO_LIMIT);
+        assert_eq!(v.max_inflight_bytes, NO_LIMIT);
         let mut c = Config::new(1);
         c.max_size_per_msg = 1024;
         c.max_inflight_bytes = 10;
+        assert!(c.validate().is_err());
+        // 0 is not "no limit": it is refused where it would stop the node.
+        let mut c = Config::new(1);
+        c.max_inflight_bytes = 0;
+        assert!(c.validate().is_err());
+        let mut c = Config::new(1);
+        c.max_uncommitted_entries_size = 0;
         assert!(c.validate().is_err());
     }
 }

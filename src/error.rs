@@ -5,6 +5,7 @@ use std::fmt;
 
 /// Errors from a [`crate::Storage`] implementation.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StorageError {
     /// The requested index is at or below the storage's compaction point.
     Compacted,
@@ -38,20 +39,62 @@ impl fmt::Display for StorageError {
 
 impl std::error::Error for StorageError {}
 
+/// Why a proposal (or a read request) was not taken. A client can tell a retry from a
+/// failure: [`DropReason::NoLeader`] and [`DropReason::TransferInProgress`] pass with time,
+/// [`DropReason::UncommittedBudgetFull`] and [`DropReason::TooManyPendingReads`] pass once the
+/// group catches up, the others need another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// No leader is known (an election is under way, or none can be won yet).
+    NoLeader,
+    /// The leader is handing leadership to another node.
+    TransferInProgress,
+    /// The leader's budget of uncommitted bytes (`max_uncommitted_entries_size`) is full.
+    UncommittedBudgetFull,
+    /// Too many read requests are waiting (`MAX_PENDING_READS`).
+    TooManyPendingReads,
+    /// The leader was removed from (or demoted in) the configuration and takes no proposals.
+    LeaderRemoved,
+    /// This follower does not forward proposals (`disable_proposal_forwarding`).
+    ForwardingDisabled,
+}
+
+impl DropReason {
+    /// A short snake_case name, for logs and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DropReason::NoLeader => "no_leader",
+            DropReason::TransferInProgress => "transfer_in_progress",
+            DropReason::UncommittedBudgetFull => "uncommitted_budget_full",
+            DropReason::TooManyPendingReads => "too_many_pending_reads",
+            DropReason::LeaderRemoved => "leader_removed",
+            DropReason::ForwardingDisabled => "forwarding_disabled",
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Errors returned by the Raft core.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
-    /// A proposal (or a forwarded request) was dropped: no leader, a transfer in progress, the
-    /// uncommitted-size limit, a removed leader, ...
-    ProposalDropped,
+    /// A proposal (or a forwarded request) was dropped; the reason says whether to retry.
+    /// Displays as etcd's `ErrProposalDropped` text.
+    ProposalDropped(DropReason),
     /// A message of a local type (MsgHup, MsgBeat, MsgStorage*, ...) was stepped as if it came
     /// from the network.
     StepLocalMsg,
     /// A response message came from a node that is not in the configuration.
     StepPeerNotFound,
-    /// A malformed remote message was rejected before it could touch any state. The text says
-    /// which rule it broke.
-    InvalidMessage(&'static str),
+    /// A remote message was refused by the input gate before it could touch any state. The
+    /// reason says which rule it broke; count them by [`crate::Reason::as_str`].
+    InvalidMessage(crate::Reason),
     /// The configuration is invalid.
     ConfigInvalid(String),
     /// A configuration change is invalid.
@@ -69,7 +112,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::ProposalDropped => f.write_str("raft proposal dropped"),
+            Error::ProposalDropped(_) => f.write_str("raft proposal dropped"),
             Error::StepLocalMsg => f.write_str("raft: cannot step raft local message"),
             Error::StepPeerNotFound => f.write_str("raft: cannot step as peer not found"),
             Error::InvalidMessage(why) => write!(f, "raft: invalid message: {why}"),

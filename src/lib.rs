@@ -78,13 +78,14 @@
 //! ```
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod confchange;
 pub mod config;
 pub mod describe;
 pub mod error;
-pub mod log;
-pub mod log_unstable;
+mod log;
+mod log_unstable;
 pub mod quorum;
 mod raft;
 pub mod raftpb;
@@ -99,8 +100,11 @@ pub mod tracker;
 pub use config::{
     AppendMode, Config, ReadOnlyOption, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, NO_LIMIT,
 };
-pub use error::{Error, Result, StorageError};
-pub use raft::{ReadState, SoftState, StateRole, MAX_REMOTE_VALUE, MAX_TERM_JUMP};
+pub use error::{DropReason, Error, Result, StorageError};
+pub use raft::{
+    ReadState, Reason, SoftState, StateRole, MAX_REMOTE_VALUE, MAX_TERM_JUMP,
+    MAX_UNCONFIRMED_TERM_JUMP,
+};
 pub use raw_node::{BasicStatus, Peer, RawNode, Ready, SnapshotStatus, Status};
 pub use read_only::MAX_PENDING_READS;
 pub use storage::{MemStorage, RaftState, Storage};

@@ -45,37 +45,6 @@ pub struct RaftLog<S: Storage> {
     applying_ents_paused: bool,
 }
 
-/// Checks the entries of an append message against its previous index and term: indexes
-/// `prev_index+1, prev_index+2, ...` (none at `u64::MAX`, whose successor does not exist),
-/// terms at least 1, at least `prev_term`, and non-decreasing. Returns the index of the last
-/// entry (`prev_index` when there are none).
-fn validate_append(prev_index: u64, prev_term: u64, ents: &[Entry]) -> Result<u64> {
-    let mut last_term = prev_term;
-    let mut last_index = prev_index;
-    for e in ents {
-        let want = last_index
-            .checked_add(1)
-            .filter(|&i| i < u64::MAX)
-            .ok_or(Error::InvalidMessage("append entry index overflows"))?;
-        if e.index != want {
-            return Err(Error::InvalidMessage(
-                "append entry indexes do not follow the previous index one by one",
-            ));
-        }
-        if e.term == 0 {
-            return Err(Error::InvalidMessage("append entry with term 0"));
-        }
-        if e.term < last_term {
-            return Err(Error::InvalidMessage(
-                "append entry terms decrease or fall below the previous term",
-            ));
-        }
-        last_index = want;
-        last_term = e.term;
-    }
-    Ok(last_index)
-}
-
 impl<S: Storage> RaftLog<S> {
     /// A log over `store`, with everything in the storage taken as stable and the commit and
     /// apply cursors at the storage's snapshot (`first_index - 1`). The commit index of the
@@ -116,16 +85,13 @@ impl<S: Storage> RaftLog<S> {
         })
     }
 
-    /// The limit given to [`RaftLog::new`].
-    pub fn max_applying_ents_size(&self) -> u64 {
-        self.max_applying_ents_size
-    }
-
+    #[cfg(test)]
     /// The encoded bytes of the entries handed out for applying and not yet applied.
     pub fn applying_ents_size(&self) -> u64 {
         self.applying_ents_size
     }
 
+    #[cfg(test)]
     /// True while handing out committed entries is paused by the size limit.
     pub fn applying_ents_paused(&self) -> bool {
         self.applying_ents_paused
@@ -249,16 +215,16 @@ impl<S: Storage> RaftLog<S> {
         committed: u64,
         mut ents: Vec<Entry>,
     ) -> Result<Option<u64>> {
-        let last_new = validate_append(prev_index, prev_term, &ents)?;
+        // The gate checked this shape for messages; the log asserts it as its own invariant.
+        let last_new = crate::raft::append_shape(prev_index, prev_term, &ents)
+            .map_err(Error::InvalidMessage)?;
         if !self.match_term(prev_index, prev_term) {
             return Ok(None);
         }
         let conflict = self.find_conflict(&ents);
         if conflict != 0 {
             if conflict <= self.committed {
-                return Err(Error::InvalidMessage(
-                    "append entry conflicts with a committed entry",
-                ));
+                return Err(Error::InvalidMessage(crate::Reason::RewritesCommitted));
             }
             // `conflict` is the index of one of `ents`, which start at prev_index + 1.
             let skip = (conflict - prev_index - 1) as usize;
@@ -526,6 +492,7 @@ impl<S: Storage> RaftLog<S> {
         self.slice(i, last + 1, max_size)
     }
 
+    #[cfg(test)]
     /// Every entry of the log.
     pub fn all_entries(&self) -> Result<Vec<Entry>> {
         self.entries(self.first_index(), NO_LIMIT)
@@ -1692,12 +1659,12 @@ mod tests {
         let r = l.scan(offset + 1, half, 0, |_| {
             pages += 1;
             if pages == 3 {
-                Err(Error::InvalidMessage("stop"))
+                Err(Error::InvalidMessage(crate::Reason::UnknownType))
             } else {
                 Ok(())
             }
         });
-        assert_eq!(r, Err(Error::InvalidMessage("stop")));
+        assert_eq!(r, Err(Error::InvalidMessage(crate::Reason::UnknownType)));
         assert_eq!(pages, 3);
 
         // Out of range: an error after no page.

@@ -4,17 +4,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use slog::{debug, warn};
 
-use crate::config::{Config, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE};
+use crate::config::{Config, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD};
 use crate::error::{Error, Result};
-use crate::raft::{
-    ents_size, payloads_size, Raft, ReadState, SoftState, StateRole, MAX_REMOTE_VALUE,
-    MAX_TERM_JUMP,
-};
+use crate::raft::{Raft, ReadState, ReadyCursor, SoftState, StateRole};
 use crate::raftpb::{
-    is_local_msg_target, ConfChange, ConfChangeI, ConfChangeSingle, ConfChangeType, ConfState,
-    Entry, EntryType, HardState, Message, MessageType, Snapshot,
+    ConfChangeI, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot,
 };
 use crate::storage::Storage;
 use crate::tracker::{Progress, ProgressState};
@@ -117,31 +112,23 @@ impl std::ops::Deref for Status {
 /// One member of a Raft group.
 pub struct RawNode<S: Storage> {
     raft: Raft<S>,
-    prev_soft_state: SoftState,
-    prev_hard_state: HardState,
-    /// Sync mode: local messages stepped on `advance` (self acks, storage responses).
-    steps_on_advance: Vec<Message>,
-    /// Sync mode: what the last Ready handed out to apply, acknowledged on `advance`: the last
-    /// index, the entries' encoded size and their payload size. (A summary rather than a
-    /// `MsgStorageApplyResp` carrying clones of the entries.)
-    applied_on_advance: Option<(u64, u64, u64)>,
-    /// Sync mode: a Ready was handed out and `advance` not yet called.
-    awaiting_advance: bool,
+    cursor: ReadyCursor,
 }
 
 impl<S: Storage> RawNode<S> {
-    /// Creates a node from its config and storage. The storage's state is checked: an
-    /// inconsistent state (a commit index outside the log, say) is an error, not a panic.
+    /// Creates a node from its config and storage. The config is validated here (a copy is
+    /// checked and completed; the caller's is left as it was). The storage's state is checked
+    /// too: an inconsistent state (a commit index outside the log, say) is an error, not a
+    /// panic.
     pub fn new(config: &Config, store: S) -> Result<Self> {
-        let mut cfg = config.clone();
-        cfg.validate()?;
-        let (id, applied) = (cfg.id, cfg.applied);
-        Self::with_config(id, applied, Arc::new(cfg), store)
+        let valid = config.validated()?;
+        let (id, applied) = (valid.id, valid.applied);
+        Self::with_config(id, applied, Arc::new(valid), store)
     }
 
     /// Creates node `id` sharing a config with other groups: thousands of groups in one
     /// process can share one `Arc<Config>`, so each carries a pointer rather than a copy. The
-    /// config must already have been validated ([`Config::validate`], which fills in derived
+    /// config must already have been validated ([`Config::validated`], which fills in derived
     /// limits); its own `id` and `applied` are ignored in favour of the arguments.
     pub fn with_shared_config(
         id: u64,
@@ -151,7 +138,7 @@ impl<S: Storage> RawNode<S> {
     ) -> Result<Self> {
         let mut check = (*config).clone();
         check.id = id;
-        check.validate()?;
+        let check = check.validated()?;
         let derived_same = check.max_committed_size_per_ready
             == config.max_committed_size_per_ready
             && check.max_uncommitted_entries_size == config.max_uncommitted_entries_size
@@ -166,68 +153,15 @@ impl<S: Storage> RawNode<S> {
 
     fn with_config(id: u64, applied: u64, cfg: Arc<Config>, store: S) -> Result<Self> {
         let raft = Raft::new(id, applied, cfg, store)?;
-        let prev_soft_state = raft.soft_state();
-        let prev_hard_state = raft.hard_state();
-        Ok(RawNode {
-            raft,
-            prev_soft_state,
-            prev_hard_state,
-            steps_on_advance: Vec::new(),
-            applied_on_advance: None,
-            awaiting_advance: false,
-        })
+        let cursor = raft.new_cursor();
+        Ok(RawNode { raft, cursor })
     }
 
     /// Bootstraps a new group on empty storage: one ConfChange entry per peer, committed at
     /// term 1. Seeding the storage with a snapshot that holds the configuration is the
     /// preferred way; this exists for convenience.
     pub fn bootstrap(&mut self, peers: &[Peer]) -> Result<()> {
-        if peers.is_empty() {
-            return Err(Error::ConfigInvalid(
-                "must provide at least one peer to Bootstrap".into(),
-            ));
-        }
-        let last = self.raft.raft_log.last_index();
-        if last != 0 {
-            return Err(Error::ConfigInvalid(
-                "can't bootstrap a nonempty Storage".into(),
-            ));
-        }
-        // The HardState is left empty here so that the first Ready carries it.
-        self.prev_hard_state = HardState::default();
-        self.raft.become_follower(1, NONE);
-        let mut ents = Vec::with_capacity(peers.len());
-        for (i, p) in peers.iter().enumerate() {
-            let cc = ConfChange {
-                r#type: ConfChangeType::ConfChangeAddNode as i32,
-                node_id: p.id,
-                context: p.context.clone(),
-                id: 0,
-            };
-            ents.push(Entry {
-                r#type: EntryType::EntryConfChange as i32,
-                term: 1,
-                index: i as u64 + 1,
-                data: Bytes::from(prost::Message::encode_to_vec(&cc)),
-            });
-        }
-        let n = ents.len() as u64;
-        self.raft.raft_log.append(ents);
-        // Mark the entries committed so they are handed out to apply. They are not marked
-        // applied: the application applies them like any conf change.
-        self.raft.raft_log.committed = n;
-        for p in peers {
-            let cc = ConfChangeSingle {
-                r#type: ConfChangeType::ConfChangeAddNode as i32,
-                node_id: p.id,
-            };
-            let v2 = crate::raftpb::ConfChangeV2 {
-                changes: vec![cc],
-                ..Default::default()
-            };
-            self.raft.apply_conf_change(&v2)?;
-        }
-        Ok(())
+        self.raft.bootstrap(&mut self.cursor, peers)
     }
 
     /// Advances the logical clock by one tick.
@@ -235,30 +169,33 @@ impl<S: Storage> RawNode<S> {
         self.raft.tick();
     }
 
-    /// Starts an election (or a pre-vote round) now.
-    pub fn campaign(&mut self) -> Result<()> {
+    /// Steps a local request (built here, so it needs no gate).
+    fn step_request(&mut self, t: MessageType, from: u64, entries: Vec<Entry>) -> Result<()> {
         self.raft.step(Message {
-            r#type: MessageType::MsgHup as i32,
-            from: self.raft.id,
+            r#type: t as i32,
+            from,
+            entries,
             ..Default::default()
         })
     }
 
-    /// Proposes data to be appended to the log.
+    /// Starts an election (or a pre-vote round) now.
+    pub fn campaign(&mut self) -> Result<()> {
+        self.step_request(MessageType::MsgHup, self.raft.id(), Vec::new())
+    }
+
+    /// Proposes data to be appended to the log. `Error::ProposalDropped` says why a proposal
+    /// was not taken (and so whether to retry).
     pub fn propose(&mut self, data: Bytes) -> Result<()> {
         let data = match self.raft.propose_fast(data) {
             Ok(res) => return res,
             Err(data) => data,
         };
-        self.raft.step(Message {
-            r#type: MessageType::MsgProp as i32,
-            from: self.raft.id,
-            entries: vec![Entry {
-                data,
-                ..Default::default()
-            }],
+        let entry = Entry {
+            data,
             ..Default::default()
-        })
+        };
+        self.step_request(MessageType::MsgProp, self.raft.id(), vec![entry])
     }
 
     /// Proposes several entries in one step (one append message per follower in etcd mode).
@@ -273,12 +210,7 @@ impl<S: Storage> RawNode<S> {
         if entries.is_empty() {
             return Ok(());
         }
-        self.raft.step(Message {
-            r#type: MessageType::MsgProp as i32,
-            from: self.raft.id,
-            entries,
-            ..Default::default()
-        })
+        self.step_request(MessageType::MsgProp, self.raft.id(), entries)
     }
 
     /// Proposes a configuration change (V1 or V2; an empty V2 leaves a joint configuration).
@@ -293,16 +225,12 @@ impl<S: Storage> RawNode<S> {
                 prost::Message::encode_to_vec(&c),
             ),
         };
-        self.raft.step(Message {
-            r#type: MessageType::MsgProp as i32,
-            from: self.raft.id,
-            entries: vec![Entry {
-                r#type: ty as i32,
-                data: Bytes::from(data),
-                ..Default::default()
-            }],
+        let entry = Entry {
+            r#type: ty as i32,
+            data: Bytes::from(data),
             ..Default::default()
-        })
+        };
+        self.step_request(MessageType::MsgProp, self.raft.id(), vec![entry])
     }
 
     /// Applies a committed configuration change and returns the new configuration. An
@@ -312,135 +240,12 @@ impl<S: Storage> RawNode<S> {
         self.raft.apply_conf_change(&cc.as_v2())
     }
 
-    /// Steps a message received from the network. Malformed input is rejected with an error
-    /// and changes nothing; local message types are refused (`Error::StepLocalMsg`): storage
-    /// responses go through `step_local`.
+    /// Steps a message received from the network. Every message passes the input gate first
+    /// (`src/raft/validate.rs`): one that breaks a rule is refused with
+    /// `Error::InvalidMessage(reason)` and changes nothing. Local message types are refused
+    /// (`Error::StepLocalMsg`): storage responses go through `step_local`.
     pub fn step(&mut self, m: Message) -> Result<()> {
-        let t = self.validate_remote(&m)?;
-        if t.is_response() && !self.raft.is_member(m.from) {
-            return Err(Error::StepPeerNotFound);
-        }
-        let mut m = m;
-        if matches!(t, MessageType::MsgProp | MessageType::MsgReadIndex) && m.term != 0 {
-            // Term-less requests: a term here means nothing (and must not be adopted).
-            m.term = 0;
-        }
-        self.raft.step(m)
-    }
-
-    /// Checks a network message against the rules every honest message keeps. Returns its type.
-    fn validate_remote(&self, m: &Message) -> Result<MessageType> {
-        let reject = |why: &'static str| {
-            debug!(
-                self.raft.cfg.logger,
-                "{:x} rejected message from {:x}: {}", self.raft.id, m.from, why
-            );
-            Err(Error::InvalidMessage(why))
-        };
-        let Some(t) = m.msg_type() else {
-            return reject("unknown message type");
-        };
-        if t.is_local() || t == MessageType::MsgForgetLeader {
-            return Err(Error::StepLocalMsg);
-        }
-        if m.from == NONE || is_local_msg_target(m.from) {
-            return reject("no sender");
-        }
-        if m.from == self.raft.id {
-            return reject("sender is this node");
-        }
-        if m.to != self.raft.id {
-            return reject("addressed to another node");
-        }
-        let termless = matches!(t, MessageType::MsgProp | MessageType::MsgReadIndex);
-        if m.term == 0 && !termless {
-            return reject("term 0 on a message that must carry a term");
-        }
-        if m.term > MAX_REMOTE_VALUE
-            || m.log_term > MAX_REMOTE_VALUE
-            || m.index > MAX_REMOTE_VALUE
-            || m.commit > MAX_REMOTE_VALUE
-            || m.reject_hint > MAX_REMOTE_VALUE
-        {
-            return reject("term or index out of range");
-        }
-        if m.term > self.raft.term.saturating_add(MAX_TERM_JUMP) {
-            return reject("term too far ahead of this node's");
-        }
-        if m.term != 0 && (m.log_term > m.term || m.entries.iter().any(|e| e.term > m.term)) {
-            return reject("entry term above the message term");
-        }
-        if m.term != 0 && m.snapshot.as_ref().is_some_and(|s| s.term() > m.term) {
-            return reject("snapshot term above the message term");
-        }
-        for e in &m.entries {
-            if e.term > MAX_REMOTE_VALUE || e.index > MAX_REMOTE_VALUE {
-                return reject("entry term or index out of range");
-            }
-            if EntryType::try_from(e.r#type).is_err() {
-                return reject("unknown entry type");
-            }
-        }
-        if let Some(s) = &m.snapshot {
-            if s.index() > MAX_REMOTE_VALUE || s.term() > MAX_REMOTE_VALUE {
-                return reject("snapshot term or index out of range");
-            }
-        }
-        if !m.responses.is_empty() {
-            return reject("responses are for local storage messages only");
-        }
-        match t {
-            MessageType::MsgProp if m.entries.is_empty() => reject("MsgProp without entries"),
-            MessageType::MsgReadIndex if m.entries.len() != 1 => {
-                reject("MsgReadIndex without exactly one entry")
-            }
-            MessageType::MsgSnap if m.snapshot.as_ref().is_none_or(|s| s.is_empty()) => {
-                reject("MsgSnap without a snapshot")
-            }
-            MessageType::MsgApp => {
-                // Entries must follow the previous entry one by one, with terms that never go
-                // down, starting at or above the previous entry's term. Checked here, before
-                // the message's term can change any state.
-                let mut expect_index = m.index;
-                let mut min_term = m.log_term;
-                for e in &m.entries {
-                    expect_index = match expect_index.checked_add(1) {
-                        Some(i) => i,
-                        None => return reject("entry index overflows"),
-                    };
-                    if e.index != expect_index {
-                        return reject("entries are not contiguous after the previous index");
-                    }
-                    if e.term < min_term || e.term == 0 {
-                        return reject("entry terms go down");
-                    }
-                    min_term = e.term;
-                }
-                Ok(t)
-            }
-            MessageType::MsgSnap => {
-                let s = m.snapshot.as_ref().expect("checked above");
-                if s.term() == 0 {
-                    return reject("snapshot without a term");
-                }
-                // Like terms, indexes do not leap: a snapshot far past this node's log would
-                // use up the index space and leave the node unable to replicate.
-                if s.index()
-                    > self
-                        .raft
-                        .raft_log
-                        .last_index()
-                        .saturating_add(MAX_TERM_JUMP)
-                {
-                    return reject("snapshot index too far ahead of this node's log");
-                }
-                if crate::confchange::validate_conf_state(&s.conf_state()).is_err() {
-                    return reject("snapshot with an invalid ConfState");
-                }
-                Ok(t)
-            }
-            _ => Ok(t),
-        }
+        self.raft.step_remote(m)
     }
 
     /// Steps a response handed back by the local append or apply thread (asynchronous storage
@@ -449,7 +254,7 @@ impl<S: Storage> RawNode<S> {
     /// travelled in a `MsgStorageAppend`'s responses. Anything else is refused: these messages
     /// carry trust that network input must not have.
     pub fn step_local(&mut self, m: Message) -> Result<()> {
-        let id = self.raft.id;
+        let id = self.raft.id();
         let ok = match m.msg_type() {
             Some(MessageType::MsgStorageAppendResp) => m.from == LOCAL_APPEND_THREAD && m.to == id,
             Some(MessageType::MsgStorageApplyResp) => m.from == LOCAL_APPLY_THREAD && m.to == id,
@@ -457,220 +262,56 @@ impl<S: Storage> RawNode<S> {
             _ => false,
         };
         if !ok {
-            return Err(Error::InvalidMessage("not a local storage response"));
+            return Err(Error::AsyncStorageMisuse("not a local storage response"));
         }
         self.raft.step(m)
     }
 
     /// Whether `ready` would return something to do.
     pub fn has_ready(&self) -> bool {
-        let r = &self.raft;
-        if r.soft_state() != self.prev_soft_state {
-            return true;
-        }
-        let hs = r.hard_state();
-        if !hs.is_empty() && hs != self.prev_hard_state {
-            return true;
-        }
-        if r.raft_log.has_next_unstable_snapshot() {
-            return true;
-        }
-        if !r.msgs.is_empty() || !r.msgs_after_append.is_empty() || r.has_pending_appends() {
-            return true;
-        }
-        if r.raft_log.has_next_unstable_ents()
-            || r.raft_log
-                .has_next_committed_ents(!r.cfg.async_storage_writes)
-        {
-            return true;
-        }
-        !r.read_states.is_empty()
+        self.raft.has_ready(&self.cursor)
     }
 
     /// Returns what the application must do now and marks it handed out. In sync mode, call
-    /// `advance` once it is done.
+    /// `advance` once it is done. Calling `ready` again before `advance` is allowed: the
+    /// second Ready holds only what is new, and the next `advance` acknowledges both (so
+    /// persist and apply both before calling it).
     pub fn ready(&mut self) -> Ready {
-        self.raft.flush_appends();
-        let async_writes = self.raft.cfg.async_storage_writes;
-        let r = &mut self.raft;
-        let mut rd = Ready {
-            entries: r.raft_log.next_unstable_ents().to_vec(),
-            committed_entries: r.raft_log.next_committed_ents(!async_writes),
-            messages: std::mem::take(&mut r.msgs),
-            ..Default::default()
-        };
-        let ss = r.soft_state();
-        if ss != self.prev_soft_state {
-            rd.soft_state = Some(ss);
-            self.prev_soft_state = ss;
-        }
-        let hs = r.hard_state();
-        let hs_changed = hs != self.prev_hard_state;
-        rd.must_sync = !rd.entries.is_empty()
-            || hs.vote != self.prev_hard_state.vote
-            || hs.term != self.prev_hard_state.term;
-        if hs_changed && !hs.is_empty() {
-            rd.hard_state = Some(hs);
-            self.prev_hard_state = hs;
-        }
-        if r.raft_log.has_next_unstable_snapshot() {
-            rd.snapshot = r.raft_log.next_unstable_snapshot().cloned();
-        }
-        rd.read_states = std::mem::take(&mut r.read_states);
-        let after_append = std::mem::take(&mut r.msgs_after_append);
-
-        // What tells the core that this Ready's writes are done: the last unstable entry (the
-        // term check on it guards against entries overwritten since), and the snapshot.
-        let append_resp =
-            if r.raft_log.has_next_or_in_progress_unstable_ents() || rd.snapshot.is_some() {
-                let mut m = Message {
-                    r#type: MessageType::MsgStorageAppendResp as i32,
-                    from: LOCAL_APPEND_THREAD,
-                    to: r.id,
-                    term: r.term,
-                    snapshot: rd.snapshot.clone(),
-                    ..Default::default()
-                };
-                if r.raft_log.has_next_or_in_progress_unstable_ents() {
-                    let (lt, li) = r.raft_log.last_entry_id();
-                    m.index = li;
-                    m.log_term = lt;
-                }
-                Some(m)
-            } else {
-                None
-            };
-        let committed_size = ents_size(&rd.committed_entries);
-
-        if async_writes {
-            let need_append = !rd.entries.is_empty()
-                || rd.hard_state.is_some()
-                || rd.snapshot.is_some()
-                || !after_append.is_empty();
-            if need_append {
-                let mut m = Message {
-                    r#type: MessageType::MsgStorageAppend as i32,
-                    from: r.id,
-                    to: LOCAL_APPEND_THREAD,
-                    entries: rd.entries.clone(),
-                    snapshot: rd.snapshot.clone(),
-                    responses: after_append,
-                    ..Default::default()
-                };
-                if let Some(hs) = rd.hard_state {
-                    m.term = hs.term;
-                    m.vote = hs.vote;
-                    m.commit = hs.commit;
-                }
-                m.responses.extend(append_resp);
-                rd.messages.push(m);
-            }
-            if !rd.committed_entries.is_empty() {
-                let resp = Message {
-                    r#type: MessageType::MsgStorageApplyResp as i32,
-                    from: LOCAL_APPLY_THREAD,
-                    to: r.id,
-                    entries: rd.committed_entries.clone(),
-                    ..Default::default()
-                };
-                rd.messages.push(Message {
-                    r#type: MessageType::MsgStorageApply as i32,
-                    from: r.id,
-                    to: LOCAL_APPLY_THREAD,
-                    entries: rd.committed_entries.clone(),
-                    responses: vec![resp],
-                    ..Default::default()
-                });
-            }
-        } else {
-            if self.awaiting_advance {
-                warn!(r.cfg.logger, "{:x} ready() called twice without advance(); the earlier Ready's acknowledgements are replaced", r.id);
-            }
-            self.steps_on_advance.clear();
-            for m in after_append {
-                if m.to == r.id {
-                    self.steps_on_advance.push(m);
-                } else {
-                    rd.persisted_messages.push(m);
-                }
-            }
-            self.steps_on_advance.extend(append_resp);
-            self.applied_on_advance = rd.committed_entries.last().map(|last| {
-                (
-                    last.index,
-                    committed_size,
-                    payloads_size(&rd.committed_entries),
-                )
-            });
-            self.awaiting_advance = true;
-        }
-
-        r.raft_log.accept_unstable();
-        if let Some(last) = rd.committed_entries.last() {
-            r.raft_log
-                .accept_applying(last.index, committed_size, !async_writes);
-        }
-        rd
+        self.raft.ready(&mut self.cursor)
     }
 
-    /// Sync mode: tells the node the last Ready was persisted and applied. Steps the node's
-    /// own acknowledgements (its vote, its appended entries) and marks entries stable and
-    /// applied. With asynchronous storage writes this is an error: the storage responses do
-    /// that job.
+    /// Sync mode: tells the node the Readies handed out were persisted and applied. Steps the
+    /// node's own acknowledgements (its vote, its appended entries) and marks entries stable
+    /// and applied. With asynchronous storage writes this is an error: the storage responses
+    /// do that job.
     pub fn advance(&mut self) -> Result<()> {
-        if self.raft.cfg.async_storage_writes {
-            return Err(Error::AsyncStorageMisuse(
-                "advance must not be called with asynchronous storage writes",
-            ));
-        }
-        self.awaiting_advance = false;
-        let steps = std::mem::take(&mut self.steps_on_advance);
-        for m in steps {
-            let _ = self.raft.step(m);
-        }
-        if let Some((index, size, payload)) = self.applied_on_advance.take() {
-            self.raft.on_applied(index, size, payload);
-        }
-        Ok(())
+        self.raft.advance(&mut self.cursor)
     }
 
     /// Status without allocation.
     pub fn basic_status(&self) -> BasicStatus {
-        BasicStatus {
-            id: self.raft.id,
-            hard_state: self.raft.hard_state(),
-            soft_state: self.raft.soft_state(),
-            applied: self.raft.raft_log.applied,
-            lead_transferee: self.raft.lead_transferee,
+        self.raft.basic_status()
+    }
+
+    /// Full status, with per-peer progress on a leader. Clones the progress; use
+    /// [`RawNode::progress`] to visit it without copying.
+    pub fn status(&self) -> Status {
+        Status {
+            basic: self.basic_status(),
+            config: self.raft.tracker().config.clone(),
+            progress: self.progress().map(|(id, pr)| (id, pr.clone())).collect(),
         }
     }
 
-    /// Full status, with per-peer progress on a leader.
-    pub fn status(&self) -> Status {
-        let progress = if self.raft.state == StateRole::Leader {
-            self.raft
-                .trk
-                .progress
-                .iter()
-                .map(|(id, pr)| (id, pr.clone()))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Status {
-            basic: self.basic_status(),
-            config: self.raft.trk.config.clone(),
-            progress,
-        }
+    /// The leader's view of every member's replication progress, in id order. Empty unless
+    /// this node leads.
+    pub fn progress(&self) -> impl Iterator<Item = (u64, &Progress)> {
+        self.raft.progress()
     }
 
     /// Tells the leader that `id` could not be reached: its append stream falls back to probing.
     pub fn report_unreachable(&mut self, id: u64) {
-        let _ = self.raft.step(Message {
-            r#type: MessageType::MsgUnreachable as i32,
-            from: id,
-            ..Default::default()
-        });
+        let _ = self.step_request(MessageType::MsgUnreachable, id, Vec::new());
     }
 
     /// Reports the outcome of sending a snapshot to `id`.
@@ -685,19 +326,12 @@ impl<S: Storage> RawNode<S> {
 
     /// Asks the leader to hand leadership to `transferee`.
     pub fn transfer_leader(&mut self, transferee: u64) {
-        let _ = self.raft.step(Message {
-            r#type: MessageType::MsgTransferLeader as i32,
-            from: transferee,
-            ..Default::default()
-        });
+        let _ = self.step_request(MessageType::MsgTransferLeader, transferee, Vec::new());
     }
 
     /// A follower forgets its leader (so it may grant pre-votes at once); no-op elsewhere.
     pub fn forget_leader(&mut self) -> Result<()> {
-        self.raft.step(Message {
-            r#type: MessageType::MsgForgetLeader as i32,
-            ..Default::default()
-        })
+        self.step_request(MessageType::MsgForgetLeader, 0, Vec::new())
     }
 
     /// Asks for a linearizable read: a `ReadState` carrying `ctx` comes out in a later Ready
@@ -705,45 +339,90 @@ impl<S: Storage> RawNode<S> {
     /// it). A read can be lost (no leader, a leader change): give it a timeout and retry.
     /// `docs/reads.md` in the repository compares the safe and lease-based modes.
     pub fn read_index(&mut self, ctx: Bytes) -> Result<()> {
-        self.raft.step(Message {
-            r#type: MessageType::MsgReadIndex as i32,
-            from: self.raft.id,
-            entries: vec![Entry {
-                data: ctx,
-                ..Default::default()
-            }],
+        let entry = Entry {
+            data: ctx,
             ..Default::default()
-        })
+        };
+        self.step_request(MessageType::MsgReadIndex, self.raft.id(), vec![entry])
     }
 
     /// The storage.
     pub fn store(&self) -> &S {
-        &self.raft.raft_log.store
+        &self.raft.log().store
     }
 
     /// The storage, to persist a Ready's entries and hard state.
     pub fn store_mut(&mut self) -> &mut S {
-        &mut self.raft.raft_log.store
+        self.raft.store_mut()
     }
 
-    /// Pins the randomized election timeout until the next role change (for tests).
+    /// Pins the randomized election timeout until the next role change (tests that script
+    /// who campaigns first; feature `test-hooks`).
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn set_randomized_election_timeout(&mut self, ticks: usize) {
         self.raft.set_randomized_election_timeout(ticks);
     }
 
     /// The node's id.
     pub fn id(&self) -> u64 {
-        self.raft.id
+        self.raft.id()
     }
 
     /// The node's role.
     pub fn role(&self) -> StateRole {
-        self.raft.state
+        self.raft.role()
+    }
+
+    /// The current term.
+    pub fn term(&self) -> u64 {
+        self.raft.hard_state().term
+    }
+
+    /// The leader this node knows of, or `NONE` (0).
+    pub fn leader_id(&self) -> u64 {
+        self.raft.soft_state().leader_id
+    }
+
+    /// The commit index.
+    pub fn commit(&self) -> u64 {
+        self.raft.log().committed
+    }
+
+    /// The applied index: what the application acknowledged applying (by `advance`, or by a
+    /// `MsgStorageApplyResp` with asynchronous storage writes).
+    pub fn applied(&self) -> u64 {
+        self.raft.log().applied
+    }
+
+    /// The index of the last entry in the log, including entries not yet persisted.
+    pub fn last_index(&self) -> u64 {
+        self.raft.log().last_index()
+    }
+
+    /// The term of the last entry in the log, including entries not yet persisted.
+    pub fn last_term(&self) -> u64 {
+        self.raft.log().last_term()
+    }
+
+    /// The index of the first entry still in the log (one past the storage's snapshot).
+    pub fn first_index(&self) -> u64 {
+        self.raft.log().first_index()
+    }
+
+    /// The term of the entry at `index`, from the unstable log or the storage. An index
+    /// outside the log is `Error::Store(Compacted | Unavailable)`.
+    pub fn term_at(&self, index: u64) -> Result<u64> {
+        self.raft.log().term(index)
+    }
+
+    /// The configuration this node has applied.
+    pub fn conf_state(&self) -> ConfState {
+        self.raft.tracker().conf_state()
     }
 
     /// The node's progress state for `id` (leader only).
     pub fn progress_state(&self, id: u64) -> Option<ProgressState> {
-        self.raft.trk.progress.get(id).map(|p| p.state)
+        self.raft.progress_state(id)
     }
 }
 
@@ -763,7 +442,7 @@ mod size_tests {
             size_of::<RawNode<MemStorage>>()
         );
         assert!(
-            size_of::<Raft<MemStorage>>() <= 700,
+            size_of::<Raft<MemStorage>>() <= 720,
             "Raft {}",
             size_of::<Raft<MemStorage>>()
         );

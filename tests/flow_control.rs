@@ -18,7 +18,7 @@ use common::{config, Cluster};
 use raftcore::raftpb::{Message, MessageType};
 use raftcore::storage::entry_size;
 use raftcore::tracker::ProgressState;
-use raftcore::{AppendMode, Config, Error, StateRole, Storage};
+use raftcore::{AppendMode, Config, DropReason, Error, StateRole, Storage};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -380,11 +380,17 @@ fn max_uncommitted_entries_size_drops_proposals_until_applied() {
             c.stabilize();
             assert!(accepted <= 100, "never refused");
         };
-        assert_eq!(err, Error::ProposalDropped);
+        assert_eq!(
+            err,
+            Error::ProposalDropped(DropReason::UncommittedBudgetFull)
+        );
         assert_eq!(accepted, 10, "{mode:?}: 10 x 100 bytes fit in 1000");
         let last = c.node(1).store().last_index().unwrap();
         // Still refused while uncommitted.
-        assert_eq!(c.propose(1, payload(99, 100)), Err(Error::ProposalDropped));
+        assert_eq!(
+            c.propose(1, payload(99, 100)),
+            Err(Error::ProposalDropped(DropReason::UncommittedBudgetFull))
+        );
         // An empty proposal carries no payload and is not refused.
         c.propose(1, Bytes::new()).unwrap();
         c.stabilize();
@@ -398,7 +404,10 @@ fn max_uncommitted_entries_size_drops_proposals_until_applied() {
         for i in 0..10 {
             c.propose(1, payload(100 + i, 100)).unwrap();
         }
-        assert_eq!(c.propose(1, payload(200, 100)), Err(Error::ProposalDropped));
+        assert_eq!(
+            c.propose(1, payload(200, 100)),
+            Err(Error::ProposalDropped(DropReason::UncommittedBudgetFull))
+        );
         c.stabilize();
         assert_eq!(c.payloads(3).len(), 20);
 
@@ -406,7 +415,10 @@ fn max_uncommitted_entries_size_drops_proposals_until_applied() {
         // so that it can make progress; then the next one waits.
         c.isolate(1);
         c.propose(1, payload(300, 5000)).unwrap();
-        assert_eq!(c.propose(1, payload(301, 10)), Err(Error::ProposalDropped));
+        assert_eq!(
+            c.propose(1, payload(301, 10)),
+            Err(Error::ProposalDropped(DropReason::UncommittedBudgetFull))
+        );
         c.heal();
         c.tick_and_stabilize(3);
         assert_eq!(c.payloads(2).len(), 21);

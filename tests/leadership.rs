@@ -10,7 +10,7 @@ use bytes::Bytes;
 use common::{config, storage_with_voters, Cluster};
 use raftcore::raftpb::{Message, MessageType};
 use raftcore::tracker::ProgressState;
-use raftcore::{AppendMode, Config, Error, RawNode, ReadOnlyOption, StateRole, NONE};
+use raftcore::{AppendMode, Config, DropReason, Error, RawNode, ReadOnlyOption, StateRole, NONE};
 
 const ELECTION_TICK: usize = 10;
 
@@ -310,7 +310,7 @@ fn transfer_to_lagging_follower_catches_it_up_first() {
     assert!(has_msg(&sent, MessageType::MsgApp, 3), "{sent:?}");
     assert_eq!(
         c.node(1).propose(Bytes::from_static(b"dropped")),
-        Err(Error::ProposalDropped)
+        Err(Error::ProposalDropped(DropReason::TransferInProgress))
     );
 
     c.stabilize();
@@ -332,7 +332,7 @@ fn transfer_aborts_after_an_election_timeout() {
     c.stabilize();
     assert_eq!(
         c.node(1).propose(Bytes::from_static(b"y")),
-        Err(Error::ProposalDropped)
+        Err(Error::ProposalDropped(DropReason::TransferInProgress))
     );
     for i in 0..ELECTION_TICK {
         assert_eq!(c.node(1).basic_status().lead_transferee, 3, "tick {i}");
@@ -462,7 +462,10 @@ fn disable_proposal_forwarding_drops_proposals_on_followers() {
     let mut c = cluster(3, |cfg| cfg.disable_proposal_forwarding = cfg.id == 2);
     c.campaign(1);
     let before = c.log(1).len();
-    assert_eq!(propose(&mut c, 2, "from 2"), Err(Error::ProposalDropped));
+    assert_eq!(
+        propose(&mut c, 2, "from 2"),
+        Err(Error::ProposalDropped(DropReason::ForwardingDisabled))
+    );
     assert_eq!(c.log(1).len(), before);
     // n3 forwards as usual, and the leader takes its own proposals whatever the setting.
     propose(&mut c, 3, "from 3").unwrap();

@@ -9,7 +9,7 @@ use common::{config, Cluster};
 use raftcore::raftpb::{
     ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
 };
-use raftcore::{AppendMode, Error, MemStorage, StateRole, Storage};
+use raftcore::{AppendMode, DropReason, Error, MemStorage, StateRole, Storage};
 
 const MODES: [AppendMode; 2] = [AppendMode::Batched, AppendMode::EtcdExact];
 
@@ -150,7 +150,7 @@ fn replace(
         assert_eq!(c.node(old).role(), StateRole::Leader);
         assert_eq!(
             p.propose(c, old),
-            Err(Error::ProposalDropped),
+            Err(Error::ProposalDropped(DropReason::LeaderRemoved)),
             "a removed leader takes no proposals"
         );
         c.tick_and_stabilize(3);
@@ -430,7 +430,10 @@ fn hand_over_if_removed(c: &mut Cluster, rng: &mut TestRng) {
     if !cs.learners.contains(&l) {
         // A leader that is no member at all takes no proposals (a demoted one, now a learner,
         // still does, as in etcd).
-        assert_eq!(c.propose(l, "x"), Err(Error::ProposalDropped));
+        assert_eq!(
+            c.propose(l, "x"),
+            Err(Error::ProposalDropped(DropReason::LeaderRemoved))
+        );
     }
     let to = cs.voters[rng.below(cs.voters.len() as u64) as usize];
     c.node(l).transfer_leader(to);

@@ -21,8 +21,7 @@ pub fn bench_config(id: u64, mode: AppendMode) -> Config {
     c.max_size_per_msg = 1 << 20;
     c.max_inflight_msgs = 256;
     c.append_mode = mode;
-    c.validate().expect("the bench config is valid");
-    c
+    c.validated().expect("the bench config is valid")
 }
 
 /// A MemStorage that starts from a snapshot at index 1, term 1, whose ConfState holds voters

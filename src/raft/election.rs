@@ -344,7 +344,7 @@ impl<S: Storage> Raft<S> {
                     self.cfg.logger,
                     "{:x} no leader at term {}; dropping proposal", self.id, self.term
                 );
-                return Err(Error::ProposalDropped);
+                return Err(Error::ProposalDropped(DropReason::NoLeader));
             }
             MessageType::MsgApp => {
                 self.become_follower(m.term, m.from);

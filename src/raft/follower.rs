@@ -9,14 +9,14 @@ impl<S: Storage> Raft<S> {
         match t {
             MessageType::MsgProp => {
                 if m.entries.is_empty() {
-                    return Err(Error::InvalidMessage("MsgProp without entries"));
+                    return Err(Error::InvalidMessage(Reason::EmptyProposal));
                 }
                 if self.lead == NONE {
                     info!(
                         self.cfg.logger,
                         "{:x} no leader at term {}; dropping proposal", self.id, self.term
                     );
-                    return Err(Error::ProposalDropped);
+                    return Err(Error::ProposalDropped(DropReason::NoLeader));
                 }
                 if self.cfg.disable_proposal_forwarding {
                     info!(
@@ -26,7 +26,7 @@ impl<S: Storage> Raft<S> {
                         self.lead,
                         self.term
                     );
-                    return Err(Error::ProposalDropped);
+                    return Err(Error::ProposalDropped(DropReason::ForwardingDisabled));
                 }
                 m.to = self.lead;
                 m.term = 0;
@@ -130,11 +130,25 @@ impl<S: Storage> Raft<S> {
         let from = m.from;
         let (index, log_term, commit) = (m.index, m.log_term, m.commit);
         let context = m.context;
+        // An acknowledgement queued earlier in this Ready for an index past `index` speaks of
+        // entries this append may overwrite: find where it diverges first (rare, so the cost
+        // of the lookup is only paid then).
+        let rewrites_from = if self.max_queued_ack() > index {
+            match self.raft_log.find_conflict(&m.entries) {
+                0 => None,
+                c => Some(c),
+            }
+        } else {
+            None
+        };
         match self
             .raft_log
             .maybe_append(index, log_term, commit, m.entries)
         {
             Ok(Some(last_new)) => {
+                if let Some(first_rewritten) = rewrites_from {
+                    self.retract_acks_from(first_rewritten);
+                }
                 self.send(Message {
                     r#type: MessageType::MsgAppResp as i32,
                     to: from,
@@ -189,26 +203,11 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(super) fn handle_snapshot(&mut self, mut m: Message) -> Result<()> {
+        // The gate checked the snapshot's shape and ConfState.
         let Some(s) = m.snapshot.take() else {
-            return Err(Error::InvalidMessage("MsgSnap without a snapshot"));
+            return Err(Error::InvalidMessage(Reason::MissingSnapshot));
         };
         let (sindex, sterm) = (s.index(), s.term());
-        if sindex == 0 || sterm == 0 {
-            return Err(Error::InvalidMessage("MsgSnap with an empty snapshot"));
-        }
-        let cs = s.conf_state();
-        if let Err(e) = confchange::validate_conf_state(&cs) {
-            warn!(
-                self.cfg.logger,
-                "{:x} rejected snapshot [index: {}, term: {}] from {:x}: invalid ConfState: {}",
-                self.id,
-                sindex,
-                sterm,
-                m.from,
-                e
-            );
-            return Err(Error::InvalidMessage("snapshot with an invalid ConfState"));
-        }
         if self.restore(s) {
             info!(
                 self.cfg.logger,
@@ -264,13 +263,6 @@ impl<S: Storage> Raft<S> {
             return false;
         }
         let cs = s.conf_state();
-        let found = cs.voters.contains(&self.id)
-            || cs.learners.contains(&self.id)
-            || cs.voters_outgoing.contains(&self.id);
-        if !found {
-            warn!(self.cfg.logger, "{:x} attempted to restore snapshot but it is not in the ConfState {:?}; should never happen", self.id, cs);
-            return false;
-        }
         if self.raft_log.match_term(sindex, sterm) {
             // The log already holds the snapshot's last entry: just move the commit index.
             let (lt, li) = self.raft_log.last_entry_id();
@@ -286,7 +278,11 @@ impl<S: Storage> Raft<S> {
             sindex,
             sterm
         );
+        // The snapshot replaces the log: of what a queued acknowledgement claims, only the
+        // committed prefix (the same in every log) is sure to survive this Ready's persist.
+        let first_uncommitted = self.raft_log.committed + 1;
         self.raft_log.restore(s);
+        self.retract_acks_from(first_uncommitted);
         let mut trk = ProgressTracker::new(self.trk.max_inflight, self.trk.max_inflight_bytes);
         if let Err(e) = confchange::restore(&mut trk, self.raft_log.last_index(), &cs) {
             // validate_conf_state ran before; a failure here is a bug in the changer.
@@ -309,5 +305,36 @@ impl<S: Storage> Raft<S> {
         info!(self.cfg.logger, "{:x} [commit: {}, lastindex: {}, lastterm: {}] restored snapshot [index: {}, term: {}]",
             self.id, self.raft_log.committed, li, lt, sindex, sterm);
         true
+    }
+
+    /// The highest index acknowledged to another node by a `MsgAppResp` waiting for this
+    /// Ready's persist (0 if none). The queue holds a few messages between two Readies.
+    fn max_queued_ack(&self) -> u64 {
+        self.msgs_after_append
+            .iter()
+            .filter(|m| m.r#type == MessageType::MsgAppResp as i32 && !m.reject && m.to != self.id)
+            .map(|m| m.index)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Takes back the acknowledgements waiting for this Ready's persist that claim an index at
+    /// or past `first_gone`: the same persist removes those entries (a conflicting append
+    /// truncated them, or a snapshot replaced the log), so the promise would be false when it
+    /// left. The leader learns the truth from this node's next answer.
+    fn retract_acks_from(&mut self, first_gone: u64) {
+        if self.max_queued_ack() < first_gone {
+            return;
+        }
+        let id = self.id;
+        let before = self.msgs_after_append.len();
+        self.msgs_after_append.retain(|m| {
+            !(m.r#type == MessageType::MsgAppResp as i32
+                && !m.reject
+                && m.to != id
+                && m.index >= first_gone)
+        });
+        warn!(self.cfg.logger, "took back acknowledgements of entries the same Ready removes";
+            "first_gone" => first_gone, "retracted" => before - self.msgs_after_append.len());
     }
 }

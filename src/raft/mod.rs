@@ -1,9 +1,16 @@
 //! The Raft state machine: roles, terms, votes, replication and commitment. No IO: inputs come
 //! in through `step` and `tick`, outputs go out in `msgs` / `msgs_after_append` and the log.
 //!
-//! Remote input is validated by `RawNode::step` before it reaches this module (see
-//! `validate_remote`); what is left here are the protocol's own rules, which drop stale or
-//! useless messages with a log line.
+//! The state is private to this module; `RawNode` reaches it through the narrow API of
+//! `ready.rs` (building and acknowledging Readies, status) and a few entry points (`step`,
+//! `tick`, proposals). Network input passes the gate in `validate.rs` first; what is left in
+//! the other files are the protocol's own rules, which drop stale or useless messages with a
+//! log line.
+//!
+//! Files: `election` (roles, ticks, campaigns), `step` (term rules, votes, the leader's
+//! dispatch), `replication` (appends, heartbeats, commitment), `follower`, `read` (ReadIndex
+//! and leases), `transfer`, `conf` (configuration changes, the apply cursor), `ready`,
+//! `validate`.
 
 use std::sync::Arc;
 
@@ -12,7 +19,7 @@ use slog::info;
 
 use crate::confchange::{self, Changer};
 use crate::config::{AppendMode, Config, ReadOnlyOption, NONE};
-use crate::error::{Error, Result, StorageError};
+use crate::error::{DropReason, Error, Result, StorageError};
 use crate::log::RaftLog;
 use crate::quorum::VoteResult;
 use crate::raftpb::{
@@ -28,9 +35,15 @@ mod conf;
 mod election;
 mod follower;
 mod read;
+mod ready;
 mod replication;
 mod step;
 mod transfer;
+mod validate;
+
+pub(crate) use ready::ReadyCursor;
+pub(crate) use validate::append_shape;
+pub use validate::{Reason, MAX_UNCONFIRMED_TERM_JUMP};
 
 /// The largest term or index accepted from the network. Nothing honest comes near it, and
 /// keeping remote values below it means `term + 1` and `index + n` can never overflow.
@@ -97,22 +110,22 @@ pub(crate) enum CampaignType {
 pub(crate) const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
 
 /// Raft state of one node.
-pub struct Raft<S: Storage> {
-    pub(crate) id: u64,
-    pub(crate) term: u64,
-    pub(crate) vote: u64,
-    pub(crate) raft_log: RaftLog<S>,
-    pub(crate) trk: ProgressTracker,
-    pub(crate) state: StateRole,
-    pub(crate) is_learner: bool,
-    pub(crate) lead: u64,
-    pub(crate) lead_transferee: u64,
-    pub(crate) pending_conf_index: u64,
+pub(crate) struct Raft<S: Storage> {
+    id: u64,
+    term: u64,
+    vote: u64,
+    raft_log: RaftLog<S>,
+    trk: ProgressTracker,
+    state: StateRole,
+    is_learner: bool,
+    lead: u64,
+    lead_transferee: u64,
+    pending_conf_index: u64,
     uncommitted_size: u64,
     /// Reads waiting for a heartbeat quorum or for the first commit of the term (leader
     /// only, created on the first read).
     read_only: Option<Box<ReadOnly>>,
-    pub(crate) read_states: Vec<ReadState>,
+    read_states: Vec<ReadState>,
     election_elapsed: usize,
     heartbeat_elapsed: usize,
     /// Ticks since the node started (lease reads measure time with it).
@@ -121,14 +134,17 @@ pub struct Raft<S: Storage> {
     /// that ignores leases, so lease reads stop.
     lease_revoked: bool,
     randomized_election_timeout: usize,
+    /// The highest term this node heard from a member of its configuration (or loaded from
+    /// storage). A non-member may move the term at most `MAX_UNCONFIRMED_TERM_JUMP` above it.
+    confirmed_term: u64,
     /// Messages that may be sent at once.
-    pub(crate) msgs: Vec<Message>,
+    msgs: Vec<Message>,
     /// Messages that may only be sent once the unstable state is durable.
-    pub(crate) msgs_after_append: Vec<Message>,
+    msgs_after_append: Vec<Message>,
     /// Batched mode: followers owed an append at the next flush.
     dirty_all: bool,
     dirty: Vec<u64>,
-    pub(crate) cfg: Arc<Config>,
+    cfg: Arc<Config>,
     rng: Rng,
 }
 
@@ -168,6 +184,7 @@ impl<S: Storage> Raft<S> {
             ticks: 0,
             lease_revoked: false,
             randomized_election_timeout: cfg.election_tick,
+            confirmed_term: 0,
             msgs: Vec::new(),
             msgs_after_append: Vec::new(),
             dirty_all: false,
@@ -218,6 +235,7 @@ impl<S: Storage> Raft<S> {
         }
         self.raft_log.committed = hs.commit;
         self.term = hs.term;
+        self.confirmed_term = hs.term;
         self.vote = hs.vote;
         Ok(())
     }
@@ -257,6 +275,7 @@ impl<S: Storage> Raft<S> {
             && !self.raft_log.has_pending_snapshot()
     }
 
+    #[cfg(any(test, feature = "test-hooks"))]
     pub(crate) fn set_randomized_election_timeout(&mut self, t: usize) {
         self.randomized_election_timeout = t;
     }

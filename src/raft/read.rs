@@ -55,7 +55,7 @@ impl<S: Storage> Raft<S> {
                         self.cfg.logger,
                         "{:x} dropping read index request: too many pending reads", self.id
                     );
-                    return Err(Error::ProposalDropped);
+                    return Err(Error::ProposalDropped(DropReason::TooManyPendingReads));
                 }
                 self.bcast_heartbeat();
             }
@@ -67,7 +67,7 @@ impl<S: Storage> Raft<S> {
                 // safe mode.
                 let id = self.id;
                 if !self.read_only_mut().add_request(committed, m, id) {
-                    return Err(Error::ProposalDropped);
+                    return Err(Error::ProposalDropped(DropReason::TooManyPendingReads));
                 }
                 self.bcast_heartbeat();
             }

@@ -471,8 +471,11 @@ impl<S: Storage> Raft<S> {
         if self.state != StateRole::Leader {
             return Err(data);
         }
-        if self.trk.progress.get(self.id).is_none() || self.lead_transferee != NONE {
-            return Ok(Err(Error::ProposalDropped));
+        if self.trk.progress.get(self.id).is_none() {
+            return Ok(Err(Error::ProposalDropped(DropReason::LeaderRemoved)));
+        }
+        if self.lead_transferee != NONE {
+            return Ok(Err(Error::ProposalDropped(DropReason::TransferInProgress)));
         }
         let payload = data.len() as u64;
         if self.uncommitted_size > 0
@@ -480,7 +483,9 @@ impl<S: Storage> Raft<S> {
             && self.uncommitted_size.saturating_add(payload) > self.cfg.max_uncommitted_entries_size
         {
             warn!(self.cfg.logger, "{:x} appending new entries to log would exceed uncommitted entry size limit; dropping proposal", self.id);
-            return Ok(Err(Error::ProposalDropped));
+            return Ok(Err(Error::ProposalDropped(
+                DropReason::UncommittedBudgetFull,
+            )));
         }
         self.uncommitted_size = self.uncommitted_size.saturating_add(payload);
         let li = self.raft_log.append_one(Entry {

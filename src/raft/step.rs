@@ -5,11 +5,24 @@ use slog::{debug, info, warn};
 use super::*;
 
 impl<S: Storage> Raft<S> {
-    /// Steps a message that passed `RawNode`'s validation (or a local one).
+    /// Steps a message from the network: through the gate (`validate.rs`), then the protocol.
+    pub(crate) fn step_remote(&mut self, mut m: Message) -> Result<()> {
+        let t = self.check_remote(&m)?;
+        if matches!(t, MessageType::MsgProp | MessageType::MsgReadIndex) {
+            // Term-less requests: a term here means nothing (and must not be adopted).
+            m.term = 0;
+        }
+        if m.term > self.confirmed_term && self.is_member(m.from) {
+            self.confirmed_term = m.term;
+        }
+        self.step(m)
+    }
+
+    /// Steps a message that passed the gate, or a local one.
     pub(crate) fn step(&mut self, mut m: Message) -> Result<()> {
         let t = m
             .msg_type()
-            .ok_or(Error::InvalidMessage("unknown message type"))?;
+            .ok_or(Error::InvalidMessage(Reason::UnknownType))?;
         if m.term == 0 {
             // Local or term-less message.
         } else if m.term > self.term {
@@ -184,20 +197,20 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgProp => {
                 if m.entries.is_empty() {
-                    return Err(Error::InvalidMessage("MsgProp without entries"));
+                    return Err(Error::InvalidMessage(Reason::EmptyProposal));
                 }
                 if self.trk.progress.get(self.id).is_none() {
                     // Removed from the configuration: this leader serves until a new one takes
                     // over, but takes no new proposals.
-                    return Err(Error::ProposalDropped);
+                    return Err(Error::ProposalDropped(DropReason::LeaderRemoved));
                 }
                 if self.lead_transferee != NONE {
                     debug!(self.cfg.logger, "{:x} [term {}] transfer leadership to {:x} is in progress; dropping proposal", self.id, self.term, self.lead_transferee);
-                    return Err(Error::ProposalDropped);
+                    return Err(Error::ProposalDropped(DropReason::TransferInProgress));
                 }
                 self.check_conf_change_proposals(&mut m.entries);
                 if !self.append_entry(std::mem::take(&mut m.entries)) {
-                    return Err(Error::ProposalDropped);
+                    return Err(Error::ProposalDropped(DropReason::UncommittedBudgetFull));
                 }
                 self.bcast_append();
                 return Ok(());
@@ -208,7 +221,7 @@ impl<S: Storage> Raft<S> {
                     // behind the group's: hold the read until then.
                     let ro = self.read_only_mut();
                     if ro.held.len() >= crate::read_only::MAX_PENDING_READS {
-                        return Err(Error::ProposalDropped);
+                        return Err(Error::ProposalDropped(DropReason::TooManyPendingReads));
                     }
                     ro.held.push(m);
                     return Ok(());

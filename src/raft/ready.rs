@@ -1,0 +1,300 @@
+//! The narrow API `RawNode` uses: building a Ready, taking its acknowledgements back, status
+//! and read-only views. Nothing outside this module reads `Raft`'s fields.
+
+use slog::warn;
+
+use super::*;
+use crate::config::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD};
+use crate::raftpb::{ConfChangeSingle, ConfChangeType};
+use crate::raw_node::{BasicStatus, Peer, Ready};
+use crate::tracker::ProgressState;
+
+/// What `RawNode` remembers between `ready()` and `advance()` (sync mode).
+#[derive(Default)]
+pub(crate) struct ReadyCursor {
+    prev_soft_state: SoftState,
+    prev_hard_state: HardState,
+    /// Local messages stepped on `advance` (self acks, storage responses). Readies handed out
+    /// before one `advance` add to it: that `advance` acknowledges all of them.
+    steps_on_advance: Vec<Message>,
+    /// What the Readies handed out since the last `advance` gave to apply: the last index, the
+    /// entries' encoded size and their payload size (a summary rather than a
+    /// `MsgStorageApplyResp` carrying clones of the entries).
+    applied_on_advance: Option<(u64, u64, u64)>,
+    /// Readies handed out and not yet acknowledged by `advance`.
+    readies_outstanding: u32,
+}
+
+impl<S: Storage> Raft<S> {
+    /// The cursor of a node just built: the Ready contract starts from the loaded state.
+    pub(crate) fn new_cursor(&self) -> ReadyCursor {
+        ReadyCursor {
+            prev_soft_state: self.soft_state(),
+            prev_hard_state: self.hard_state(),
+            ..Default::default()
+        }
+    }
+
+    /// Bootstraps a new group on empty storage: one ConfChange entry per peer, committed at
+    /// term 1 and applied to the configuration at once.
+    pub(crate) fn bootstrap(&mut self, cur: &mut ReadyCursor, peers: &[Peer]) -> Result<()> {
+        if peers.is_empty() {
+            return Err(Error::ConfigInvalid(
+                "must provide at least one peer to Bootstrap".into(),
+            ));
+        }
+        if self.raft_log.last_index() != 0 {
+            return Err(Error::ConfigInvalid(
+                "can't bootstrap a nonempty Storage".into(),
+            ));
+        }
+        // The HardState is left empty here so that the first Ready carries it.
+        cur.prev_hard_state = HardState::default();
+        self.become_follower(1, NONE);
+        self.confirmed_term = 1;
+        let mut ents = Vec::with_capacity(peers.len());
+        for (i, p) in peers.iter().enumerate() {
+            let cc = ConfChange {
+                r#type: ConfChangeType::ConfChangeAddNode as i32,
+                node_id: p.id,
+                context: p.context.clone(),
+                id: 0,
+            };
+            ents.push(Entry {
+                r#type: EntryType::EntryConfChange as i32,
+                term: 1,
+                index: i as u64 + 1,
+                data: Bytes::from(prost::Message::encode_to_vec(&cc)),
+            });
+        }
+        let n = ents.len() as u64;
+        self.raft_log.append(ents);
+        // Mark the entries committed so they are handed out to apply. They are not marked
+        // applied: the application applies them like any conf change.
+        self.raft_log.committed = n;
+        for p in peers {
+            let v2 = ConfChangeV2 {
+                changes: vec![ConfChangeSingle {
+                    r#type: ConfChangeType::ConfChangeAddNode as i32,
+                    node_id: p.id,
+                }],
+                ..Default::default()
+            };
+            self.apply_conf_change(&v2)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `ready` would return something to do.
+    pub(crate) fn has_ready(&self, cur: &ReadyCursor) -> bool {
+        if self.soft_state() != cur.prev_soft_state {
+            return true;
+        }
+        let hs = self.hard_state();
+        if !hs.is_empty() && hs != cur.prev_hard_state {
+            return true;
+        }
+        if self.raft_log.has_next_unstable_snapshot() {
+            return true;
+        }
+        if !self.msgs.is_empty() || !self.msgs_after_append.is_empty() || self.has_pending_appends()
+        {
+            return true;
+        }
+        if self.raft_log.has_next_unstable_ents()
+            || self
+                .raft_log
+                .has_next_committed_ents(!self.cfg.async_storage_writes)
+        {
+            return true;
+        }
+        !self.read_states.is_empty()
+    }
+
+    /// Builds the next Ready and marks its contents handed out.
+    pub(crate) fn ready(&mut self, cur: &mut ReadyCursor) -> Ready {
+        self.flush_appends();
+        let async_writes = self.cfg.async_storage_writes;
+        let mut rd = Ready {
+            entries: self.raft_log.next_unstable_ents().to_vec(),
+            committed_entries: self.raft_log.next_committed_ents(!async_writes),
+            messages: std::mem::take(&mut self.msgs),
+            ..Default::default()
+        };
+        let ss = self.soft_state();
+        if ss != cur.prev_soft_state {
+            rd.soft_state = Some(ss);
+            cur.prev_soft_state = ss;
+        }
+        let hs = self.hard_state();
+        let hs_changed = hs != cur.prev_hard_state;
+        rd.must_sync = !rd.entries.is_empty()
+            || hs.vote != cur.prev_hard_state.vote
+            || hs.term != cur.prev_hard_state.term;
+        if hs_changed && !hs.is_empty() {
+            rd.hard_state = Some(hs);
+            cur.prev_hard_state = hs;
+        }
+        if self.raft_log.has_next_unstable_snapshot() {
+            rd.snapshot = self.raft_log.next_unstable_snapshot().cloned();
+        }
+        rd.read_states = std::mem::take(&mut self.read_states);
+        let after_append = std::mem::take(&mut self.msgs_after_append);
+
+        // What tells the core that this Ready's writes are done: the last unstable entry (the
+        // term check on it guards against entries overwritten since), and the snapshot.
+        let unstable = self.raft_log.has_next_or_in_progress_unstable_ents();
+        let append_resp = if unstable || rd.snapshot.is_some() {
+            let mut m = Message {
+                r#type: MessageType::MsgStorageAppendResp as i32,
+                from: LOCAL_APPEND_THREAD,
+                to: self.id,
+                term: self.term,
+                snapshot: rd.snapshot.clone(),
+                ..Default::default()
+            };
+            if unstable {
+                let (lt, li) = self.raft_log.last_entry_id();
+                m.index = li;
+                m.log_term = lt;
+            }
+            Some(m)
+        } else {
+            None
+        };
+        let committed_size = ents_size(&rd.committed_entries);
+
+        if async_writes {
+            let need_append = !rd.entries.is_empty()
+                || rd.hard_state.is_some()
+                || rd.snapshot.is_some()
+                || !after_append.is_empty();
+            if need_append {
+                let mut m = Message {
+                    r#type: MessageType::MsgStorageAppend as i32,
+                    from: self.id,
+                    to: LOCAL_APPEND_THREAD,
+                    entries: rd.entries.clone(),
+                    snapshot: rd.snapshot.clone(),
+                    responses: after_append,
+                    ..Default::default()
+                };
+                if let Some(hs) = rd.hard_state {
+                    m.term = hs.term;
+                    m.vote = hs.vote;
+                    m.commit = hs.commit;
+                }
+                m.responses.extend(append_resp);
+                rd.messages.push(m);
+            }
+            if !rd.committed_entries.is_empty() {
+                let resp = Message {
+                    r#type: MessageType::MsgStorageApplyResp as i32,
+                    from: LOCAL_APPLY_THREAD,
+                    to: self.id,
+                    entries: rd.committed_entries.clone(),
+                    ..Default::default()
+                };
+                rd.messages.push(Message {
+                    r#type: MessageType::MsgStorageApply as i32,
+                    from: self.id,
+                    to: LOCAL_APPLY_THREAD,
+                    entries: rd.committed_entries.clone(),
+                    responses: vec![resp],
+                    ..Default::default()
+                });
+            }
+        } else {
+            if cur.readies_outstanding > 0 {
+                warn!(self.cfg.logger, "ready() called again before advance(); the next advance acknowledges both";
+                    "outstanding" => cur.readies_outstanding);
+            }
+            for m in after_append {
+                if m.to == self.id {
+                    cur.steps_on_advance.push(m);
+                } else {
+                    rd.persisted_messages.push(m);
+                }
+            }
+            cur.steps_on_advance.extend(append_resp);
+            if let Some(last) = rd.committed_entries.last() {
+                let payload = payloads_size(&rd.committed_entries);
+                cur.applied_on_advance = Some(match cur.applied_on_advance {
+                    // An earlier Ready's entries come first: the summaries add up.
+                    Some((_, size, pay)) => (last.index, size + committed_size, pay + payload),
+                    None => (last.index, committed_size, payload),
+                });
+            }
+            cur.readies_outstanding = cur.readies_outstanding.saturating_add(1);
+        }
+
+        self.raft_log.accept_unstable();
+        if let Some(last) = rd.committed_entries.last() {
+            self.raft_log
+                .accept_applying(last.index, committed_size, !async_writes);
+        }
+        rd
+    }
+
+    /// Sync mode: the Readies handed out were persisted and applied. Steps the node's own
+    /// acknowledgements (its vote, its appended entries) and marks entries stable and applied.
+    pub(crate) fn advance(&mut self, cur: &mut ReadyCursor) -> Result<()> {
+        if self.cfg.async_storage_writes {
+            return Err(Error::AsyncStorageMisuse(
+                "advance must not be called with asynchronous storage writes",
+            ));
+        }
+        cur.readies_outstanding = 0;
+        let steps = std::mem::take(&mut cur.steps_on_advance);
+        for m in steps {
+            let _ = self.step(m);
+        }
+        if let Some((index, size, payload)) = cur.applied_on_advance.take() {
+            self.on_applied(index, size, payload);
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Read-only views.
+
+    pub(crate) fn basic_status(&self) -> BasicStatus {
+        BasicStatus {
+            id: self.id,
+            hard_state: self.hard_state(),
+            soft_state: self.soft_state(),
+            applied: self.raft_log.applied,
+            lead_transferee: self.lead_transferee,
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn role(&self) -> StateRole {
+        self.state
+    }
+
+    pub(crate) fn log(&self) -> &RaftLog<S> {
+        &self.raft_log
+    }
+
+    pub(crate) fn store_mut(&mut self) -> &mut S {
+        &mut self.raft_log.store
+    }
+
+    pub(crate) fn tracker(&self) -> &ProgressTracker {
+        &self.trk
+    }
+
+    /// The progress of every member, in id order, on a leader; nothing elsewhere.
+    pub(crate) fn progress(&self) -> impl Iterator<Item = (u64, &Progress)> {
+        let leader = self.state == StateRole::Leader;
+        self.trk.progress.iter().filter(move |_| leader)
+    }
+
+    pub(crate) fn progress_state(&self, id: u64) -> Option<ProgressState> {
+        self.trk.progress.get(id).map(|p| p.state)
+    }
+}
