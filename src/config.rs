@@ -37,6 +37,7 @@ pub enum AppendMode {
 
 /// The configuration of a Raft node.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// The id of the local node. Must not be 0 nor one of the local thread ids.
     pub id: u64,

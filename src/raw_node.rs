@@ -25,6 +25,7 @@ pub struct Peer {
 
 /// The outcome of sending a snapshot, reported with `report_snapshot`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SnapshotStatus {
     /// The follower received and applied the snapshot.
     Finish,
@@ -35,6 +36,7 @@ pub enum SnapshotStatus {
 /// What the application must do next: persist, send, apply. See the crate docs for the
 /// numbered rules.
 #[derive(Debug, Default, Clone)]
+#[non_exhaustive]
 pub struct Ready {
     /// The leader and role, when they changed since the last Ready.
     pub soft_state: Option<SoftState>,
@@ -78,6 +80,7 @@ impl Ready {
 
 /// Status without allocations.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct BasicStatus {
     /// The node's id.
     pub id: u64,
@@ -93,6 +96,7 @@ pub struct BasicStatus {
 
 /// Full status: the basic status, the configuration and (on a leader) per-peer progress.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Status {
     /// The basic status.
     pub basic: BasicStatus,

@@ -156,7 +156,7 @@ fn via_joint(t: &mut ProgressTracker, ccs: &[ConfChangeSingle]) -> Result<()> {
 fn members(t: &ProgressTracker) -> Vec<(u64, bool)> {
     t.progress
         .iter()
-        .map(|(id, pr)| (id, pr.is_learner))
+        .map(|(id, pr)| (id, pr.is_learner()))
         .collect()
 }
 
@@ -228,8 +228,8 @@ proptest! {
         ids.dedup();
         prop_assert_eq!(t.progress.ids().collect::<Vec<_>>(), ids);
         for (id, pr) in t.progress.iter() {
-            prop_assert_eq!(pr.is_learner, cs.learners.contains(&id));
-            prop_assert_eq!(pr.next_idx, LAST_INDEX);
+            prop_assert_eq!(pr.is_learner(), cs.learners.contains(&id));
+            prop_assert_eq!(pr.next_idx(), LAST_INDEX);
         }
     }
 

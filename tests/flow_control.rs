@@ -116,13 +116,13 @@ fn round(
     // Everything the leader built is on the wire now, and no answer of this round has reached
     // it yet: its own window agrees with the wire.
     let pr = progress_of(c, w.follower);
-    if pr.state == ProgressState::Replicate {
+    if pr.state() == ProgressState::Replicate {
         assert_eq!(
-            pr.inflights.count(),
+            pr.inflights().count(),
             w.in_flight.len(),
             "the tracker's count"
         );
-        assert_eq!(pr.inflights.bytes(), w.bytes(), "the tracker's bytes");
+        assert_eq!(pr.inflights().bytes(), w.bytes(), "the tracker's bytes");
     }
     for a in acks {
         w.ack(a);
@@ -218,7 +218,7 @@ fn warm_up(c: &mut Cluster) {
     c.propose(1, "warm").unwrap();
     c.stabilize();
     for id in [2, 3] {
-        assert_eq!(progress_of(c, id).state, ProgressState::Replicate);
+        assert_eq!(progress_of(c, id).state(), ProgressState::Replicate);
     }
 }
 
@@ -250,7 +250,7 @@ fn max_inflight_msgs_bounds_unacknowledged_appends() {
         }
         assert_eq!(w.max_count, MAX, "{mode:?}: the window filled");
         assert_eq!(w.sent, MAX, "{mode:?}: nothing more was sent");
-        assert_eq!(progress_of(&c, 2).inflights.count(), MAX);
+        assert_eq!(progress_of(&c, 2).inflights().count(), MAX);
         // 3 answers, so everything commits meanwhile.
         assert_eq!(c.payloads(3).len(), 21);
 
@@ -351,8 +351,8 @@ fn silent_follower_costs_at_most_the_inflight_window() {
         // The bound comes from the byte window (not from probing): 3 is replicating and
         // its window is full.
         let pr = progress_of(&c, 3);
-        assert_eq!(pr.state, ProgressState::Replicate);
-        assert!(pr.inflights.full());
+        assert_eq!(pr.state(), ProgressState::Replicate);
+        assert!(pr.inflights().full());
         c.stabilize();
         assert!(w.max_bytes >= MAX_BYTES, "{mode:?}: the window filled");
         // 1 and 2 committed everything meanwhile.
@@ -500,7 +500,7 @@ fn probing_sends_one_append_until_the_follower_answers() {
         let mut c = cluster(mode, |_| {});
         warm_up(&mut c);
         c.node(1).report_unreachable(2);
-        assert_eq!(progress_of(&c, 2).state, ProgressState::Probe);
+        assert_eq!(progress_of(&c, 2).state(), ProgressState::Probe);
         let mut held: Vec<Message> = Vec::new();
         let mut appends: Vec<Message> = Vec::new();
         let step = |c: &mut Cluster, held: &mut Vec<Message>, appends: &mut Vec<Message>| {
@@ -552,7 +552,7 @@ fn probing_sends_one_append_until_the_follower_answers() {
         c.queue.append(&mut held);
         c.deliver();
         c.stabilize();
-        assert_eq!(progress_of(&c, 2).state, ProgressState::Replicate);
+        assert_eq!(progress_of(&c, 2).state(), ProgressState::Replicate);
         assert_eq!(c.payloads(2), c.payloads(1), "{mode:?}");
     }
 }

@@ -506,10 +506,10 @@ fn status_shows_progress_on_the_leader_only() {
     let ids: Vec<u64> = st.progress.iter().map(|(id, _)| *id).collect();
     assert_eq!(ids, vec![1, 2, 3]);
     for (id, pr) in &st.progress {
-        assert_eq!(pr.matched, last, "n{id}");
-        assert_eq!(pr.next_idx, last + 1, "n{id}");
-        assert_eq!(pr.state, ProgressState::Replicate, "n{id}");
-        assert_eq!(pr.is_learner, *id == 3, "n{id}");
+        assert_eq!(pr.matched(), last, "n{id}");
+        assert_eq!(pr.next_idx(), last + 1, "n{id}");
+        assert_eq!(pr.state(), ProgressState::Replicate, "n{id}");
+        assert_eq!(pr.is_learner(), *id == 3, "n{id}");
     }
     assert!(st.config.voters.contains(1) && st.config.voters.contains(2));
     assert!(st.config.is_learner(3));
@@ -528,8 +528,8 @@ fn status_shows_progress_on_the_leader_only() {
     c.node(1).report_unreachable(2);
     let st = c.node(1).status();
     let pr2 = &st.progress.iter().find(|(id, _)| *id == 2).unwrap().1;
-    assert_eq!(pr2.matched, last);
-    assert_eq!(pr2.state, ProgressState::Probe);
+    assert_eq!(pr2.matched(), last);
+    assert_eq!(pr2.state(), ProgressState::Probe);
     let pr3 = &st.progress.iter().find(|(id, _)| *id == 3).unwrap().1;
-    assert_eq!(pr3.matched, last + 1);
+    assert_eq!(pr3.matched(), last + 1);
 }

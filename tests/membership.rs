@@ -271,7 +271,7 @@ fn learner_gets_the_log_but_no_say_in_the_commit() {
         assert_eq!(c.node(4).store().last_index().unwrap(), last);
         let pr4 = c.node(1).status().progress;
         let pr4 = &pr4.iter().find(|(id, _)| *id == 4).unwrap().1;
-        assert_eq!(pr4.matched, last, "the learner acknowledged");
+        assert_eq!(pr4.matched(), last, "the learner acknowledged");
         assert_eq!(c.committed(1), before, "{mode:?}: a learner's ack counted");
         assert_eq!(c.payloads(4).len(), 2);
 
@@ -568,7 +568,7 @@ fn membership_run(seed: u64, mode: AppendMode, drop_pct: u64, compact_every: u64
                 n.status()
                     .progress
                     .iter()
-                    .map(|(i, p)| (*i, p.matched, p.next_idx, p.state))
+                    .map(|(i, p)| (*i, p.matched(), p.next_idx(), p.state()))
                     .collect::<Vec<_>>()
             );
         }

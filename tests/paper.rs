@@ -1062,7 +1062,7 @@ fn figure8_old_term_entry_commits_only_with_a_current_term_entry() {
                 .progress
                 .iter()
                 .find(|(id, _)| *id == 3)
-                .map(|(_, p)| p.matched);
+                .map(|(_, p)| p.matched());
             if matched3 == Some(3) {
                 // e is on 1 and 3, a majority, and 3 acknowledged it; the leader's own entry
                 // of term t+2 is only on 1.

@@ -32,7 +32,7 @@ pub struct Inflights {
 impl Inflights {
     /// A window of at most `size` messages and `max_bytes` payload bytes (0 or `u64::MAX`: no
     /// byte limit). Sizes beyond `u32::MAX` are treated as `u32::MAX`. Allocates nothing.
-    pub fn new(size: usize, max_bytes: u64) -> Self {
+    pub(crate) fn new(size: usize, max_bytes: u64) -> Self {
         Inflights {
             buf: Vec::new(),
             start: 0,
@@ -46,7 +46,7 @@ impl Inflights {
     /// Records a message whose last entry is `index` and whose payload is `bytes` long. The
     /// caller must not add to a full window (checked in debug builds); a release build
     /// accepts the message anyway rather than lose track of it.
-    pub fn add(&mut self, index: u64, bytes: u64) {
+    pub(crate) fn add(&mut self, index: u64, bytes: u64) {
         debug_assert!(!self.full(), "cannot add into a full inflights");
         if self.count == u32::MAX {
             return;
@@ -85,7 +85,7 @@ impl Inflights {
     }
 
     /// Frees every message whose index is at most `to` (they have been acknowledged).
-    pub fn free_le(&mut self, to: u64) {
+    pub(crate) fn free_le(&mut self, to: u64) {
         if self.count == 0 || to < self.buf[self.start as usize].index {
             return;
         }
@@ -140,7 +140,7 @@ impl Inflights {
     }
 
     /// Forgets every message in flight and releases the buffer.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.buf = Vec::new();
         self.start = 0;
         self.count = 0;

@@ -11,31 +11,76 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
     /// The highest index known to be in the peer's log.
-    pub matched: u64,
+    pub(crate) matched: u64,
     /// The index of the next entry to send.
-    pub next_idx: u64,
+    pub(crate) next_idx: u64,
     /// The highest commit index sent to the peer (it may not have arrived). Used to decide
     /// whether an empty append is needed just to tell the peer about a new commit index.
-    pub sent_commit: u64,
+    pub(crate) sent_commit: u64,
     /// The replication state.
-    pub state: ProgressState,
+    pub(crate) state: ProgressState,
     /// In `Snapshot` state, the index of the snapshot being sent; 0 otherwise.
-    pub pending_snapshot: u64,
+    pub(crate) pending_snapshot: u64,
     /// Whether the peer was heard from recently (reset by the leader's check-quorum).
-    pub recent_active: bool,
+    pub(crate) recent_active: bool,
     /// Whether appends to this peer are paused: in `Probe`, after a non-empty append until
     /// a response or heartbeat response comes back; in `Replicate`, while the window is full.
-    pub msg_app_flow_paused: bool,
+    pub(crate) msg_app_flow_paused: bool,
     /// The append messages in flight to the peer.
-    pub inflights: Inflights,
+    pub(crate) inflights: Inflights,
     /// Whether the peer is a learner.
-    pub is_learner: bool,
+    pub(crate) is_learner: bool,
 }
 
 impl Progress {
+    /// The highest index known to be in the peer's log.
+    pub fn matched(&self) -> u64 {
+        self.matched
+    }
+
+    /// The index of the next entry to send.
+    pub fn next_idx(&self) -> u64 {
+        self.next_idx
+    }
+
+    /// The highest commit index sent to the peer.
+    pub fn sent_commit(&self) -> u64 {
+        self.sent_commit
+    }
+
+    /// The replication state.
+    pub fn state(&self) -> ProgressState {
+        self.state
+    }
+
+    /// In `Snapshot` state, the index of the snapshot being sent; 0 otherwise.
+    pub fn pending_snapshot(&self) -> u64 {
+        self.pending_snapshot
+    }
+
+    /// Whether the peer was heard from recently.
+    pub fn recent_active(&self) -> bool {
+        self.recent_active
+    }
+
+    /// Whether appends to this peer are paused.
+    pub fn msg_app_flow_paused(&self) -> bool {
+        self.msg_app_flow_paused
+    }
+
+    /// The append messages in flight to the peer.
+    pub fn inflights(&self) -> &Inflights {
+        &self.inflights
+    }
+
+    /// Whether the peer is a learner.
+    pub fn is_learner(&self) -> bool {
+        self.is_learner
+    }
+
     /// A probing progress that will send from `next_idx`, with an inflight window of
     /// `max_inflight` messages and `max_inflight_bytes` bytes (0: no byte limit).
-    pub fn new(next_idx: u64, max_inflight: usize, max_inflight_bytes: u64) -> Self {
+    pub(crate) fn new(next_idx: u64, max_inflight: usize, max_inflight_bytes: u64) -> Self {
         Progress {
             matched: 0,
             next_idx,
@@ -50,7 +95,7 @@ impl Progress {
     }
 
     /// Moves to state `s`, clearing the pause flag, the pending snapshot and the window.
-    pub fn reset_state(&mut self, s: ProgressState) {
+    pub(crate) fn reset_state(&mut self, s: ProgressState) {
         self.msg_app_flow_paused = false;
         self.pending_snapshot = 0;
         self.state = s;
@@ -59,7 +104,7 @@ impl Progress {
 
     /// Goes back to probing. Coming from `Snapshot`, probing starts after the snapshot that
     /// was sent (if it is ahead of `matched`); otherwise right after `matched`.
-    pub fn become_probe(&mut self) {
+    pub(crate) fn become_probe(&mut self) {
         let after_match = self.matched.saturating_add(1);
         if self.state == ProgressState::Snapshot {
             let snap = self.pending_snapshot;
@@ -73,13 +118,13 @@ impl Progress {
     }
 
     /// Starts pipelining from right after `matched`.
-    pub fn become_replicate(&mut self) {
+    pub(crate) fn become_replicate(&mut self) {
         self.reset_state(ProgressState::Replicate);
         self.next_idx = self.matched.saturating_add(1);
     }
 
     /// Starts sending the snapshot at `snap_idx`.
-    pub fn become_snapshot(&mut self, snap_idx: u64) {
+    pub(crate) fn become_snapshot(&mut self, snap_idx: u64) {
         self.reset_state(ProgressState::Snapshot);
         self.pending_snapshot = snap_idx;
         self.next_idx = snap_idx.saturating_add(1);
@@ -90,7 +135,7 @@ impl Progress {
     /// `Replicate` it advances `next_idx` optimistically and records the message in the
     /// window, pausing when the window is full; in `Probe` a non-empty append pauses the flow
     /// until the peer answers.
-    pub fn sent_entries(&mut self, entries: usize, bytes: u64) {
+    pub(crate) fn sent_entries(&mut self, entries: usize, bytes: u64) {
         match self.state {
             ProgressState::Replicate => {
                 if entries > 0 {
@@ -117,13 +162,14 @@ impl Progress {
 
     /// Records that commit index `commit` was sent to the peer (etcd's `SentCommit`; named so
     /// as not to clash with the field).
-    pub fn set_sent_commit(&mut self, commit: u64) {
+    #[cfg(test)]
+    pub(crate) fn set_sent_commit(&mut self, commit: u64) {
         self.sent_commit = commit;
     }
 
     /// Handles an acknowledgement of index `n`: returns false if it is stale (not past
     /// `matched`); otherwise raises `matched` (and `next_idx` if needed) and unpauses.
-    pub fn maybe_update(&mut self, n: u64) -> bool {
+    pub(crate) fn maybe_update(&mut self, n: u64) -> bool {
         if self.matched >= n {
             return false;
         }
@@ -137,7 +183,7 @@ impl Progress {
     /// log may match up to `match_hint`. Returns false if the rejection is stale. Otherwise
     /// moves `next_idx` back: to `matched + 1` when replicating, and to the hint (but never
     /// at or below `matched`) when probing.
-    pub fn maybe_decr_to(&mut self, rejected: u64, match_hint: u64) -> bool {
+    pub(crate) fn maybe_decr_to(&mut self, rejected: u64, match_hint: u64) -> bool {
         if self.state == ProgressState::Replicate {
             // A rejection of an index already matched is from an older exchange.
             if rejected <= self.matched {

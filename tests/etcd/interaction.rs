@@ -247,14 +247,12 @@ impl Env {
                 .ok_or("add-nodes: expected a node count")?
                 .key,
         )?;
-        let mut cfg = Config {
-            election_tick: 3,
-            heartbeat_tick: 1,
-            max_size_per_msg: u64::MAX,
-            max_inflight_msgs: i32::MAX as usize,
-            append_mode: AppendMode::EtcdExact,
-            ..Default::default()
-        };
+        let mut cfg = Config::default();
+        cfg.election_tick = 3;
+        cfg.heartbeat_tick = 1;
+        cfg.max_size_per_msg = u64::MAX;
+        cfg.max_inflight_msgs = i32::MAX as usize;
+        cfg.append_mode = AppendMode::EtcdExact;
         let mut cs = ConfState::default();
         let mut index = 0u64;
         let mut data: Option<Bytes> = None;
