@@ -24,6 +24,15 @@
 //!    reads in `rd.read_states` once the applied index reaches their index.
 //! 4. Call [`RawNode::advance`]. A `MsgSnap` that was sent obliges a later
 //!    [`RawNode::report_snapshot`].
+//! 5. Calling `ready()` again before `advance()` is allowed: the new Ready holds only what is
+//!    new, and the next `advance()` acknowledges every Ready handed out since the last one, so
+//!    carry out steps 1-3 for all of them before calling it.
+//!
+//! Network input goes through one gate ([`RawNode::step`]): a message that breaks a rule is
+//! refused with [`Error::InvalidMessage`] and a [`Reason`], and changes nothing. The trust
+//! model (what the transport must authenticate, what a sender outside the configuration may
+//! do) is in `docs/security.md` in the repository. A dropped proposal says why
+//! ([`Error::ProposalDropped`] with a [`DropReason`]).
 //!
 //! With [`Config::async_storage_writes`], persisting and applying happen on other threads:
 //! `rd.messages` carries a `MsgStorageAppend` (to [`LOCAL_APPEND_THREAD`]) and a
