@@ -73,12 +73,12 @@ impl<S: Storage> Raft<S> {
 
     /// The application applied entries up to `index` (`size` encoded bytes, `payload` payload
     /// bytes): the apply window and the uncommitted budget open up.
-    pub(crate) fn on_applied(&mut self, index: u64, size: u64, payload: u64) {
+    pub(super) fn on_applied(&mut self, index: u64, size: u64, payload: u64) {
         self.applied_to(index, size);
         self.reduce_uncommitted_size(payload);
     }
 
-    pub(crate) fn applied_to(&mut self, index: u64, size: u64) {
+    pub(super) fn applied_to(&mut self, index: u64, size: u64) {
         let old = self.raft_log.applied;
         let new_applied = index.max(old);
         self.raft_log.applied_to(new_applied, size);

@@ -27,7 +27,7 @@ impl<S: Storage> Raft<S> {
         self.lease_revoked = false;
     }
 
-    pub(crate) fn become_follower(&mut self, term: u64, lead: u64) {
+    pub(super) fn become_follower(&mut self, term: u64, lead: u64) {
         self.reset(term);
         self.lead = lead;
         self.state = StateRole::Follower;

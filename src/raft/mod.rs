@@ -100,14 +100,14 @@ pub struct ReadState {
 
 /// How an election is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CampaignType {
+pub(super) enum CampaignType {
     PreElection,
     Election,
     Transfer,
 }
 
 /// The context of a MsgVote sent because of a leader transfer: it forces past leases.
-pub(crate) const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
+pub(super) const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
 
 /// Raft state of one node.
 pub(crate) struct Raft<S: Storage> {
@@ -149,12 +149,12 @@ pub(crate) struct Raft<S: Storage> {
 }
 
 /// The payload bytes of entries (what the uncommitted and in-flight byte limits count).
-pub(crate) fn payloads_size(ents: &[Entry]) -> u64 {
+pub(super) fn payloads_size(ents: &[Entry]) -> u64 {
     ents.iter().map(|e| e.data.len() as u64).sum()
 }
 
 /// The encoded bytes of entries (what the message and apply size limits count).
-pub(crate) fn ents_size(ents: &[Entry]) -> u64 {
+pub(super) fn ents_size(ents: &[Entry]) -> u64 {
     ents.iter().map(crate::storage::entry_size).sum()
 }
 
@@ -264,12 +264,12 @@ impl<S: Storage> Raft<S> {
 
     /// Whether `id` is a member of the configuration (voter in either half, learner, or a
     /// learner-to-be).
-    pub(crate) fn is_member(&self, id: u64) -> bool {
+    pub(super) fn is_member(&self, id: u64) -> bool {
         self.trk.config.contains(id)
     }
 
     /// A node may campaign if it is a voter and holds no snapshot that is not yet durable.
-    pub(crate) fn promotable(&self) -> bool {
+    pub(super) fn promotable(&self) -> bool {
         self.trk.config.voters.contains(self.id)
             && !self.is_learner
             && !self.raft_log.has_pending_snapshot()

@@ -7,7 +7,7 @@ use super::*;
 
 impl<S: Storage> Raft<S> {
     /// Queues a message. Sets `from` and the term per the protocol's rules.
-    pub(crate) fn send(&mut self, mut m: Message) {
+    pub(super) fn send(&mut self, mut m: Message) {
         if m.from == NONE {
             m.from = self.id;
         }
@@ -66,13 +66,13 @@ impl<S: Storage> Raft<S> {
     }
 
     /// Whether a batched flush is owed.
-    pub(crate) fn has_pending_appends(&self) -> bool {
+    pub(super) fn has_pending_appends(&self) -> bool {
         self.state == StateRole::Leader && (self.dirty_all || !self.dirty.is_empty())
     }
 
     /// Batched mode: builds the append messages owed to followers, as many as the size and
     /// in-flight limits allow, at most one empty one per follower.
-    pub(crate) fn flush_appends(&mut self) {
+    pub(super) fn flush_appends(&mut self) {
         if !self.has_pending_appends() {
             self.dirty_all = false;
             self.dirty.clear();
@@ -100,7 +100,7 @@ impl<S: Storage> Raft<S> {
     /// Sends an append (or a snapshot) to `to` if its progress allows. With `send_if_empty`, an
     /// empty append goes out when there is nothing new, carrying the commit index or probing.
     /// Returns whether a message was sent.
-    pub(crate) fn maybe_send_append(&mut self, to: u64, send_if_empty: bool) -> bool {
+    pub(super) fn maybe_send_append(&mut self, to: u64, send_if_empty: bool) -> bool {
         let committed = self.raft_log.committed;
         let max_size = self.cfg.max_size_per_msg;
         let Some(pr) = self.trk.progress.get(to) else {
@@ -425,7 +425,7 @@ impl<S: Storage> Raft<S> {
 
     /// Appends entries to the leader's log with its term and the next indexes. Returns false
     /// when the uncommitted-size limit refuses them.
-    pub(crate) fn append_entry(&mut self, mut es: Vec<Entry>) -> bool {
+    pub(super) fn append_entry(&mut self, mut es: Vec<Entry>) -> bool {
         let li = self.raft_log.last_index();
         for (i, e) in es.iter_mut().enumerate() {
             e.term = self.term;
@@ -518,7 +518,7 @@ impl<S: Storage> Raft<S> {
     }
 
     /// The leader commits the quorum's matched index if it is of the current term (Figure 8).
-    pub(crate) fn maybe_commit(&mut self) -> bool {
+    pub(super) fn maybe_commit(&mut self) -> bool {
         let mci = self.trk.committed();
         let last = self.raft_log.last_index();
         // A joint or majority config with no voters reports u64::MAX; clamp to the log.

@@ -60,7 +60,7 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    pub(crate) fn abort_leader_transfer(&mut self) {
+    pub(super) fn abort_leader_transfer(&mut self) {
         self.lead_transferee = NONE;
     }
 }

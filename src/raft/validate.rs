@@ -153,7 +153,7 @@ pub(crate) fn append_shape(
 impl<S: Storage> Raft<S> {
     /// The gate. Checks a network message against every rule and returns its type, or the
     /// error `step` returns for it. Reads state, changes none.
-    pub(crate) fn check_remote(&self, m: &Message) -> Result<MessageType> {
+    pub(super) fn check_remote(&self, m: &Message) -> Result<MessageType> {
         let t = match self.check_shape(m) {
             Ok(t) => t,
             Err(Error::InvalidMessage(why)) => return Err(self.refuse(m, why)),
