@@ -76,8 +76,18 @@ pub struct Config {
     pub disable_proposal_forwarding: bool,
     /// Skip the proposal-time checks on configuration changes.
     pub disable_conf_change_validation: bool,
-    /// A leader removed from (or demoted in) the configuration steps down.
+    /// A leader removed from (or demoted in) the configuration steps down once it applies the
+    /// change. Default: true. etcd's default is false: the removed leader keeps leading,
+    /// refuses proposals, and its heartbeats keep the others from electing a leader that takes
+    /// them, until an operator transfers leadership (docs/membership.md).
     pub step_down_on_removal: bool,
+    /// A vote rejection carries the rejecter's commit index (and the term there), and a
+    /// candidate holding that entry learns the commit index from it. Default: true. Without
+    /// it (etcd's behaviour) a removal can leave the group with no electable node: the
+    /// remaining voters, not knowing the change committed, still need the removed node's vote,
+    /// which its longer log refuses (docs/membership.md). Changes only the `Commit` and
+    /// `Log` fields of rejected MsgVoteResp / MsgPreVoteResp on the wire.
+    pub vote_rejection_carries_commit: bool,
     /// Storage is written and applied through `MsgStorageAppend` / `MsgStorageApply` messages.
     pub async_storage_writes: bool,
     /// When append messages are built; see [`AppendMode`].
@@ -105,7 +115,8 @@ impl Default for Config {
             read_only_option: ReadOnlyOption::Safe,
             disable_proposal_forwarding: false,
             disable_conf_change_validation: false,
-            step_down_on_removal: false,
+            step_down_on_removal: true,
+            vote_rejection_carries_commit: true,
             async_storage_writes: false,
             append_mode: AppendMode::default(),
             seed: 0,
@@ -144,6 +155,10 @@ impl std::fmt::Debug for Config {
                 &self.disable_conf_change_validation,
             )
             .field("step_down_on_removal", &self.step_down_on_removal)
+            .field(
+                "vote_rejection_carries_commit",
+                &self.vote_rejection_carries_commit,
+            )
             .field("async_storage_writes", &self.async_storage_writes)
             .field("append_mode", &self.append_mode)
             .field("seed", &self.seed)

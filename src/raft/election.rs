@@ -399,4 +399,46 @@ impl<S: Storage> Raft<S> {
         }
         Ok(())
     }
+
+    /// What a vote rejection carries besides the rejection (`vote_rejection_carries_commit`):
+    /// this node's commit index and the term of the entry there. A candidate that holds that
+    /// entry learns the commit index from it; see `learn_commit`.
+    pub(super) fn commit_hint(&self) -> Message {
+        if !self.cfg.vote_rejection_carries_commit {
+            return Message::default();
+        }
+        let commit = self.raft_log.committed;
+        match self.raft_log.term(commit) {
+            Ok(log_term) if commit > 0 => Message {
+                commit,
+                log_term,
+                ..Default::default()
+            },
+            _ => Message::default(),
+        }
+    }
+
+    /// A vote rejection said entry `commit` (of term `log_term`) is committed in the
+    /// rejecter's log. If this node's log holds the same entry, the same prefix is committed
+    /// here (Log Matching), so the commit index may move to it, as a leader's heartbeat would
+    /// move it.
+    ///
+    /// Why: after a configuration change that removes a node, the remaining voters may not
+    /// have heard that the change committed, so they keep the old configuration, which needs
+    /// the removed node's vote; the removed node, whose log is longer, refuses it and cannot
+    /// campaign itself. Learning the commit index from that refusal lets them apply the change
+    /// and elect among themselves (docs/membership.md).
+    pub(super) fn learn_commit(&mut self, commit: u64, log_term: u64) {
+        if self.state == StateRole::Leader
+            || commit <= self.raft_log.committed
+            || !self.raft_log.match_term(commit, log_term)
+        {
+            return;
+        }
+        let before = self.raft_log.committed;
+        self.raft_log.commit_to(commit);
+        debug_assert!(self.raft_log.committed == commit && commit > before);
+        info!(self.cfg.logger, "learned commit index from a vote rejection";
+            "commit" => commit, "log_term" => log_term, "was" => before, "term" => self.term);
+    }
 }

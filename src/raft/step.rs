@@ -23,6 +23,9 @@ impl<S: Storage> Raft<S> {
         let t = m
             .msg_type()
             .ok_or(Error::InvalidMessage(Reason::UnknownType))?;
+        if m.reject && matches!(t, MessageType::MsgVoteResp | MessageType::MsgPreVoteResp) {
+            self.learn_commit(m.commit, m.log_term);
+        }
         if m.term == 0 {
             // Local or term-less message.
         } else if m.term > self.term {
@@ -80,7 +83,7 @@ impl<S: Storage> Raft<S> {
                     to: m.from,
                     term: self.term,
                     reject: true,
-                    ..Default::default()
+                    ..self.commit_hint()
                 });
             } else if t == MessageType::MsgStorageAppendResp {
                 // Entries written under an older term may since have been overwritten: do not
@@ -158,7 +161,7 @@ impl<S: Storage> Raft<S> {
                         to: m.from,
                         term: self.term,
                         reject: true,
-                        ..Default::default()
+                        ..self.commit_hint()
                     });
                 }
             }
