@@ -15,10 +15,8 @@ impl<S: Storage> Raft<S> {
                     match <ConfChange as prost::Message>::decode(e.data.clone()) {
                         Ok(cc) => cc.as_v2(),
                         Err(_) => {
-                            info!(
-                                self.cfg.logger,
-                                "{:x} ignoring undecodable conf change proposal", self.id
-                            );
+                            info!(self.cfg.logger, "ignored conf change proposal: undecodable";
+                                "raft_id" => self.id);
                             *e = Entry::default();
                             continue;
                         }
@@ -28,10 +26,8 @@ impl<S: Storage> Raft<S> {
                     match <ConfChangeV2 as prost::Message>::decode(e.data.clone()) {
                         Ok(cc) => cc,
                         Err(_) => {
-                            info!(
-                                self.cfg.logger,
-                                "{:x} ignoring undecodable conf change proposal", self.id
-                            );
+                            info!(self.cfg.logger, "ignored conf change proposal: undecodable";
+                                "raft_id" => self.id);
                             *e = Entry::default();
                             continue;
                         }
@@ -56,14 +52,10 @@ impl<S: Storage> Raft<S> {
             };
             match failed {
                 Some(why) if !self.cfg.disable_conf_change_validation => {
-                    info!(
-                        self.cfg.logger,
-                        "{:x} ignoring conf change {} at config {}: {}",
-                        self.id,
-                        crate::describe::describe_conf_change(&cc),
-                        self.trk.config,
-                        why
-                    );
+                    info!(self.cfg.logger, "ignored conf change proposal";
+                        "raft_id" => self.id,
+                        "change" => crate::describe::describe_conf_change(&cc),
+                        "config" => %self.trk.config, "reason" => why);
                     *e = Entry::default();
                 }
                 _ => self.pending_conf_index = last + i as u64 + 1,
@@ -99,17 +91,10 @@ impl<S: Storage> Raft<S> {
                 ..Default::default()
             };
             match self.step(m) {
-                Ok(()) => info!(
-                    self.cfg.logger,
-                    "initiating automatic transition out of joint configuration {}",
-                    self.trk.config
-                ),
-                Err(e) => debug!(
-                    self.cfg.logger,
-                    "not initiating automatic transition out of joint configuration {}: {}",
-                    self.trk.config,
-                    e
-                ),
+                Ok(()) => info!(self.cfg.logger, "leaving joint configuration automatically";
+                    "raft_id" => self.id, "config" => %self.trk.config),
+                Err(e) => debug!(self.cfg.logger, "not leaving joint configuration automatically";
+                    "raft_id" => self.id, "config" => %self.trk.config, "error" => %e),
             }
         }
     }
@@ -135,13 +120,9 @@ impl<S: Storage> Raft<S> {
             // The local storage threads' ids can never be members: messages to them would be
             // taken for storage work.
             let e = Error::ConfChange(format!("node id {:#x} is reserved", bad.node_id));
-            warn!(
-                self.cfg.logger,
-                "{:x} refused to apply conf change {}: {}",
-                self.id,
-                crate::describe::describe_conf_change(cc),
-                e
-            );
+            warn!(self.cfg.logger, "refused conf change";
+                "raft_id" => self.id, "change" => crate::describe::describe_conf_change(cc),
+                "error" => %e);
             return Err(e);
         }
         let had_progress = !self.trk.progress.is_empty();
@@ -171,13 +152,9 @@ impl<S: Storage> Raft<S> {
                 if !had_progress {
                     self.trk.progress = ProgressMap::default();
                 }
-                warn!(
-                    self.cfg.logger,
-                    "{:x} refused to apply conf change {}: {}",
-                    self.id,
-                    crate::describe::describe_conf_change(cc),
-                    e
-                );
+                warn!(self.cfg.logger, "refused conf change";
+                    "raft_id" => self.id, "change" => crate::describe::describe_conf_change(cc),
+                    "error" => %e);
                 Err(e)
             }
         }
@@ -186,10 +163,8 @@ impl<S: Storage> Raft<S> {
     /// Takes up a configuration already installed in the tracker at start-up or from a
     /// snapshot (no leader-side work to do).
     pub(super) fn switch_to_config_loaded(&mut self) -> ConfState {
-        info!(
-            self.cfg.logger,
-            "{:x} switched to configuration {}", self.id, self.trk.config
-        );
+        info!(self.cfg.logger, "switched configuration";
+            "raft_id" => self.id, "config" => %self.trk.config);
         self.is_learner = self.trk.config.is_learner(self.id);
         if self.state != StateRole::Leader {
             self.trk.progress = ProgressMap::default();
@@ -198,10 +173,8 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(super) fn switch_to_config(&mut self) -> ConfState {
-        info!(
-            self.cfg.logger,
-            "{:x} switched to configuration {}", self.id, self.trk.config
-        );
+        info!(self.cfg.logger, "switched configuration";
+            "raft_id" => self.id, "config" => %self.trk.config);
         let cs = self.trk.conf_state();
         let present = self.trk.config.contains(self.id);
         self.is_learner = self.trk.config.is_learner(self.id);

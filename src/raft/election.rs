@@ -31,10 +31,8 @@ impl<S: Storage> Raft<S> {
         self.reset(term);
         self.lead = lead;
         self.state = StateRole::Follower;
-        info!(
-            self.cfg.logger,
-            "{:x} became follower at term {}", self.id, self.term
-        );
+        info!(self.cfg.logger, "became follower";
+            "raft_id" => self.id, "term" => self.term, "lead" => self.lead);
     }
 
     pub(super) fn become_candidate(&mut self) {
@@ -46,10 +44,7 @@ impl<S: Storage> Raft<S> {
         self.reset(term);
         self.vote = self.id;
         self.state = StateRole::Candidate;
-        info!(
-            self.cfg.logger,
-            "{:x} became candidate at term {}", self.id, self.term
-        );
+        info!(self.cfg.logger, "became candidate"; "raft_id" => self.id, "term" => self.term);
     }
 
     pub(super) fn become_pre_candidate(&mut self) {
@@ -62,10 +57,7 @@ impl<S: Storage> Raft<S> {
         self.trk.progress = ProgressMap::default();
         self.lead = NONE;
         self.state = StateRole::PreCandidate;
-        info!(
-            self.cfg.logger,
-            "{:x} became pre-candidate at term {}", self.id, self.term
-        );
+        info!(self.cfg.logger, "became pre-candidate"; "raft_id" => self.id, "term" => self.term);
     }
 
     pub(super) fn become_leader(&mut self) {
@@ -89,10 +81,7 @@ impl<S: Storage> Raft<S> {
         // The empty entry of the new term; it does not count toward the uncommitted limit.
         let appended = self.append_entry(vec![Entry::default()]);
         debug_assert!(appended, "the empty entry is never refused");
-        info!(
-            self.cfg.logger,
-            "{:x} became leader at term {}", self.id, self.term
-        );
+        info!(self.cfg.logger, "became leader"; "raft_id" => self.id, "term" => self.term);
     }
 
     /// Fills the progress map with a fresh Progress per member (leader only, or temporarily
@@ -181,37 +170,31 @@ impl<S: Storage> Raft<S> {
 
     pub(super) fn hup(&mut self, t: CampaignType) {
         if self.state == StateRole::Leader {
-            debug!(
-                self.cfg.logger,
-                "{:x} ignoring MsgHup because already leader", self.id
-            );
+            debug!(self.cfg.logger, "ignored campaign: already leader";
+                "raft_id" => self.id, "term" => self.term);
             return;
         }
         if !self.promotable() {
-            warn!(
-                self.cfg.logger,
-                "{:x} is unpromotable and can not campaign", self.id
-            );
+            warn!(self.cfg.logger, "cannot campaign: not promotable";
+                "raft_id" => self.id, "term" => self.term);
             return;
         }
         if self.has_unapplied_conf_changes() {
-            warn!(self.cfg.logger, "{:x} cannot campaign at term {} since there are still pending configuration changes to apply", self.id, self.term);
+            warn!(self.cfg.logger, "cannot campaign: unapplied configuration changes";
+                "raft_id" => self.id, "term" => self.term, "applied" => self.raft_log.applied,
+                "commit" => self.raft_log.committed);
             return;
         }
         // Remote terms may run at most MAX_TERM_JUMP ahead of ours and stay below
         // MAX_REMOTE_VALUE, so `term + 1` never overflows and a hostile message cannot use up
         // the term space in one go.
         if self.term >= MAX_REMOTE_VALUE {
-            error!(
-                self.cfg.logger,
-                "{:x} cannot campaign: term {} is at the limit", self.id, self.term
-            );
+            error!(self.cfg.logger, "cannot campaign: term at limit";
+                "raft_id" => self.id, "term" => self.term);
             return;
         }
-        info!(
-            self.cfg.logger,
-            "{:x} is starting a new election at term {}", self.id, self.term
-        );
+        info!(self.cfg.logger, "starting election";
+            "raft_id" => self.id, "term" => self.term, "campaign" => ?t);
         self.campaign(t);
     }
 
@@ -239,14 +222,8 @@ impl<S: Storage> Raft<S> {
         if let Err(e) = res {
             // Not being able to read committed entries is a local storage failure; refusing to
             // campaign is the safe answer.
-            error!(
-                self.cfg.logger,
-                "{:x} error scanning unapplied entries [{}, {}): {}",
-                self.id,
-                applied + 1,
-                committed + 1,
-                e
-            );
+            error!(self.cfg.logger, "cannot scan unapplied entries";
+                "raft_id" => self.id, "applied" => applied, "commit" => committed, "error" => %e);
             return true;
         }
         found
@@ -274,16 +251,9 @@ impl<S: Storage> Raft<S> {
                 });
                 continue;
             }
-            info!(
-                self.cfg.logger,
-                "{:x} [logterm: {}, index: {}] sent {} request to {:x} at term {}",
-                self.id,
-                last_term,
-                last_index,
-                vote_msg.as_str_name(),
-                id,
-                self.term
-            );
+            debug!(self.cfg.logger, "sent vote request";
+                "raft_id" => self.id, "to" => id, "type" => vote_msg.as_str_name(),
+                "msg_term" => term, "log_term" => last_term, "index" => last_index);
             let context = if t == CampaignType::Transfer {
                 Bytes::from_static(CAMPAIGN_TRANSFER)
             } else {
@@ -308,23 +278,11 @@ impl<S: Storage> Raft<S> {
         granted: bool,
     ) -> (usize, usize, VoteResult) {
         if granted {
-            info!(
-                self.cfg.logger,
-                "{:x} received {} from {:x} at term {}",
-                self.id,
-                t.as_str_name(),
-                id,
-                self.term
-            );
+            debug!(self.cfg.logger, "received vote";
+                "raft_id" => self.id, "from" => id, "type" => t.as_str_name(), "term" => self.term);
         } else {
-            info!(
-                self.cfg.logger,
-                "{:x} received {} rejection from {:x} at term {}",
-                self.id,
-                t.as_str_name(),
-                id,
-                self.term
-            );
+            debug!(self.cfg.logger, "received vote rejection";
+                "raft_id" => self.id, "from" => id, "type" => t.as_str_name(), "term" => self.term);
         }
         self.trk.record_vote(id, granted);
         self.trk.tally_votes()
@@ -340,10 +298,8 @@ impl<S: Storage> Raft<S> {
         };
         match t {
             MessageType::MsgProp => {
-                info!(
-                    self.cfg.logger,
-                    "{:x} no leader at term {}; dropping proposal", self.id, self.term
-                );
+                debug!(self.cfg.logger, "dropped proposal: no leader";
+                    "raft_id" => self.id, "term" => self.term);
                 return Err(Error::ProposalDropped(DropReason::NoLeader));
             }
             MessageType::MsgApp => {
@@ -360,14 +316,9 @@ impl<S: Storage> Raft<S> {
             }
             _ if t == my_vote_resp => {
                 let (gr, rj, res) = self.poll(m.from, t, !m.reject);
-                info!(
-                    self.cfg.logger,
-                    "{:x} has received {} {} votes and {} vote rejections",
-                    self.id,
-                    gr,
-                    t.as_str_name(),
-                    rj
-                );
+                info!(self.cfg.logger, "counted votes";
+                    "raft_id" => self.id, "type" => t.as_str_name(), "granted" => gr,
+                    "rejected" => rj, "term" => self.term);
                 match res {
                     VoteResult::Won => {
                         if self.state == StateRole::PreCandidate {
@@ -386,14 +337,9 @@ impl<S: Storage> Raft<S> {
                 }
             }
             MessageType::MsgTimeoutNow => {
-                debug!(
-                    self.cfg.logger,
-                    "{:x} [term {} state {}] ignored MsgTimeoutNow from {:x}",
-                    self.id,
-                    self.term,
-                    self.state,
-                    m.from
-                );
+                debug!(self.cfg.logger, "ignored MsgTimeoutNow: not a follower";
+                    "raft_id" => self.id, "from" => m.from, "term" => self.term,
+                    "state" => %self.state);
             }
             _ => {}
         }

@@ -12,20 +12,13 @@ impl<S: Storage> Raft<S> {
                     return Err(Error::InvalidMessage(Reason::EmptyProposal));
                 }
                 if self.lead == NONE {
-                    info!(
-                        self.cfg.logger,
-                        "{:x} no leader at term {}; dropping proposal", self.id, self.term
-                    );
+                    debug!(self.cfg.logger, "dropped proposal: no leader";
+                        "raft_id" => self.id, "term" => self.term);
                     return Err(Error::ProposalDropped(DropReason::NoLeader));
                 }
                 if self.cfg.disable_proposal_forwarding {
-                    info!(
-                        self.cfg.logger,
-                        "{:x} not forwarding to leader {:x} at term {}; dropping proposal",
-                        self.id,
-                        self.lead,
-                        self.term
-                    );
+                    debug!(self.cfg.logger, "dropped proposal: forwarding disabled";
+                        "raft_id" => self.id, "term" => self.term, "lead" => self.lead);
                     return Err(Error::ProposalDropped(DropReason::ForwardingDisabled));
                 }
                 m.to = self.lead;
@@ -49,12 +42,8 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgTransferLeader => {
                 if self.lead == NONE {
-                    info!(
-                        self.cfg.logger,
-                        "{:x} no leader at term {}; dropping leader transfer msg",
-                        self.id,
-                        self.term
-                    );
+                    debug!(self.cfg.logger, "dropped leader transfer request: no leader";
+                        "raft_id" => self.id, "term" => self.term);
                     return Ok(());
                 }
                 m.to = self.lead;
@@ -63,31 +52,26 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgForgetLeader => {
                 if self.cfg.read_only_option == ReadOnlyOption::LeaseBased {
-                    error!(
-                        self.cfg.logger,
-                        "ignoring MsgForgetLeader due to ReadOnlyLeaseBased"
-                    );
+                    warn!(self.cfg.logger, "ignored MsgForgetLeader: lease-based reads";
+                        "raft_id" => self.id);
                     return Ok(());
                 }
                 if self.lead != NONE {
-                    info!(
-                        self.cfg.logger,
-                        "{:x} forgetting leader {:x} at term {}", self.id, self.lead, self.term
-                    );
+                    info!(self.cfg.logger, "forgot leader";
+                        "raft_id" => self.id, "term" => self.term, "lead" => self.lead);
                     self.lead = NONE;
                 }
             }
             MessageType::MsgTimeoutNow => {
-                info!(self.cfg.logger, "{:x} [term {}] received MsgTimeoutNow from {:x} and starts an election to get leadership.", self.id, self.term, m.from);
+                info!(self.cfg.logger, "received MsgTimeoutNow, campaigning";
+                    "raft_id" => self.id, "from" => m.from, "term" => self.term);
                 // Leadership transfers never use pre-vote: the leader asked for this election.
                 self.hup(CampaignType::Transfer);
             }
             MessageType::MsgReadIndex => {
                 if self.lead == NONE {
-                    info!(
-                        self.cfg.logger,
-                        "{:x} no leader at term {}; dropping index reading msg", self.id, self.term
-                    );
+                    debug!(self.cfg.logger, "dropped read request: no leader";
+                        "raft_id" => self.id, "term" => self.term);
                     return Ok(());
                 }
                 m.to = self.lead;
@@ -96,13 +80,8 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgReadIndexResp => {
                 if m.entries.len() != 1 {
-                    error!(
-                        self.cfg.logger,
-                        "{:x} invalid format of MsgReadIndexResp from {:x}, entries count: {}",
-                        self.id,
-                        m.from,
-                        m.entries.len()
-                    );
+                    error!(self.cfg.logger, "ignored MsgReadIndexResp: malformed";
+                        "raft_id" => self.id, "from" => m.from, "entries" => m.entries.len());
                     return Ok(());
                 }
                 let ctx = m.entries.swap_remove(0).data;
@@ -159,9 +138,10 @@ impl<S: Storage> Raft<S> {
                 });
             }
             Ok(None) => {
-                let (lt, li) = (self.raft_log.term(index).unwrap_or(0), index);
-                debug!(self.cfg.logger, "{:x} [logterm: {}, index: {}] rejected MsgApp [logterm: {}, index: {}] from {:x}",
-                    self.id, lt, li, log_term, index, from);
+                debug!(self.cfg.logger, "rejected append: log mismatch";
+                    "raft_id" => self.id, "from" => from, "index" => index, "log_term" => log_term,
+                    "local_log_term" => self.raft_log.term(index).unwrap_or(0),
+                    "last_index" => self.raft_log.last_index());
                 // Hint the largest (index, term) at which the logs may match, so the leader
                 // skips a whole term per round trip.
                 let hint_index = index.min(self.raft_log.last_index());
@@ -178,10 +158,8 @@ impl<S: Storage> Raft<S> {
                 });
             }
             Err(e) => {
-                warn!(
-                    self.cfg.logger,
-                    "{:x} rejected a malformed MsgApp from {:x}: {}", self.id, from, e
-                );
+                warn!(self.cfg.logger, "rejected append";
+                    "raft_id" => self.id, "from" => from, "error" => %e);
                 return Err(e);
             }
         }
@@ -209,14 +187,9 @@ impl<S: Storage> Raft<S> {
         };
         let (sindex, sterm) = (s.index(), s.term());
         if self.restore(s) {
-            info!(
-                self.cfg.logger,
-                "{:x} [commit: {}] restored snapshot [index: {}, term: {}]",
-                self.id,
-                self.raft_log.committed,
-                sindex,
-                sterm
-            );
+            debug!(self.cfg.logger, "accepted snapshot";
+                "raft_id" => self.id, "from" => m.from, "snapshot_index" => sindex,
+                "snapshot_term" => sterm, "commit" => self.raft_log.committed);
             let last = self.raft_log.last_index();
             self.send(Message {
                 r#type: MessageType::MsgAppResp as i32,
@@ -225,14 +198,9 @@ impl<S: Storage> Raft<S> {
                 ..Default::default()
             });
         } else {
-            info!(
-                self.cfg.logger,
-                "{:x} [commit: {}] ignored snapshot [index: {}, term: {}]",
-                self.id,
-                self.raft_log.committed,
-                sindex,
-                sterm
-            );
+            debug!(self.cfg.logger, "ignored snapshot";
+                "raft_id" => self.id, "from" => m.from, "snapshot_index" => sindex,
+                "snapshot_term" => sterm, "commit" => self.raft_log.committed);
             let committed = self.raft_log.committed;
             self.send(Message {
                 r#type: MessageType::MsgAppResp as i32,
@@ -254,10 +222,8 @@ impl<S: Storage> Raft<S> {
         if self.state != StateRole::Follower {
             // Only followers restore; a leader or candidate seeing a newer snapshot in its own
             // term is impossible with honest peers. Step down and let the group sort it out.
-            warn!(
-                self.cfg.logger,
-                "{:x} attempted to restore snapshot as leader; should never happen", self.id
-            );
+            warn!(self.cfg.logger, "refused snapshot: not a follower; stepping down";
+                "raft_id" => self.id, "term" => self.term, "state" => %self.state);
             let term = self.term + 1;
             self.become_follower(term, NONE);
             return false;
@@ -266,18 +232,15 @@ impl<S: Storage> Raft<S> {
         if self.raft_log.match_term(sindex, sterm) {
             // The log already holds the snapshot's last entry: just move the commit index.
             let (lt, li) = self.raft_log.last_entry_id();
-            info!(self.cfg.logger, "{:x} [commit: {}, lastindex: {}, lastterm: {}] fast-forwarded commit to snapshot [index: {}, term: {}]",
-                self.id, self.raft_log.committed, li, lt, sindex, sterm);
+            info!(self.cfg.logger, "fast-forwarded commit to snapshot";
+                "raft_id" => self.id, "snapshot_index" => sindex, "snapshot_term" => sterm,
+                "commit" => self.raft_log.committed, "last_index" => li, "last_term" => lt);
             self.raft_log.commit_to(sindex);
             return false;
         }
-        info!(
-            self.cfg.logger,
-            "log [{}] starts to restore snapshot [index: {}, term: {}]",
-            self.raft_log,
-            sindex,
-            sterm
-        );
+        info!(self.cfg.logger, "restoring snapshot";
+            "raft_id" => self.id, "snapshot_index" => sindex, "snapshot_term" => sterm,
+            "log" => %self.raft_log);
         // The snapshot replaces the log: of what a queued acknowledgement claims, only the
         // committed prefix (the same in every log) is sure to survive this Ready's persist.
         let first_uncommitted = self.raft_log.committed + 1;
@@ -286,24 +249,21 @@ impl<S: Storage> Raft<S> {
         let mut trk = ProgressTracker::new(self.trk.max_inflight, self.trk.max_inflight_bytes);
         if let Err(e) = confchange::restore(&mut trk, self.raft_log.last_index(), &cs) {
             // validate_conf_state ran before; a failure here is a bug in the changer.
-            error!(
-                self.cfg.logger,
-                "{:x} unable to restore config {:?}: {}", self.id, cs, e
-            );
+            error!(self.cfg.logger, "cannot restore snapshot configuration";
+                "raft_id" => self.id, "conf_state" => ?cs, "error" => %e);
             return true;
         }
         self.trk.config = trk.config;
         self.trk.progress = trk.progress;
         let new_cs = self.switch_to_config_loaded();
         if !new_cs.equivalent(&cs) {
-            error!(
-                self.cfg.logger,
-                "{:x} restored config {:?} differs from the snapshot's {:?}", self.id, new_cs, cs
-            );
+            error!(self.cfg.logger, "restored configuration differs from snapshot";
+                "raft_id" => self.id, "restored" => ?new_cs, "snapshot" => ?cs);
         }
         let (lt, li) = self.raft_log.last_entry_id();
-        info!(self.cfg.logger, "{:x} [commit: {}, lastindex: {}, lastterm: {}] restored snapshot [index: {}, term: {}]",
-            self.id, self.raft_log.committed, li, lt, sindex, sterm);
+        info!(self.cfg.logger, "restored snapshot";
+            "raft_id" => self.id, "snapshot_index" => sindex, "snapshot_term" => sterm,
+            "commit" => self.raft_log.committed, "last_index" => li, "last_term" => lt);
         true
     }
 
@@ -334,7 +294,8 @@ impl<S: Storage> Raft<S> {
                 && m.to != id
                 && m.index >= first_gone)
         });
-        warn!(self.cfg.logger, "took back acknowledgements of entries the same Ready removes";
-            "first_gone" => first_gone, "retracted" => before - self.msgs_after_append.len());
+        warn!(self.cfg.logger, "retracted acknowledgements of removed entries";
+            "raft_id" => self.id, "first_gone" => first_gone,
+            "retracted" => before - self.msgs_after_append.len());
     }
 }

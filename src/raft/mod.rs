@@ -211,15 +211,10 @@ impl<S: Storage> Raft<S> {
         }
         let term = r.term;
         r.become_follower(term, NONE);
-        let peers: Vec<String> = r
-            .trk
-            .voter_nodes()
-            .iter()
-            .map(|id| format!("{id:x}"))
-            .collect();
-        info!(r.cfg.logger, "newRaft {:x} [peers: [{}], term: {}, commit: {}, applied: {}, lastindex: {}, lastterm: {}]",
-            r.id, peers.join(","), r.term, r.raft_log.committed, r.raft_log.applied,
-            r.raft_log.last_index(), r.raft_log.last_term());
+        info!(r.cfg.logger, "created node";
+            "raft_id" => r.id, "peers" => ?r.trk.voter_nodes(), "term" => r.term,
+            "commit" => r.raft_log.committed, "applied" => r.raft_log.applied,
+            "last_index" => r.raft_log.last_index(), "last_term" => r.raft_log.last_term());
         Ok(r)
     }
 

@@ -1,6 +1,6 @@
 //! ReadIndex: held reads, heartbeat-confirmed reads, leases and released read states.
 
-use slog::{error, warn};
+use slog::{debug, error, warn};
 
 use super::*;
 
@@ -9,12 +9,8 @@ impl<S: Storage> Raft<S> {
         // Read states are handed out with every Ready; a node whose application never calls
         // ready() would otherwise grow this without bound.
         if self.read_states.len() >= crate::read_only::MAX_PENDING_READS {
-            warn!(
-                self.cfg.logger,
-                "{:x} dropping read state at index {}: too many unread read states",
-                self.id,
-                rs.index
-            );
+            warn!(self.cfg.logger, "dropped read state: too many unread";
+                "raft_id" => self.id, "index" => rs.index);
             return;
         }
         self.read_states.push(rs);
@@ -29,7 +25,8 @@ impl<S: Storage> Raft<S> {
             return;
         }
         if !self.committed_entry_in_current_term() {
-            error!(self.cfg.logger, "{:x} pending MsgReadIndex should be released only after first commit in current term", self.id);
+            error!(self.cfg.logger, "held reads released before the first commit of the term";
+                "raft_id" => self.id, "term" => self.term);
             return;
         }
         let msgs = std::mem::take(&mut self.read_only_mut().held);
@@ -51,10 +48,8 @@ impl<S: Storage> Raft<S> {
             ReadOnlyOption::Safe => {
                 let id = self.id;
                 if !self.read_only_mut().add_request(committed, m, id) {
-                    warn!(
-                        self.cfg.logger,
-                        "{:x} dropping read index request: too many pending reads", self.id
-                    );
+                    debug!(self.cfg.logger, "dropped read request: too many pending reads";
+                        "raft_id" => self.id);
                     return Err(Error::ProposalDropped(DropReason::TooManyPendingReads));
                 }
                 self.bcast_heartbeat();

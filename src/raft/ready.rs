@@ -206,8 +206,8 @@ impl<S: Storage> Raft<S> {
             }
         } else {
             if cur.readies_outstanding > 0 {
-                warn!(self.cfg.logger, "ready() called again before advance(); the next advance acknowledges both";
-                    "outstanding" => cur.readies_outstanding);
+                warn!(self.cfg.logger, "ready() called again before advance()";
+                    "raft_id" => self.id, "outstanding" => cur.readies_outstanding);
             }
             for m in after_append {
                 if m.to == self.id {

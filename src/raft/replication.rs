@@ -1,7 +1,7 @@
 //! Sending appends, snapshots and heartbeats; the leader's handling of their answers; the leader's own log appends and commitment.
 
 use bytes::Bytes;
-use slog::{debug, error, info, warn};
+use slog::{debug, error, info};
 
 use super::*;
 
@@ -176,52 +176,37 @@ impl<S: Storage> Raft<S> {
             return false;
         };
         if !pr.recent_active {
-            debug!(
-                self.cfg.logger,
-                "ignore sending snapshot to {:x} since it is not recently active", to
-            );
+            debug!(self.cfg.logger, "skipped snapshot: peer not recently active";
+                "raft_id" => self.id, "peer" => to);
             return false;
         }
         let snapshot = match self.raft_log.snapshot() {
             Ok(s) => s,
             Err(Error::Store(StorageError::SnapshotTemporarilyUnavailable)) => {
-                debug!(self.cfg.logger, "{:x} failed to send snapshot to {:x} because snapshot is temporarily unavailable", self.id, to);
+                debug!(self.cfg.logger, "skipped snapshot: temporarily unavailable";
+                    "raft_id" => self.id, "peer" => to);
                 return false;
             }
             Err(e) => {
-                error!(
-                    self.cfg.logger,
-                    "{:x} failed to get a snapshot for {:x}: {}", self.id, to, e
-                );
+                error!(self.cfg.logger, "cannot get snapshot";
+                    "raft_id" => self.id, "peer" => to, "error" => %e);
                 return false;
             }
         };
         if snapshot.is_empty() {
-            error!(
-                self.cfg.logger,
-                "{:x} needs a snapshot for {:x} but the storage has none", self.id, to
-            );
+            error!(self.cfg.logger, "cannot send snapshot: storage has none";
+                "raft_id" => self.id, "peer" => to);
             return false;
         }
         let (sindex, sterm) = (snapshot.index(), snapshot.term());
         let (first, committed) = (self.raft_log.first_index(), self.raft_log.committed);
         let pr = self.trk.progress.get_mut(to).expect("checked above");
-        debug!(
-            self.cfg.logger,
-            "{:x} [firstindex: {}, commit: {}] sent snapshot[index: {}, term: {}] to {:x} [{}]",
-            self.id,
-            first,
-            committed,
-            sindex,
-            sterm,
-            to,
-            pr
-        );
+        debug!(self.cfg.logger, "sent snapshot";
+            "raft_id" => self.id, "to" => to, "snapshot_index" => sindex, "snapshot_term" => sterm,
+            "first_index" => first, "commit" => committed, "progress" => %pr);
         pr.become_snapshot(sindex);
-        debug!(
-            self.cfg.logger,
-            "{:x} paused sending replication messages to {:x} [{}]", self.id, to, pr
-        );
+        debug!(self.cfg.logger, "paused replication";
+            "raft_id" => self.id, "peer" => to, "progress" => %pr);
         self.send(Message {
             r#type: MessageType::MsgSnap as i32,
             to,
@@ -282,14 +267,9 @@ impl<S: Storage> Raft<S> {
         if m.index > last_index && !m.reject {
             // An acknowledgement of entries this leader never had: ignore it rather than
             // count it toward a quorum.
-            warn!(
-                self.cfg.logger,
-                "{:x} ignored MsgAppResp from {:x} acknowledging index {} past the last index {}",
-                self.id,
-                from,
-                m.index,
-                last_index
-            );
+            debug!(self.cfg.logger, "ignored append response: index past last index";
+                "raft_id" => self.id, "from" => from, "index" => m.index,
+                "last_index" => last_index);
             return;
         }
         if self.cfg.read_only_option == ReadOnlyOption::LeaseBased && from != self.id {
@@ -302,8 +282,9 @@ impl<S: Storage> Raft<S> {
         let pr = self.trk.progress.get_mut(from).expect("checked by caller");
         pr.recent_active = true;
         if m.reject {
-            debug!(self.cfg.logger, "{:x} received MsgAppResp(rejected, hint: (index {}, term {})) from {:x} for index {}",
-                self.id, m.reject_hint, m.log_term, from, m.index);
+            debug!(self.cfg.logger, "received append rejection";
+                "raft_id" => self.id, "from" => from, "index" => m.index,
+                "reject_hint" => m.reject_hint, "log_term" => m.log_term);
             let mut next_probe_idx = m.reject_hint.min(last_index);
             if m.log_term > 0 {
                 // Skip every entry of ours whose term is above the follower's term at the hint:
@@ -315,10 +296,8 @@ impl<S: Storage> Raft<S> {
             }
             let pr = self.trk.progress.get_mut(from).expect("checked by caller");
             if pr.maybe_decr_to(m.index, next_probe_idx) {
-                debug!(
-                    self.cfg.logger,
-                    "{:x} decreased progress of {:x} to [{}]", self.id, from, pr
-                );
+                debug!(self.cfg.logger, "decreased progress";
+                    "raft_id" => self.id, "peer" => from, "progress" => %pr);
                 if pr.state == ProgressState::Replicate {
                     pr.become_probe();
                 }
@@ -334,7 +313,8 @@ impl<S: Storage> Raft<S> {
                 ProgressState::Snapshot if pr.matched + 1 >= first_index => {
                     // Any snapshot (or append) that lets replication go on ends the snapshot
                     // state, whatever the pending snapshot was.
-                    debug!(self.cfg.logger, "{:x} recovered from needing snapshot, resumed sending replication messages to {:x} [{}]", self.id, from, pr);
+                    debug!(self.cfg.logger, "resumed replication after snapshot";
+                        "raft_id" => self.id, "peer" => from, "progress" => %pr);
                     pr.become_probe();
                     pr.become_replicate();
                 }
@@ -372,10 +352,8 @@ impl<S: Storage> Raft<S> {
                     .get(from)
                     .is_some_and(|pr| pr.matched == self.raft_log.last_index())
             {
-                info!(
-                    self.cfg.logger,
-                    "{:x} sent MsgTimeoutNow to {:x} after received MsgAppResp", self.id, from
-                );
+                info!(self.cfg.logger, "sent MsgTimeoutNow: transferee caught up";
+                    "raft_id" => self.id, "to" => from);
                 self.send_timeout_now(from);
             }
         }
@@ -432,7 +410,9 @@ impl<S: Storage> Raft<S> {
             e.index = li + 1 + i as u64;
         }
         if !self.increase_uncommitted_size(&es) {
-            warn!(self.cfg.logger, "{:x} appending new entries to log would exceed uncommitted entry size limit; dropping proposal", self.id);
+            debug!(self.cfg.logger, "dropped proposal: uncommitted size limit";
+                "raft_id" => self.id, "uncommitted_size" => self.uncommitted_size,
+                "limit" => self.cfg.max_uncommitted_entries_size);
             return false;
         }
         let li = self.raft_log.append(es);
@@ -482,7 +462,9 @@ impl<S: Storage> Raft<S> {
             && payload > 0
             && self.uncommitted_size.saturating_add(payload) > self.cfg.max_uncommitted_entries_size
         {
-            warn!(self.cfg.logger, "{:x} appending new entries to log would exceed uncommitted entry size limit; dropping proposal", self.id);
+            debug!(self.cfg.logger, "dropped proposal: uncommitted size limit";
+                "raft_id" => self.id, "uncommitted_size" => self.uncommitted_size,
+                "limit" => self.cfg.max_uncommitted_entries_size);
             return Ok(Err(Error::ProposalDropped(
                 DropReason::UncommittedBudgetFull,
             )));

@@ -37,10 +37,10 @@ impl<S: Storage> Raft<S> {
                 if !force && in_lease {
                     // A node that heard from a leader within the election timeout ignores
                     // vote requests: a partitioned node must not disrupt a healthy group.
-                    let (lt, li) = self.raft_log.last_entry_id();
-                    info!(self.cfg.logger, "{:x} [logterm: {}, index: {}, vote: {:x}] ignored {} from {:x} [logterm: {}, index: {}] at term {}: lease is not expired (remaining ticks: {})",
-                        self.id, lt, li, self.vote, t.as_str_name(), m.from, m.log_term, m.index, self.term,
-                        self.election_timeout() - self.election_elapsed);
+                    debug!(self.cfg.logger, "ignored vote request: lease not expired";
+                        "raft_id" => self.id, "from" => m.from, "type" => t.as_str_name(),
+                        "msg_term" => m.term, "term" => self.term, "lead" => self.lead,
+                        "remaining_ticks" => self.election_timeout() - self.election_elapsed);
                     return Ok(());
                 }
             }
@@ -50,8 +50,9 @@ impl<S: Storage> Raft<S> {
                 // A granted pre-vote: the term moves when the election starts.
                 MessageType::MsgPreVoteResp if !m.reject => {}
                 _ => {
-                    info!(self.cfg.logger, "{:x} [term: {}] received a {} message with higher term from {:x} [term: {}]",
-                        self.id, self.term, t.as_str_name(), m.from, m.term);
+                    info!(self.cfg.logger, "received message with higher term";
+                        "raft_id" => self.id, "from" => m.from, "type" => t.as_str_name(),
+                        "msg_term" => m.term, "term" => self.term);
                     if matches!(
                         t,
                         MessageType::MsgApp | MessageType::MsgHeartbeat | MessageType::MsgSnap
@@ -75,9 +76,9 @@ impl<S: Storage> Raft<S> {
                     ..Default::default()
                 });
             } else if t == MessageType::MsgPreVote {
-                let (lt, li) = self.raft_log.last_entry_id();
-                info!(self.cfg.logger, "{:x} [logterm: {}, index: {}, vote: {:x}] rejected {} from {:x} [logterm: {}, index: {}] at term {}",
-                    self.id, lt, li, self.vote, t.as_str_name(), m.from, m.log_term, m.index, self.term);
+                debug!(self.cfg.logger, "rejected pre-vote request: lower term";
+                    "raft_id" => self.id, "from" => m.from, "type" => t.as_str_name(),
+                    "msg_term" => m.term, "term" => self.term);
                 self.send(Message {
                     r#type: MessageType::MsgPreVoteResp as i32,
                     to: m.from,
@@ -89,22 +90,17 @@ impl<S: Storage> Raft<S> {
                 // Entries written under an older term may since have been overwritten: do not
                 // mark them stable (the ABA case). A snapshot is still applied.
                 if m.index != 0 {
-                    info!(self.cfg.logger, "{:x} [term: {}] ignored entry appends from a {} message with lower term [term: {}]",
-                        self.id, self.term, t.as_str_name(), m.term);
+                    debug!(self.cfg.logger, "ignored storage append response: lower term";
+                        "raft_id" => self.id, "index" => m.index, "msg_term" => m.term,
+                        "term" => self.term);
                 }
                 if let Some(s) = m.snapshot.take() {
                     self.applied_snap(&s);
                 }
             } else {
-                info!(
-                    self.cfg.logger,
-                    "{:x} [term: {}] ignored a {} message with lower term from {:x} [term: {}]",
-                    self.id,
-                    self.term,
-                    t.as_str_name(),
-                    m.from,
-                    m.term
-                );
+                debug!(self.cfg.logger, "ignored message: lower term";
+                    "raft_id" => self.id, "from" => m.from, "type" => t.as_str_name(),
+                    "msg_term" => m.term, "term" => self.term);
             }
             return Ok(());
         }
@@ -139,8 +135,10 @@ impl<S: Storage> Raft<S> {
                     || (t == MessageType::MsgPreVote && m.term > self.term);
                 let (lt, li) = self.raft_log.last_entry_id();
                 if can_vote && self.raft_log.is_up_to_date(m.index, m.log_term) {
-                    info!(self.cfg.logger, "{:x} [logterm: {}, index: {}, vote: {:x}] cast {} for {:x} [logterm: {}, index: {}] at term {}",
-                        self.id, lt, li, self.vote, t.as_str_name(), m.from, m.log_term, m.index, self.term);
+                    info!(self.cfg.logger, "cast vote";
+                        "raft_id" => self.id, "from" => m.from, "type" => t.as_str_name(),
+                        "msg_term" => m.term, "log_term" => m.log_term, "index" => m.index,
+                        "term" => self.term, "last_term" => lt, "last_index" => li);
                     // The response carries the term of the request: for a pre-vote that is
                     // a future term, which the candidate checks.
                     self.send(Message {
@@ -154,8 +152,11 @@ impl<S: Storage> Raft<S> {
                         self.vote = m.from;
                     }
                 } else {
-                    info!(self.cfg.logger, "{:x} [logterm: {}, index: {}, vote: {:x}] rejected {} from {:x} [logterm: {}, index: {}] at term {}",
-                        self.id, lt, li, self.vote, t.as_str_name(), m.from, m.log_term, m.index, self.term);
+                    debug!(self.cfg.logger, "rejected vote request";
+                        "raft_id" => self.id, "from" => m.from, "type" => t.as_str_name(),
+                        "msg_term" => m.term, "log_term" => m.log_term, "index" => m.index,
+                        "term" => self.term, "vote" => self.vote, "last_term" => lt,
+                        "last_index" => li, "lead" => self.lead);
                     self.send(Message {
                         r#type: t.vote_response() as i32,
                         to: m.from,
@@ -182,10 +183,8 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgCheckQuorum => {
                 if !self.trk.quorum_active() {
-                    warn!(
-                        self.cfg.logger,
-                        "{:x} stepped down to follower since quorum is not active", self.id
-                    );
+                    warn!(self.cfg.logger, "stepped down: quorum not active";
+                        "raft_id" => self.id, "term" => self.term);
                     let term = self.term;
                     self.become_follower(term, NONE);
                     return Ok(());
@@ -208,7 +207,9 @@ impl<S: Storage> Raft<S> {
                     return Err(Error::ProposalDropped(DropReason::LeaderRemoved));
                 }
                 if self.lead_transferee != NONE {
-                    debug!(self.cfg.logger, "{:x} [term {}] transfer leadership to {:x} is in progress; dropping proposal", self.id, self.term, self.lead_transferee);
+                    debug!(self.cfg.logger, "dropped proposal: leader transfer in progress";
+                        "raft_id" => self.id, "term" => self.term,
+                        "transferee" => self.lead_transferee);
                     return Err(Error::ProposalDropped(DropReason::TransferInProgress));
                 }
                 self.check_conf_change_proposals(&mut m.entries);
@@ -237,10 +238,8 @@ impl<S: Storage> Raft<S> {
 
         let from = m.from;
         if self.trk.progress.get(from).is_none() {
-            debug!(
-                self.cfg.logger,
-                "{:x} no progress available for {:x}", self.id, from
-            );
+            debug!(self.cfg.logger, "ignored message: no progress for sender";
+                "raft_id" => self.id, "from" => from, "type" => t.as_str_name());
             return Ok(());
         }
         match t {
@@ -253,19 +252,15 @@ impl<S: Storage> Raft<S> {
                 }
                 if !m.reject {
                     pr.become_probe();
-                    debug!(self.cfg.logger, "{:x} snapshot succeeded, resumed sending replication messages to {:x} [{}]", self.id, from, pr);
+                    debug!(self.cfg.logger, "snapshot succeeded, resumed replication";
+                        "raft_id" => self.id, "peer" => from, "progress" => %pr);
                 } else {
                     // Clear the pending snapshot first, or probing would start from the index
                     // of a snapshot that never arrived.
                     pr.pending_snapshot = 0;
                     pr.become_probe();
-                    debug!(
-                        self.cfg.logger,
-                        "{:x} snapshot failed, resumed sending replication messages to {:x} [{}]",
-                        self.id,
-                        from,
-                        pr
-                    );
+                    debug!(self.cfg.logger, "snapshot failed, resumed replication";
+                        "raft_id" => self.id, "peer" => from, "progress" => %pr);
                 }
                 // Wait for the follower's answer (or a heartbeat interval) before appending.
                 pr.msg_app_flow_paused = true;
@@ -276,13 +271,8 @@ impl<S: Storage> Raft<S> {
                 if pr.state == ProgressState::Replicate {
                     pr.become_probe();
                 }
-                debug!(
-                    self.cfg.logger,
-                    "{:x} failed to send message to {:x} because it is unreachable [{}]",
-                    self.id,
-                    from,
-                    pr
-                );
+                debug!(self.cfg.logger, "peer unreachable";
+                    "raft_id" => self.id, "peer" => from, "progress" => %pr);
             }
             MessageType::MsgTransferLeader => self.handle_transfer_leader(from),
             _ => {}

@@ -168,8 +168,9 @@ impl<S: Storage> Raft<S> {
 
     fn refuse(&self, m: &Message, why: Reason) -> Error {
         debug!(self.cfg.logger, "refused message";
-            "reason" => why.as_str(), "type" => m.r#type, "from" => m.from, "to" => m.to,
-            "term" => m.term, "index" => m.index, "node_term" => self.term);
+            "raft_id" => self.id, "reason" => why.as_str(),
+            "type" => m.msg_type().map_or("unknown", |t| t.as_str_name()), "from" => m.from,
+            "to" => m.to, "msg_term" => m.term, "index" => m.index, "term" => self.term);
         Error::InvalidMessage(why)
     }
 
