@@ -7,6 +7,8 @@
 //! implements [`StateMachine`]: it sees every committed entry in order (conf changes after the
 //! node applied them with [`RawNode::apply_conf_change`]) and every snapshot the node installs.
 //!
+//! [`TestRng`] is the seeded random stream for tests and simulations built on the kit.
+//!
 //! The parts of the loop are public too, for drivers that spread a Ready over time (a slow
 //! disk, a crash between the persist and the late messages): [`Persist`] is what one Ready or
 //! one `MsgStorageAppend` asks to write, and [`apply_committed`] applies committed entries.
@@ -61,6 +63,9 @@
 //! ```
 
 use std::fmt;
+
+mod rng;
+pub use rng::TestRng;
 
 use crate::raftpb::{
     ConfChange, ConfChangeI, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message,
