@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use raftcore::raftpb::{ConfState, Entry, HardState, Message, Snapshot, SnapshotMetadata};
+use raftcore::raftpb::{ConfState, Entry, HardState, Message};
 use raftcore::testkit::{self, ConfOutcome, StateMachine};
 use raftcore::{Config, MemStorage, RawNode, StateRole};
 
@@ -71,20 +71,10 @@ impl StateMachine for Commands {
 
 /// A fresh node whose storage starts from a snapshot holding the group's configuration.
 fn new_node(id: u64) -> Node {
-    let mut storage = MemStorage::new();
-    storage
-        .apply_snapshot(Snapshot {
-            metadata: Some(SnapshotMetadata {
-                conf_state: Some(ConfState {
-                    voters: IDS.to_vec(),
-                    ..Default::default()
-                }),
-                index: 1,
-                term: 1,
-            }),
-            ..Default::default()
-        })
-        .expect("apply the initial snapshot");
+    let mut storage = testkit::storage_with_conf_state(ConfState {
+        voters: IDS.to_vec(),
+        ..Default::default()
+    });
     storage.set_hard_state(HardState {
         term: 1,
         vote: 0,

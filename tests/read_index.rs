@@ -27,7 +27,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
-use raftcore::raftpb::{ConfState, Entry, Message, Snapshot, SnapshotMetadata};
+use raftcore::raftpb::{ConfState, Entry, Message};
 use raftcore::testkit::{self, ConfOutcome, StateMachine, TestRng};
 use raftcore::{AppendMode, Config, MemStorage, RawNode, ReadOnlyOption, StateRole};
 
@@ -162,20 +162,10 @@ impl StateMachine for Applier<'_> {
 }
 
 fn storage(voters: &[u64]) -> MemStorage {
-    let mut s = MemStorage::new();
-    s.apply_snapshot(Snapshot {
-        metadata: Some(SnapshotMetadata {
-            conf_state: Some(ConfState {
-                voters: voters.to_vec(),
-                ..Default::default()
-            }),
-            index: 1,
-            term: 1,
-        }),
+    testkit::storage_with_conf_state(ConfState {
+        voters: voters.to_vec(),
         ..Default::default()
     })
-    .expect("fresh storage takes a snapshot");
-    s
 }
 
 impl Sim {

@@ -3,9 +3,7 @@
 //! order they were produced.
 
 use bytes::Bytes;
-use raftcore::raftpb::{
-    ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
-};
+use raftcore::raftpb::{ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot};
 use raftcore::testkit::{self, ConfOutcome, StateMachine};
 use raftcore::{AppendMode, Config, MemStorage, RawNode, StateRole};
 use std::sync::Arc;
@@ -27,19 +25,10 @@ pub fn bench_config(id: u64, mode: AppendMode) -> Config {
 /// A MemStorage that starts from a snapshot at index 1, term 1, whose ConfState holds voters
 /// `1..=voters`, and a HardState {term 1, commit 1}.
 pub fn bench_storage(voters: u64) -> MemStorage {
-    let mut s = MemStorage::new();
-    s.apply_snapshot(Snapshot {
-        metadata: Some(SnapshotMetadata {
-            conf_state: Some(ConfState {
-                voters: (1..=voters).collect(),
-                ..Default::default()
-            }),
-            index: 1,
-            term: 1,
-        }),
+    let mut s = testkit::storage_with_conf_state(ConfState {
+        voters: (1..=voters).collect(),
         ..Default::default()
-    })
-    .expect("apply the initial snapshot");
+    });
     s.set_hard_state(HardState {
         term: 1,
         vote: 0,

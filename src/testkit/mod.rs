@@ -15,9 +15,9 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use raftcore::raftpb::{ConfState, Entry, Message, Snapshot, SnapshotMetadata};
-//! use raftcore::testkit::{handle_ready, ConfOutcome, StateMachine};
-//! use raftcore::{Config, MemStorage, RawNode, StateRole};
+//! use raftcore::raftpb::{ConfState, Entry, Message};
+//! use raftcore::testkit::{handle_ready, storage_with_conf_state, ConfOutcome, StateMachine};
+//! use raftcore::{Config, RawNode, StateRole};
 //!
 //! /// A state machine that keeps the payloads it applied.
 //! #[derive(Default)]
@@ -33,17 +33,8 @@
 //!     }
 //! }
 //!
-//! let mut storage = MemStorage::new();
-//! storage
-//!     .apply_snapshot(Snapshot {
-//!         metadata: Some(SnapshotMetadata {
-//!             conf_state: Some(ConfState { voters: vec![1], ..Default::default() }),
-//!             index: 1,
-//!             term: 1,
-//!         }),
-//!         ..Default::default()
-//!     })
-//!     .unwrap();
+//! // A single-voter group.
+//! let storage = storage_with_conf_state(ConfState { voters: vec![1], ..Default::default() });
 //! let mut node = RawNode::new(&Config::new(1), storage).unwrap();
 //! let mut sm = Payloads::default();
 //! let mut outbox: Vec<Message> = Vec::new(); // a single voter sends nothing
@@ -69,7 +60,7 @@ pub use rng::TestRng;
 
 use crate::raftpb::{
     ConfChange, ConfChangeI, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message,
-    Snapshot,
+    Snapshot, SnapshotMetadata,
 };
 use crate::{
     Error, MemStorage, RawNode, ReadState, Ready, SoftState, Storage, LOCAL_APPEND_THREAD,
@@ -264,6 +255,23 @@ pub fn apply_committed<S: Storage, M: StateMachine>(
         sm.apply(e, conf.as_ref())?;
     }
     Ok(())
+}
+
+/// A storage that starts from a snapshot at index 1, term 1, without data, whose configuration
+/// is `cs`: how a member of a new group can start (the members of a group all start from the
+/// same configuration).
+pub fn storage_with_conf_state(cs: ConfState) -> MemStorage {
+    let mut s = MemStorage::new();
+    s.apply_snapshot(Snapshot {
+        metadata: Some(SnapshotMetadata {
+            conf_state: Some(cs),
+            index: 1,
+            term: 1,
+        }),
+        ..Default::default()
+    })
+    .expect("an empty storage takes a snapshot at index 1");
+    s
 }
 
 /// What a handled Ready leaves to the caller.

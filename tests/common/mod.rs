@@ -4,28 +4,18 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use raftcore::raftpb::{ConfState, Entry, Message, MessageType, Snapshot, SnapshotMetadata};
+use raftcore::raftpb::{ConfState, Entry, Message, MessageType, Snapshot};
 use raftcore::testkit::{self, ConfOutcome, StateMachine};
 use raftcore::{AppendMode, Config, MemStorage, RawNode, Ready, SnapshotStatus, StateRole};
 use std::collections::BTreeSet;
 
 /// A storage that starts from a snapshot at index 1, term 1, holding the voters.
 pub fn storage_with_voters(voters: &[u64], learners: &[u64]) -> MemStorage {
-    let mut s = MemStorage::new();
-    s.apply_snapshot(Snapshot {
-        metadata: Some(SnapshotMetadata {
-            conf_state: Some(ConfState {
-                voters: voters.to_vec(),
-                learners: learners.to_vec(),
-                ..Default::default()
-            }),
-            index: 1,
-            term: 1,
-        }),
+    testkit::storage_with_conf_state(ConfState {
+        voters: voters.to_vec(),
+        learners: learners.to_vec(),
         ..Default::default()
     })
-    .expect("fresh storage takes a snapshot");
-    s
 }
 
 pub fn config(id: u64, mode: AppendMode) -> Config {

@@ -10,9 +10,7 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use raftcore::raftpb::{
-    ConfState, Entry, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
-};
+use raftcore::raftpb::{ConfState, Entry, HardState, Message, MessageType, Snapshot};
 use raftcore::testkit::{self, ConfOutcome, ReadyError, StateMachine};
 use raftcore::{
     AppendMode, Config, Error, MemStorage, RawNode, StateRole, Storage, MAX_REMOTE_VALUE,
@@ -184,16 +182,7 @@ fn is_member(cs: &ConfState, id: u64) -> bool {
 }
 
 fn initial_storage() -> MemStorage {
-    let mut s = MemStorage::new();
-    s.apply_snapshot(Snapshot {
-        metadata: Some(SnapshotMetadata {
-            conf_state: Some(initial_conf()),
-            index: 1,
-            term: 1,
-        }),
-        ..Default::default()
-    })
-    .expect("set-up: initial snapshot");
+    let mut s = testkit::storage_with_conf_state(initial_conf());
     s.set_hard_state(HardState {
         term: 1,
         vote: 0,
