@@ -357,3 +357,6 @@ pub fn handle_ready_async<M: StateMachine>(
         read_states: rd.read_states,
     })
 }
+
+#[cfg(test)]
+mod tests;
