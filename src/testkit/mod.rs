@@ -131,16 +131,20 @@ impl ConfOutcome {
 }
 
 /// Decodes a conf-change entry: `None` for a normal entry.
+#[inline]
 pub fn decode_conf_change(entry: &Entry) -> Option<Result<ConfChangeI, prost::DecodeError>> {
-    use prost::Message as _;
     match entry.entry_type() {
         EntryType::EntryNormal => None,
-        EntryType::EntryConfChange => {
-            Some(ConfChange::decode(entry.data.clone()).map(ConfChangeI::V1))
-        }
-        EntryType::EntryConfChangeV2 => {
-            Some(ConfChangeV2::decode(entry.data.clone()).map(ConfChangeI::V2))
-        }
+        t => Some(decode_conf_change_data(t, entry)),
+    }
+}
+
+fn decode_conf_change_data(t: EntryType, entry: &Entry) -> Result<ConfChangeI, prost::DecodeError> {
+    use prost::Message as _;
+    if t == EntryType::EntryConfChange {
+        ConfChange::decode(entry.data.clone()).map(ConfChangeI::V1)
+    } else {
+        ConfChangeV2::decode(entry.data.clone()).map(ConfChangeI::V2)
     }
 }
 
@@ -245,14 +249,18 @@ pub fn apply_committed<S: Storage, M: StateMachine>(
     sm: &mut M,
 ) -> Result<(), M::Error> {
     for e in entries {
-        let conf = decode_conf_change(e).map(|cc| match cc {
+        let Some(cc) = decode_conf_change(e) else {
+            sm.apply(e, None)?;
+            continue;
+        };
+        let conf = match cc {
             Ok(change) => match node.apply_conf_change(&change) {
                 Ok(conf_state) => ConfOutcome::Applied { change, conf_state },
                 Err(error) => ConfOutcome::Refused { change, error },
             },
             Err(err) => ConfOutcome::Undecodable(err),
-        });
-        sm.apply(e, conf.as_ref())?;
+        };
+        sm.apply(e, Some(&conf))?;
     }
     Ok(())
 }
