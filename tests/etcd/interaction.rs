@@ -117,10 +117,13 @@ fn bare_ids(td: &TestData) -> Result<Vec<u64>, String> {
         .collect()
 }
 
-/// Process one Ready's persistence (etcd's `processAppend`), written with the test kit.
+/// Process one Ready's persistence (etcd's `processAppend`): the HardState first, as etcd
+/// writes it, then the snapshot or the entries with the test kit.
 fn process_append(store: &mut HarnessStorage, mut p: Persist) -> CmdResult {
+    if let Some(hs) = p.hard_state.take().filter(|hs| !hs.is_empty()) {
+        store.mem.set_hard_state(hs);
+    }
     p.snapshot = p.snapshot.filter(|s| !s.is_empty());
-    p.hard_state = p.hard_state.filter(|hs| !hs.is_empty());
     if p.snapshot.is_some() && !p.entries.is_empty() {
         return Err("can't apply snapshot and entries at the same time".to_string());
     }
