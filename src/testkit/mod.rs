@@ -161,7 +161,7 @@ pub enum ReadyError<E> {
 impl<E: fmt::Display> fmt::Display for ReadyError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ReadyError::Core(e) => write!(f, "raft: {e}"),
+            ReadyError::Core(e) => e.fmt(f),
             ReadyError::App(e) => write!(f, "state machine: {e}"),
         }
     }

@@ -230,7 +230,7 @@ fn the_state_machine_can_stop_the_loop() {
     let rd = g.nodes[0].ready();
     assert_eq!(rd.committed_entries.last().map(|e| e.index), Some(5));
     match handle_ready(&mut g.nodes[0], rd, &mut g.logs[0], &mut g.net) {
-        Err(ReadyError::App(e)) => assert_eq!(e, "refused 5"),
+        Err(e @ ReadyError::App(_)) => assert_eq!(e.to_string(), "state machine: refused 5"),
         other => panic!("{other:?}"),
     }
 }
@@ -315,8 +315,11 @@ fn persist_takes_what_a_ready_or_a_storage_append_asks() {
         }),
         ..Default::default()
     };
-    assert!(matches!(
-        old.restore_and_write(&mut store, &mut log),
-        Err(ReadyError::Core(Error::Store(_)))
-    ));
+    match old.restore_and_write(&mut store, &mut log) {
+        Err(e @ ReadyError::Core(Error::Store(_))) => assert_eq!(
+            e.to_string(),
+            Error::Store(crate::StorageError::SnapshotOutOfDate).to_string()
+        ),
+        other => panic!("{other:?}"),
+    }
 }
