@@ -1,8 +1,10 @@
 //! Three Raft nodes in one process, talking through an in-memory network.
 //!
-//! Each node has its own `MemStorage` and runs the Ready loop of the crate docs: persist the
+//! Each node has its own `MemStorage` and runs the Ready loop of the crate docs through the test
+//! kit's reference loop (`raftcore::testkit::handle_ready`, feature `testkit`): persist the
 //! Ready's snapshot, entries and hard state; send `messages` at once and `persisted_messages`
-//! only after persisting; apply the committed entries (conf changes with `apply_conf_change`);
+//! only after persisting; apply the committed entries (conf changes with `apply_conf_change`)
+//! to the application's state machine (here a list of commands that prints what it applies);
 //! `advance`. The clock ticks until a leader is elected, then the leader proposes a few
 //! commands and the program prints each one as it commits and is applied on every node.
 //!
@@ -12,11 +14,8 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use prost::Message as _;
-use raftcore::raftpb::{
-    ConfChange, ConfChangeI, ConfChangeV2, ConfState, EntryType, HardState, Message, Snapshot,
-    SnapshotMetadata,
-};
+use raftcore::raftpb::{ConfState, Entry, HardState, Message};
+use raftcore::testkit::{self, ConfOutcome, StateMachine};
 use raftcore::{Config, MemStorage, RawNode, StateRole};
 
 const IDS: [u64; 3] = [1, 2, 3];
@@ -25,28 +24,57 @@ const COMMANDS: [&str; 5] = ["set x = 1", "set y = 2", "incr x", "del y", "set z
 /// One member: the Raft node and the application's state machine beside it.
 struct Node {
     raft: RawNode<MemStorage>,
-    /// The commands this node has applied, in order.
-    applied: Vec<String>,
+    app: Commands,
     /// The commit index last reported.
     commit: u64,
 }
 
+/// The application's state machine: the commands applied, in order.
+struct Commands {
+    id: u64,
+    applied: Vec<String>,
+}
+
+impl StateMachine for Commands {
+    type Error = std::convert::Infallible;
+
+    fn apply(&mut self, e: &Entry, conf: Option<&ConfOutcome>) -> Result<(), Self::Error> {
+        let id = self.id;
+        match conf {
+            None if e.data.is_empty() => {
+                // The empty entry a new leader appends to commit its term.
+                println!(
+                    "node {id}: applied entry {} (a new leader's empty entry)",
+                    e.index
+                );
+            }
+            None => {
+                let cmd = String::from_utf8_lossy(&e.data).into_owned();
+                println!(
+                    "node {id}: applied entry {} (term {}): {cmd:?}",
+                    e.index, e.term
+                );
+                self.applied.push(cmd);
+            }
+            Some(ConfOutcome::Applied { conf_state, .. }) => println!(
+                "node {id}: applied conf change {}: voters {:?}",
+                e.index, conf_state.voters
+            ),
+            Some(ConfOutcome::Refused { error, .. }) => {
+                println!("node {id}: conf change {} refused: {error}", e.index)
+            }
+            Some(other) => println!("node {id}: conf change {}: {other:?}", e.index),
+        }
+        Ok(())
+    }
+}
+
 /// A fresh node whose storage starts from a snapshot holding the group's configuration.
 fn new_node(id: u64) -> Node {
-    let mut storage = MemStorage::new();
-    storage
-        .apply_snapshot(Snapshot {
-            metadata: Some(SnapshotMetadata {
-                conf_state: Some(ConfState {
-                    voters: IDS.to_vec(),
-                    ..Default::default()
-                }),
-                index: 1,
-                term: 1,
-            }),
-            ..Default::default()
-        })
-        .expect("apply the initial snapshot");
+    let mut storage = testkit::storage_with_conf_state(ConfState {
+        voters: IDS.to_vec(),
+        ..Default::default()
+    });
     storage.set_hard_state(HardState {
         term: 1,
         vote: 0,
@@ -61,19 +89,22 @@ fn new_node(id: u64) -> Node {
     cfg.seed = 7;
     Node {
         raft: RawNode::new(&cfg, storage).expect("create the node"),
-        applied: Vec::new(),
+        app: Commands {
+            id,
+            applied: Vec::new(),
+        },
         commit: 1,
     }
 }
 
-/// Handles one Ready of `node`, if it has one, following the crate's Ready contract. Messages
-/// to send go to `net`.
+/// Handles one Ready of `node`, if it has one, with the test kit's reference loop (the crate's
+/// Ready contract). Messages to send go to `net`, in the order the node produced them.
 fn handle_ready(node: &mut Node, net: &mut VecDeque<Message>) {
     if !node.raft.has_ready() {
         return;
     }
     let id = node.raft.id();
-    let mut rd = node.raft.ready();
+    let rd = node.raft.ready();
 
     if let Some(ss) = rd.soft_state {
         if ss.raft_state == StateRole::Leader {
@@ -88,76 +119,20 @@ fn handle_ready(node: &mut Node, net: &mut VecDeque<Message>) {
             println!("node {id}: {} with no leader known", ss.raft_state);
         }
     }
-
-    // Rule 2, first half: these messages may leave before the write (the leader replicates
-    // while it writes its own log).
-    net.extend(rd.messages.drain(..));
-
-    // Rule 1: persist the snapshot, the entries and the hard state.
-    if let Some(snap) = rd.snapshot.take() {
-        node.raft
-            .store_mut()
-            .apply_snapshot(snap)
-            .expect("persist the snapshot");
-    }
-    node.raft
-        .store_mut()
-        .append(&rd.entries)
-        .expect("persist the entries");
-    if let Some(hs) = rd.hard_state {
-        node.raft.store_mut().set_hard_state(hs);
-        if hs.commit > node.commit {
-            let (from, to) = (node.commit + 1, hs.commit);
-            if from == to {
-                println!("node {id}: entry {to} is committed");
-            } else {
-                println!("node {id}: entries {from}..={to} are committed");
-            }
-            node.commit = hs.commit;
+    if let Some(hs) = rd.hard_state.filter(|hs| hs.commit > node.commit) {
+        let (from, to) = (node.commit + 1, hs.commit);
+        if from == to {
+            println!("node {id}: entry {to} is committed");
+        } else {
+            println!("node {id}: entries {from}..={to} are committed");
         }
+        node.commit = hs.commit;
     }
 
-    // Rule 2, second half: answers that promise durable state leave only now.
-    net.extend(rd.persisted_messages.drain(..));
-
-    // Rule 3: apply what is committed, in order.
-    for e in &rd.committed_entries {
-        match e.entry_type() {
-            EntryType::EntryNormal if e.data.is_empty() => {
-                // The empty entry a new leader appends to commit its term.
-                println!(
-                    "node {id}: applied entry {} (a new leader's empty entry)",
-                    e.index
-                );
-            }
-            EntryType::EntryNormal => {
-                let cmd = String::from_utf8_lossy(&e.data).into_owned();
-                println!(
-                    "node {id}: applied entry {} (term {}): {cmd:?}",
-                    e.index, e.term
-                );
-                node.applied.push(cmd);
-            }
-            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                let cc = if e.entry_type() == EntryType::EntryConfChange {
-                    ConfChange::decode(e.data.clone()).map(ConfChangeI::V1)
-                } else {
-                    ConfChangeV2::decode(e.data.clone()).map(ConfChangeI::V2)
-                };
-                match cc.map(|cc| node.raft.apply_conf_change(&cc)) {
-                    Ok(Ok(cs)) => println!(
-                        "node {id}: applied conf change {}: voters {:?}",
-                        e.index, cs.voters
-                    ),
-                    Ok(Err(err)) => println!("node {id}: conf change {} refused: {err}", e.index),
-                    Err(err) => println!("node {id}: conf change {} undecodable: {err}", e.index),
-                }
-            }
-        }
-    }
-
-    // Rule 4.
-    node.raft.advance().expect("advance");
+    // Persist, send (early messages at once, the others after the persist), apply, advance.
+    let mut out = Vec::new();
+    testkit::handle_ready(&mut node.raft, rd, &mut node.app, &mut out).expect("the Ready loop");
+    net.extend(out);
 }
 
 /// Delivers every message in flight (and what they cause) until the network is quiet.
@@ -223,7 +198,7 @@ fn main() {
     let want: Vec<String> = COMMANDS.iter().map(|c| c.to_string()).collect();
     for _ in 0..100 {
         settle(&mut nodes, &mut net);
-        if nodes.iter().all(|n| n.applied == want) {
+        if nodes.iter().all(|n| n.app.applied == want) {
             for n in &nodes {
                 let st = n.raft.basic_status();
                 println!(
@@ -232,7 +207,7 @@ fn main() {
                     st.hard_state.term,
                     st.hard_state.commit,
                     st.applied,
-                    n.applied.len()
+                    n.app.applied.len()
                 );
             }
             println!(
@@ -247,7 +222,7 @@ fn main() {
         }
     }
     for n in &nodes {
-        eprintln!("node {}: applied {:?}", n.raft.id(), n.applied);
+        eprintln!("node {}: applied {:?}", n.raft.id(), n.app.applied);
     }
     eprintln!("not every node applied every command");
     std::process::exit(1);

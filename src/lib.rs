@@ -104,6 +104,8 @@ mod rng;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod storage;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod tracker;
 
 pub use config::{

@@ -239,6 +239,73 @@ pub fn conf_changes_to_string(ccs: &[ConfChangeSingle]) -> String {
     s
 }
 
+impl ConfChangeTransition {
+    /// The transition's word in the text form of a conf change: `auto`, `implicit` or
+    /// `explicit`.
+    pub fn token(self) -> &'static str {
+        match self {
+            ConfChangeTransition::Auto => "auto",
+            ConfChangeTransition::JointImplicit => "implicit",
+            ConfChangeTransition::JointExplicit => "explicit",
+        }
+    }
+
+    /// Reads what [`token`](Self::token) writes.
+    pub fn from_token(s: &str) -> Option<ConfChangeTransition> {
+        match s {
+            "auto" => Some(ConfChangeTransition::Auto),
+            "implicit" => Some(ConfChangeTransition::JointImplicit),
+            "explicit" => Some(ConfChangeTransition::JointExplicit),
+            _ => None,
+        }
+    }
+}
+
+/// The text form of a whole conf change: its changes as [`conf_changes_to_string`] writes them,
+/// followed by `transition=implicit` or `transition=explicit` unless the transition is `auto`;
+/// the change that leaves a joint configuration (no changes, transition `auto`) is
+/// `leave-joint`. The context is not shown. [`conf_change_from_string`] reads it back.
+pub fn conf_change_to_string(cc: &ConfChangeV2) -> String {
+    let transition = ConfChangeTransition::try_from(cc.transition).ok();
+    let mut s = conf_changes_to_string(&cc.changes);
+    match transition {
+        Some(ConfChangeTransition::Auto) if cc.changes.is_empty() => s.push_str("leave-joint"),
+        Some(ConfChangeTransition::Auto) => {}
+        Some(t) => {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str("transition=");
+            s.push_str(t.token());
+        }
+        None => {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(&format!("transition={}", cc.transition));
+        }
+    }
+    s
+}
+
+/// Reads what [`conf_change_to_string`] writes: change tokens (`v<id>`, `l<id>`, `r<id>`,
+/// `u<id>`), an optional `transition=auto|implicit|explicit`, or `leave-joint`.
+pub fn conf_change_from_string(s: &str) -> Result<ConfChangeV2, String> {
+    let mut cc = ConfChangeV2::default();
+    let mut tokens = Vec::new();
+    for tok in s.split_whitespace() {
+        if let Some(t) = tok.strip_prefix("transition=") {
+            let t = ConfChangeTransition::from_token(t)
+                .ok_or_else(|| format!("unknown transition {t}"))?;
+            cc.transition = t as i32;
+        } else if tok != "leave-joint" {
+            tokens.push(tok);
+        }
+    }
+    cc.changes = conf_changes_from_string(&tokens.join(" "))?;
+    Ok(cc)
+}
+
 impl ConfState {
     /// Compares two ConfStates ignoring the order of ids (etcd's `Equivalent`).
     pub fn equivalent(&self, other: &ConfState) -> bool {
@@ -267,6 +334,34 @@ mod tests {
         assert_eq!(conf_changes_to_string(&ccs), "v1 l2 r3 u40");
         assert!(conf_changes_from_string("x1").is_err());
         assert!(conf_changes_from_string("v").is_err());
+    }
+
+    #[test]
+    fn conf_change_text_round_trips() {
+        for text in [
+            "v1",
+            "v1 l2 r3",
+            "v4 r1 transition=implicit",
+            "v4 transition=explicit",
+            "transition=explicit",
+            "leave-joint",
+        ] {
+            let cc = conf_change_from_string(text).unwrap();
+            assert_eq!(conf_change_to_string(&cc), text);
+        }
+        let cc = conf_change_from_string("l5 transition=implicit").unwrap();
+        assert_eq!(cc.transition, ConfChangeTransition::JointImplicit as i32);
+        assert_eq!(cc.changes.len(), 1);
+        assert_eq!(cc.changes[0].node_id, 5);
+        assert_eq!(
+            cc.changes[0].r#type,
+            ConfChangeType::ConfChangeAddLearnerNode as i32
+        );
+        assert!(conf_change_from_string("leave-joint")
+            .unwrap()
+            .leave_joint());
+        assert!(conf_change_from_string("v1 transition=sideways").is_err());
+        assert!(conf_change_from_string("x1").is_err());
     }
 
     #[test]

@@ -27,28 +27,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
-use raftcore::raftpb::{ConfState, EntryType, Message, Snapshot, SnapshotMetadata};
+use raftcore::raftpb::{ConfState, Entry, Message};
+use raftcore::testkit::{self, ConfOutcome, StateMachine, TestRng};
 use raftcore::{AppendMode, Config, MemStorage, RawNode, ReadOnlyOption, StateRole};
 
-/// SplitMix64: a fixed, tiny generator, so a seed replays the same run on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// True with probability `p_per_mille / 1000`.
-    fn chance(&mut self, p_per_mille: u64) -> bool {
-        self.below(1000) < p_per_mille
-    }
+/// True with probability `p_per_mille / 1000`.
+fn chance(rng: &mut TestRng, p_per_mille: u64) -> bool {
+    rng.chance((p_per_mille * 1000) as u32)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -99,7 +84,7 @@ struct Stats {
 struct Sim {
     p: Params,
     seed: u64,
-    rng: Rng,
+    rng: TestRng,
     nodes: Vec<RawNode<MemStorage>>,
     /// Per node: the index at which each write was applied.
     applied_writes: Vec<HashMap<u64, u64>>,
@@ -125,21 +110,62 @@ struct Sim {
     stats: Stats,
 }
 
+/// The state machine of node `node` as the test kit's loop drives it: every applied entry must
+/// agree with what other nodes applied at its index and come right after the applied index;
+/// writes are recorded where they were applied, and acknowledged when applied at the node they
+/// were proposed to.
+struct Applier<'a> {
+    node: usize,
+    committed: &'a mut HashMap<u64, (u64, Bytes)>,
+    applied_index: &'a mut u64,
+    applied_writes: &'a mut HashMap<u64, u64>,
+    proposer: &'a HashMap<u64, usize>,
+    acked: &'a mut Vec<u64>,
+    acked_set: &'a mut BTreeSet<u64>,
+    writes_acked: &'a mut usize,
+}
+
+impl StateMachine for Applier<'_> {
+    type Error = String;
+
+    fn apply(&mut self, e: &Entry, conf: Option<&ConfOutcome>) -> Result<(), String> {
+        let id = self.node + 1;
+        if let Some((t, d)) = self.committed.get(&e.index) {
+            if *t != e.term || *d != e.data {
+                return Err(format!(
+                    "node {id} applied {}/{} {:?}, another node applied {t}/{} {d:?}",
+                    e.term, e.index, e.data, e.index
+                ));
+            }
+        } else {
+            self.committed.insert(e.index, (e.term, e.data.clone()));
+        }
+        if e.index != *self.applied_index + 1 {
+            return Err(format!(
+                "node {id} applied index {} after {}",
+                e.index, self.applied_index
+            ));
+        }
+        *self.applied_index = e.index;
+        if conf.is_some() || e.data.is_empty() {
+            return Ok(());
+        }
+        let w = u64::from_le_bytes(e.data[..8].try_into().expect("8-byte write id"));
+        // A duplicated proposal may be applied twice; its first index is what counts.
+        self.applied_writes.entry(w).or_insert(e.index);
+        if self.proposer.get(&w) == Some(&self.node) && self.acked_set.insert(w) {
+            self.acked.push(w);
+            *self.writes_acked += 1;
+        }
+        Ok(())
+    }
+}
+
 fn storage(voters: &[u64]) -> MemStorage {
-    let mut s = MemStorage::new();
-    s.apply_snapshot(Snapshot {
-        metadata: Some(SnapshotMetadata {
-            conf_state: Some(ConfState {
-                voters: voters.to_vec(),
-                ..Default::default()
-            }),
-            index: 1,
-            term: 1,
-        }),
+    testkit::storage_with_conf_state(ConfState {
+        voters: voters.to_vec(),
         ..Default::default()
     })
-    .expect("fresh storage takes a snapshot");
-    s
 }
 
 impl Sim {
@@ -165,7 +191,7 @@ impl Sim {
         Sim {
             p,
             seed,
-            rng: Rng(seed ^ 0x005e_ed0f_2ead),
+            rng: TestRng::new(seed ^ 0x005e_ed0f_2ead),
             nodes,
             applied_writes: vec![HashMap::new(); n],
             applied_index: vec![1; n],
@@ -193,16 +219,16 @@ impl Sim {
     }
 
     fn send(&mut self, m: Message) {
-        if self.rng.chance(self.p.drop_per_mille) {
+        if chance(&mut self.rng, self.p.drop_per_mille) {
             return;
         }
-        let copies = if self.rng.chance(self.p.dup_per_mille) {
+        let copies = if chance(&mut self.rng, self.p.dup_per_mille) {
             2
         } else {
             1
         };
         for _ in 0..copies {
-            let delay = if self.rng.chance(self.p.long_delay_per_mille) {
+            let delay = if chance(&mut self.rng, self.p.long_delay_per_mille) {
                 self.rng.below(self.p.long_delay + 1)
             } else {
                 self.rng.below(self.p.max_delay + 1)
@@ -213,58 +239,29 @@ impl Sim {
         }
     }
 
-    /// Handles one Ready of node `i` (sync mode): persist, send, apply, record reads, advance.
+    /// Handles one Ready of node `i` with the test kit's loop (sync mode): persist, apply
+    /// (`Applier`), advance; then send its messages in order and record its reads.
     fn handle_ready(&mut self, i: usize) {
         let rd = self.nodes[i].ready();
-        {
-            let store = self.nodes[i].store_mut();
-            if let Some(s) = &rd.snapshot {
-                store.apply_snapshot(s.clone()).expect("snapshot applies");
-            }
-            store.append(&rd.entries).expect("append");
-            if let Some(hs) = rd.hard_state {
-                store.set_hard_state(hs);
-            }
-        }
-        for m in rd.messages.into_iter().chain(rd.persisted_messages) {
+        let mut out = Vec::new();
+        let mut app = Applier {
+            node: i,
+            committed: &mut self.committed,
+            applied_index: &mut self.applied_index[i],
+            applied_writes: &mut self.applied_writes[i],
+            proposer: &self.proposer,
+            acked: &mut self.acked,
+            acked_set: &mut self.acked_set,
+            writes_acked: &mut self.stats.writes_acked,
+        };
+        let handled = match testkit::handle_ready(&mut self.nodes[i], rd, &mut app, &mut out) {
+            Ok(h) => h,
+            Err(e) => self.fail(e.to_string()),
+        };
+        for m in out {
             self.send(m);
         }
-        for e in &rd.committed_entries {
-            if let Some((t, d)) = self.committed.get(&e.index) {
-                if *t != e.term || *d != e.data {
-                    self.fail(format!(
-                        "node {} applied {}/{} {:?}, another node applied {t}/{} {d:?}",
-                        i + 1,
-                        e.term,
-                        e.index,
-                        e.data,
-                        e.index
-                    ));
-                }
-            } else {
-                self.committed.insert(e.index, (e.term, e.data.clone()));
-            }
-            if e.index != self.applied_index[i] + 1 {
-                self.fail(format!(
-                    "node {} applied index {} after {}",
-                    i + 1,
-                    e.index,
-                    self.applied_index[i]
-                ));
-            }
-            self.applied_index[i] = e.index;
-            if e.entry_type() != EntryType::EntryNormal || e.data.is_empty() {
-                continue;
-            }
-            let w = u64::from_le_bytes(e.data[..8].try_into().expect("8-byte write id"));
-            // A duplicated proposal may be applied twice; its first index is what counts.
-            self.applied_writes[i].entry(w).or_insert(e.index);
-            if self.proposer.get(&w) == Some(&i) && self.acked_set.insert(w) {
-                self.acked.push(w);
-                self.stats.writes_acked += 1;
-            }
-        }
-        for rs in &rd.read_states {
+        for rs in &handled.read_states {
             let read = u64::from_le_bytes(rs.request_ctx[..8].try_into().expect("8-byte read id"));
             match self.reads.get(&read) {
                 Some(r) if r.node == i => self.pending.push(PendingCheck {
@@ -278,7 +275,6 @@ impl Sim {
                 )),
             }
         }
-        self.nodes[i].advance().expect("sync mode");
     }
 
     /// Checks every released read whose node has applied up to the read index.
@@ -320,7 +316,7 @@ impl Sim {
 
     fn random_events(&mut self) {
         let n = self.p.nodes;
-        if self.rng.chance(self.p.propose_per_mille) {
+        if chance(&mut self.rng, self.p.propose_per_mille) {
             let i = self.rng.below(n) as usize;
             let w = self.next_write;
             self.next_write += 1;
@@ -329,7 +325,7 @@ impl Sim {
             // acknowledged.
             let _ = self.nodes[i].propose(Bytes::copy_from_slice(&w.to_le_bytes()));
         }
-        if self.rng.chance(self.p.read_per_mille) {
+        if chance(&mut self.rng, self.p.read_per_mille) {
             let i = self.rng.below(n) as usize;
             let r = self.next_read;
             self.next_read += 1;
@@ -343,7 +339,7 @@ impl Sim {
             self.stats.reads_asked += 1;
             let _ = self.nodes[i].read_index(Bytes::copy_from_slice(&r.to_le_bytes()));
         }
-        if self.rng.chance(self.p.partition_per_mille) {
+        if chance(&mut self.rng, self.p.partition_per_mille) {
             match self.rng.below(3) {
                 0 => self.group = vec![0; n as usize],
                 1 => {
@@ -355,13 +351,13 @@ impl Sim {
                 }
             }
         }
-        if self.rng.chance(self.p.transfer_per_mille) {
+        if chance(&mut self.rng, self.p.transfer_per_mille) {
             if let Some(l) = self.leader() {
                 let to = self.rng.below(n) + 1;
                 self.nodes[l].transfer_leader(to);
             }
         }
-        if self.rng.chance(self.p.campaign_per_mille) {
+        if chance(&mut self.rng, self.p.campaign_per_mille) {
             let i = self.rng.below(n) as usize;
             let _ = self.nodes[i].campaign();
         }
@@ -413,11 +409,14 @@ impl Sim {
     }
 }
 
-fn run_seeds(base: Params, seeds: std::ops::Range<u64>, vary: impl Fn(&mut Params, &mut Rng)) {
+fn run_seeds(base: Params, seeds: std::ops::Range<u64>, vary: impl Fn(&mut Params, &mut TestRng)) {
     let mut total = Stats::default();
     for seed in seeds {
         let mut p = base;
-        vary(&mut p, &mut Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d)));
+        vary(
+            &mut p,
+            &mut TestRng::new(seed.wrapping_mul(0x2545_f491_4f6c_dd1d)),
+        );
         let s = Sim::new(p, seed).run();
         total.writes_acked += s.writes_acked;
         total.reads_asked += s.reads_asked;
@@ -458,9 +457,9 @@ fn base(read_only: ReadOnlyOption) -> Params {
 fn safe_reads_are_linearizable() {
     run_seeds(base(ReadOnlyOption::Safe), 0..24, |p, r| {
         p.nodes = [3, 5][r.below(2) as usize];
-        p.check_quorum = r.chance(500);
-        p.pre_vote = r.chance(500);
-        p.append_mode = if r.chance(500) {
+        p.check_quorum = chance(r, 500);
+        p.pre_vote = chance(r, 500);
+        p.append_mode = if chance(r, 500) {
             AppendMode::Batched
         } else {
             AppendMode::EtcdExact
@@ -480,8 +479,8 @@ fn lease_reads_are_linearizable_with_equal_tick_rates() {
     p.campaign_per_mille = 0;
     run_seeds(p, 0..24, |p, r| {
         p.nodes = [3, 5][r.below(2) as usize];
-        p.pre_vote = r.chance(500);
-        p.append_mode = if r.chance(500) {
+        p.pre_vote = chance(r, 500);
+        p.append_mode = if chance(r, 500) {
             AppendMode::Batched
         } else {
             AppendMode::EtcdExact

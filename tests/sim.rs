@@ -45,12 +45,13 @@ fn smoke_seeds() {
 
 /// Regression: stale reads through the single-voter fast path of `MsgReadIndex`, which
 /// answered at once with the leader's commit index (a) before it had committed an entry of
-/// its term (seed 402: the sole voter restarted with a HardState commit behind an entry a
-/// learner had already applied) and (b) when the one voter was another node (seed 362: a
-/// leader demoted to learner kept leading and answered from its stale commit index).
+/// its term and (b) when the one voter was another node. The seeds were found by running the
+/// simulator with each half of the fix undone: seeds 843 and 80 release a stale read when a
+/// sole-voter leader answers before its first commit of the term (a), seeds 2876 and 2145 when
+/// a leader answers from the fast path while another node is the one voter (b).
 #[test]
 fn single_voter_read_index_is_linearizable() {
-    for seed in [402, 362, 51, 392] {
+    for seed in [843, 80, 2876, 2145] {
         let r = run_seed(seed, 2000);
         assert!(r.violation.is_none(), "seed {seed}: {:?}", r.violation);
     }

@@ -3,11 +3,8 @@
 //! order they were produced.
 
 use bytes::Bytes;
-use prost::Message as _;
-use raftcore::raftpb::{
-    ConfChange, ConfChangeI, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message,
-    MessageType, Snapshot, SnapshotMetadata,
-};
+use raftcore::raftpb::{ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot};
+use raftcore::testkit::{self, ConfOutcome, StateMachine};
 use raftcore::{AppendMode, Config, MemStorage, RawNode, StateRole};
 use std::sync::Arc;
 
@@ -27,19 +24,10 @@ pub fn bench_config(id: u64, mode: AppendMode) -> Config {
 /// A MemStorage that starts from a snapshot at index 1, term 1, whose ConfState holds voters
 /// `1..=voters`, and a HardState {term 1, commit 1}.
 pub fn bench_storage(voters: u64) -> MemStorage {
-    let mut s = MemStorage::new();
-    s.apply_snapshot(Snapshot {
-        metadata: Some(SnapshotMetadata {
-            conf_state: Some(ConfState {
-                voters: (1..=voters).collect(),
-                ..Default::default()
-            }),
-            index: 1,
-            term: 1,
-        }),
+    let mut s = testkit::storage_with_conf_state(ConfState {
+        voters: (1..=voters).collect(),
         ..Default::default()
-    })
-    .expect("apply the initial snapshot");
+    });
     s.set_hard_state(HardState {
         term: 1,
         vote: 0,
@@ -57,10 +45,29 @@ pub struct ApplyState {
     pub applied_bytes: u64,
 }
 
-/// Handles one Ready of `node` following the crate's Ready contract: early messages go to `out`
-/// at once, then the snapshot, entries and hard state are persisted to the MemStorage, then the
-/// messages that wait for persistence go to `out`, committed entries are applied (conf changes
-/// through `apply_conf_change`) and the node advances. Returns false when there was no Ready.
+impl StateMachine for ApplyState {
+    type Error = std::convert::Infallible;
+
+    fn apply(&mut self, e: &Entry, conf: Option<&ConfOutcome>) -> Result<(), Self::Error> {
+        self.applied_index = e.index;
+        if conf.is_none() && !e.data.is_empty() {
+            self.applied_entries += 1;
+            self.applied_bytes += e.data.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, snap: &Snapshot) -> Result<(), Self::Error> {
+        self.applied_index = snap.index();
+        Ok(())
+    }
+}
+
+/// Handles one Ready of `node` with the test kit's reference loop (the crate's Ready contract):
+/// early messages go to `out` at once, then the snapshot, entries and hard state are persisted
+/// to the MemStorage, then the messages that wait for persistence go to `out`, committed
+/// entries are applied (conf changes through `apply_conf_change`) and the node advances.
+/// Returns false when there was no Ready.
 pub fn handle_ready(
     node: &mut RawNode<MemStorage>,
     sm: &mut ApplyState,
@@ -69,51 +76,8 @@ pub fn handle_ready(
     if !node.has_ready() {
         return false;
     }
-    let mut rd = node.ready();
-    // 2. (early) Messages that may leave before the write.
-    out.append(&mut rd.messages);
-    // 1. Persist.
-    if let Some(snap) = rd.snapshot.take() {
-        sm.applied_index = snap.index();
-        node.store_mut()
-            .apply_snapshot(snap)
-            .expect("persist the Ready's snapshot");
-    }
-    if !rd.entries.is_empty() {
-        // The entries move into the storage: no clone of each entry.
-        node.store_mut()
-            .append_owned(std::mem::take(&mut rd.entries))
-            .expect("persist the Ready's entries");
-    }
-    if let Some(hs) = rd.hard_state {
-        node.store_mut().set_hard_state(hs);
-    }
-    // 2. (late) Messages that promise durable state.
-    out.append(&mut rd.persisted_messages);
-    // 3. Apply.
-    for e in &rd.committed_entries {
-        sm.applied_index = e.index;
-        match e.entry_type() {
-            EntryType::EntryNormal => {
-                if !e.data.is_empty() {
-                    sm.applied_entries += 1;
-                    sm.applied_bytes += e.data.len() as u64;
-                }
-            }
-            EntryType::EntryConfChange => {
-                if let Ok(cc) = ConfChange::decode(e.data.clone()) {
-                    let _ = node.apply_conf_change(&ConfChangeI::V1(cc));
-                }
-            }
-            EntryType::EntryConfChangeV2 => {
-                if let Ok(cc) = ConfChangeV2::decode(e.data.clone()) {
-                    let _ = node.apply_conf_change(&ConfChangeI::V2(cc));
-                }
-            }
-        }
-    }
-    // 4. Advance.
-    node.advance().expect("advance in synchronous mode");
+    let rd = node.ready();
+    testkit::handle_ready(node, rd, sm, out).expect("the Ready loop in synchronous mode");
     true
 }
 

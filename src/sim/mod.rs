@@ -46,7 +46,10 @@
 //! It follows the Ready contract of the crate docs: persist (snapshot, entries, HardState),
 //! then send the late messages, apply, advance; with asynchronous writes it works off the
 //! `MsgStorageAppend` / `MsgStorageApply` queues in order and hands the responses back with
-//! `step_local`. Its state machine is durable only through snapshots: a restarted node starts
+//! `step_local`. It writes and applies with the parts of the test kit's reference loop
+//! ([`Persist`](crate::testkit::Persist), [`apply_committed`](crate::testkit::apply_committed))
+//! rather than [`handle_ready`](crate::testkit::handle_ready), because it spreads each Ready
+//! over simulated time (a slow disk, crashes aimed between its steps). Its state machine is durable only through snapshots: a restarted node starts
 //! from its storage's snapshot (`Config::applied` = the snapshot index) and applies the rest
 //! again. It snapshots at its applied index (never past its durable commit index) and compacts,
 //! and snapshots on demand when the stored snapshot predates a follower that needs one.

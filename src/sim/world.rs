@@ -8,11 +8,13 @@ use std::collections::{BinaryHeap, VecDeque};
 use bytes::Bytes;
 
 use crate::config::{Config, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD};
+use crate::raftpb::conf_change_to_string;
 use crate::raftpb::{
     ConfChange, ConfChangeI, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2,
-    ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
+    ConfState, Entry, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
 };
 use crate::storage::{MemStorage, Storage};
+use crate::testkit::{apply_committed, ConfOutcome, Persist, StateMachine};
 use crate::{RawNode, SnapshotStatus, StateRole};
 
 use super::checker::{
@@ -200,6 +202,98 @@ fn parse_tag(data: &[u8]) -> Option<(u8, usize)> {
     }
     let id = u64::from_le_bytes(data[1..9].try_into().ok()?);
     Some((data[0], id as usize))
+}
+
+/// The simulated application's state machine as the test kit's `apply_committed` drives it:
+/// every entry must come right after the applied index, agrees with the ledger and extends
+/// the applied-state chain; a write proposed at this node and incarnation is acknowledged; a
+/// conf change is recorded for the trace.
+struct SimApply<'a> {
+    id: u64,
+    slot: usize,
+    inc: u32,
+    term: u64,
+    app: &'a mut App,
+    checker: &'a mut Checker,
+    writes: &'a mut [WriteRec],
+    probe_write: Option<usize>,
+    live_ok_at: &'a mut Option<u64>,
+    now: u64,
+    acked_writes: &'a mut u64,
+    /// The first and last index applied.
+    range: (u64, u64),
+    /// Conf changes applied: index, text, and the configuration unless it was refused.
+    conf_applied: Vec<(u64, String, Option<ConfState>)>,
+}
+
+impl StateMachine for SimApply<'_> {
+    type Error = Violation;
+
+    fn apply(&mut self, e: &Entry, conf: Option<&ConfOutcome>) -> Res {
+        let id = self.id;
+        let app = &mut *self.app;
+        if !app.has_state || e.index != app.applied + 1 {
+            return Err(Violation::new(
+                ViolationKind::AppliedOutOfOrder,
+                format!(
+                    "node {id} applies entry {} after applied index {}{}",
+                    e.index,
+                    app.applied,
+                    if app.has_state {
+                        ""
+                    } else {
+                        " (it has no state yet)"
+                    }
+                ),
+            ));
+        }
+        if self.range.0 == 0 {
+            self.range.0 = e.index;
+        }
+        self.range.1 = e.index;
+        let h = entry_hash(e);
+        self.checker.committed(id, self.term, e.index, e.term, h)?;
+        app.chain = chain_next(app.chain, e.index, e.term, h);
+        app.applied = e.index;
+        self.checker.applied_state(id, e.index, app.chain)?;
+        match conf {
+            None => {
+                if let Some((kind, wid)) = parse_tag(&e.data) {
+                    if let Some(w) = self.writes.get_mut(wid) {
+                        if w.slot == self.slot && w.inc == self.inc && !w.acked {
+                            w.acked = true;
+                            self.checker.write_acked(e.index);
+                            *self.acked_writes += 1;
+                            if kind == b'P'
+                                && self.probe_write == Some(wid)
+                                && self.live_ok_at.is_none()
+                            {
+                                *self.live_ok_at = Some(self.now);
+                            }
+                        }
+                    }
+                }
+            }
+            Some(ConfOutcome::Applied { change, conf_state }) => {
+                app.conf = conf_state.clone();
+                let text = conf_change_to_string(&change.as_v2());
+                self.conf_applied
+                    .push((e.index, text, Some(conf_state.clone())));
+            }
+            Some(ConfOutcome::Refused { change, error }) => {
+                let text = conf_change_to_string(&change.as_v2());
+                self.conf_applied
+                    .push((e.index, format!("{text} refused: {error}"), None));
+            }
+            Some(other) => {
+                return Err(contract(format!(
+                    "node {id}: undecodable conf change at {}: {other:?}",
+                    e.index
+                )))
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The simulated cluster.
@@ -824,13 +918,7 @@ impl World {
 
     /// Writes a snapshot, entries and a HardState to a node's storage; a snapshot also resets
     /// the application's state.
-    fn write_storage(
-        &mut self,
-        s: usize,
-        snap: Option<Snapshot>,
-        entries: &[Entry],
-        hs: Option<HardState>,
-    ) -> Res {
+    fn write_storage(&mut self, s: usize, work: Persist) -> Res {
         let id = self.slots[s].id;
         let Some(run) = (match &mut self.slots[s].state {
             NodeState::Up(r) => Some(r),
@@ -838,7 +926,7 @@ impl World {
         }) else {
             return Ok(());
         };
-        if let Some(snap) = snap {
+        if let Some(snap) = &work.snapshot {
             let Some((idx, chain)) = decode_state(&snap.data) else {
                 return Err(contract(format!(
                     "node {id} got a snapshot with unreadable data"
@@ -866,19 +954,11 @@ impl World {
                 has_state: true,
             };
             self.checker.applied_state(id, idx, chain)?;
-            if let Err(e) = run.raw.store_mut().apply_snapshot(snap) {
-                return Err(contract(format!(
-                    "node {id}: storage refused the Ready's snapshot: {e}"
-                )));
-            }
         }
-        if let Err(e) = run.raw.store_mut().append(entries) {
+        if let Err(e) = work.write(run.raw.store_mut()) {
             return Err(contract(format!(
-                "node {id}: storage refused the Ready's entries: {e}"
+                "node {id}: storage refused the Ready's snapshot or entries: {e}"
             )));
-        }
-        if let Some(hs) = hs {
-            run.raw.store_mut().set_hard_state(hs);
         }
         Ok(())
     }
@@ -895,10 +975,8 @@ impl World {
             return Ok(());
         }
         p.persisted = true;
-        let snap = p.rd.snapshot.clone();
-        let entries = std::mem::take(&mut p.rd.entries);
-        let hs = p.rd.hard_state;
-        self.write_storage(s, snap, &entries, hs)?;
+        let work = Persist::take_from_ready(&mut p.rd);
+        self.write_storage(s, work)?;
         self.tr(id, What::Persist);
         Ok(())
     }
@@ -942,15 +1020,8 @@ impl World {
         };
         if !front.written {
             front.written = true;
-            let m = &mut front.m;
-            let hs = (m.term != 0 || m.vote != 0 || m.commit != 0).then_some(HardState {
-                term: m.term,
-                vote: m.vote,
-                commit: m.commit,
-            });
-            let snap = m.snapshot.clone();
-            let entries = std::mem::take(&mut m.entries);
-            self.write_storage(s, snap, &entries, hs)?;
+            let work = Persist::take_from_message(&mut front.m);
+            self.write_storage(s, work)?;
             self.tr(id, What::Persist);
             if self.timed {
                 if let Some(run) = self.slots[s].running() {
@@ -1028,107 +1099,45 @@ impl World {
     }
 
     /// Applies committed entries to the application's state machine, checking each against
-    /// the ledger and the applied-state chain. `skip_old`: entries at or below the applied
-    /// index are skipped (asynchronous mode, after a snapshot overtook them); otherwise they
-    /// are a violation.
-    fn apply_entries(&mut self, s: usize, ents: Vec<Entry>, skip_old: bool) -> Res {
+    /// the ledger and the applied-state chain (the test kit's `apply_committed`, with
+    /// [`SimApply`]). `skip_old`: entries at or below the applied index are skipped
+    /// (asynchronous mode, after a snapshot overtook them); otherwise they are a violation.
+    fn apply_entries(&mut self, s: usize, mut ents: Vec<Entry>, skip_old: bool) -> Res {
         if ents.is_empty() {
             return Ok(());
         }
         let id = self.slots[s].id;
         let inc = self.slots[s].inc;
-        let mut conf_applied: Vec<(u64, String, Option<ConfState>)> = Vec::new();
-        let mut range = (0, 0);
-        {
+        let (range, conf_applied) = {
             let Some(run) = (match &mut self.slots[s].state {
                 NodeState::Up(r) => Some(r),
                 _ => None,
             }) else {
                 return Ok(());
             };
-            let term = run.seen.term;
-            for e in &ents {
-                if e.index <= run.app.applied && skip_old {
-                    continue;
-                }
-                if !run.app.has_state || e.index != run.app.applied + 1 {
-                    return Err(Violation::new(
-                        ViolationKind::AppliedOutOfOrder,
-                        format!(
-                            "node {id} applies entry {} after applied index {}{}",
-                            e.index,
-                            run.app.applied,
-                            if run.app.has_state {
-                                ""
-                            } else {
-                                " (it has no state yet)"
-                            }
-                        ),
-                    ));
-                }
-                if range.0 == 0 {
-                    range.0 = e.index;
-                }
-                range.1 = e.index;
-                let h = entry_hash(e);
-                self.checker.committed(id, term, e.index, e.term, h)?;
-                run.app.chain = chain_next(run.app.chain, e.index, e.term, h);
-                run.app.applied = e.index;
-                self.checker.applied_state(id, e.index, run.app.chain)?;
-                match e.entry_type() {
-                    EntryType::EntryNormal => {
-                        if let Some((kind, wid)) = parse_tag(&e.data) {
-                            if let Some(w) = self.writes.get_mut(wid) {
-                                if w.slot == s && w.inc == inc && !w.acked {
-                                    w.acked = true;
-                                    self.checker.write_acked(e.index);
-                                    self.report.acked_writes += 1;
-                                    if kind == b'P'
-                                        && self.probe.as_ref().is_some_and(|p| p.write == wid)
-                                        && self.live_ok_at.is_none()
-                                    {
-                                        self.live_ok_at = Some(self.now);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                        let cc: ConfChangeI = if e.entry_type() == EntryType::EntryConfChange {
-                            match <ConfChange as prost::Message>::decode(e.data.clone()) {
-                                Ok(c) => c.into(),
-                                Err(err) => {
-                                    return Err(contract(format!(
-                                        "node {id}: undecodable conf change at {}: {err}",
-                                        e.index
-                                    )))
-                                }
-                            }
-                        } else {
-                            match <ConfChangeV2 as prost::Message>::decode(e.data.clone()) {
-                                Ok(c) => c.into(),
-                                Err(err) => {
-                                    return Err(contract(format!(
-                                        "node {id}: undecodable conf change at {}: {err}",
-                                        e.index
-                                    )))
-                                }
-                            }
-                        };
-                        let text = describe_cc(&cc.as_v2());
-                        match run.raw.apply_conf_change(&cc) {
-                            Ok(cs) => {
-                                run.app.conf = cs.clone();
-                                conf_applied.push((e.index, text, Some(cs)));
-                            }
-                            Err(err) => {
-                                conf_applied.push((e.index, format!("{text} refused: {err}"), None))
-                            }
-                        }
-                    }
-                }
+            if skip_old {
+                let applied = run.app.applied;
+                ents.retain(|e| e.index > applied);
             }
-        }
+            let Running { raw, app, seen, .. } = &mut **run;
+            let mut sm = SimApply {
+                id,
+                slot: s,
+                inc,
+                term: seen.term,
+                app,
+                checker: &mut self.checker,
+                writes: &mut self.writes,
+                probe_write: self.probe.as_ref().map(|p| p.write),
+                live_ok_at: &mut self.live_ok_at,
+                now: self.now,
+                acked_writes: &mut self.report.acked_writes,
+                range: (0, 0),
+                conf_applied: Vec::new(),
+            };
+            apply_committed(raw, &ents, &mut sm)?;
+            (sm.range, sm.conf_applied)
+        };
         if range.0 != 0 {
             self.tr(id, What::Apply(range.0, range.1));
         }
@@ -1514,7 +1523,7 @@ impl World {
                 .into()
             }
         };
-        let text = describe_cc(&cc.as_v2());
+        let text = conf_change_to_string(&cc.as_v2());
         let id = self.slots[s].id;
         let r = self.slots[s]
             .running()
@@ -2237,19 +2246,4 @@ impl World {
     pub fn trace(&self) -> Vec<String> {
         self.trace.render()
     }
-}
-
-/// A membership change in etcd's token form (`v4 l5 r2`), with its transition.
-fn describe_cc(cc: &ConfChangeV2) -> String {
-    if cc.changes.is_empty() {
-        return "leave-joint".into();
-    }
-    let mut s = crate::raftpb::conf_changes_to_string(&cc.changes);
-    match ConfChangeTransition::try_from(cc.transition) {
-        Ok(ConfChangeTransition::JointImplicit) => s.push_str(" (joint, implicit leave)"),
-        Ok(ConfChangeTransition::JointExplicit) => s.push_str(" (joint, explicit leave)"),
-        _ if cc.changes.len() > 1 => s.push_str(" (joint, auto leave)"),
-        _ => {}
-    }
-    s
 }

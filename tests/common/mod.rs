@@ -4,30 +4,18 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use raftcore::raftpb::{
-    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot,
-    SnapshotMetadata,
-};
+use raftcore::raftpb::{ConfState, Entry, Message, MessageType, Snapshot};
+use raftcore::testkit::{self, ConfOutcome, StateMachine};
 use raftcore::{AppendMode, Config, MemStorage, RawNode, Ready, SnapshotStatus, StateRole};
 use std::collections::BTreeSet;
 
 /// A storage that starts from a snapshot at index 1, term 1, holding the voters.
 pub fn storage_with_voters(voters: &[u64], learners: &[u64]) -> MemStorage {
-    let mut s = MemStorage::new();
-    s.apply_snapshot(Snapshot {
-        metadata: Some(SnapshotMetadata {
-            conf_state: Some(ConfState {
-                voters: voters.to_vec(),
-                learners: learners.to_vec(),
-                ..Default::default()
-            }),
-            index: 1,
-            term: 1,
-        }),
+    testkit::storage_with_conf_state(ConfState {
+        voters: voters.to_vec(),
+        learners: learners.to_vec(),
         ..Default::default()
     })
-    .expect("fresh storage takes a snapshot");
-    s
 }
 
 pub fn config(id: u64, mode: AppendMode) -> Config {
@@ -39,6 +27,37 @@ pub fn config(id: u64, mode: AppendMode) -> Config {
     c.append_mode = mode;
     c.seed = 42;
     c
+}
+
+/// The state machine of a test node, as the test kit's Ready loop drives it: the applied
+/// normal entries (see `Cluster::applied`) and the configuration (see `Cluster::conf_states`).
+struct TestApp<'a> {
+    applied: &'a mut Vec<(u64, u64, Bytes)>,
+    conf_state: &'a mut ConfState,
+}
+
+impl StateMachine for TestApp<'_> {
+    type Error = std::convert::Infallible;
+
+    fn apply(&mut self, e: &Entry, conf: Option<&ConfOutcome>) -> Result<(), Self::Error> {
+        match conf {
+            None if !e.data.is_empty() => self.applied.push((e.index, e.term, e.data.clone())),
+            None | Some(ConfOutcome::Refused { .. }) => {}
+            Some(ConfOutcome::Applied { conf_state, .. }) => *self.conf_state = conf_state.clone(),
+            Some(other) => panic!("conf change at {}: {other:?}", e.index),
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, s: &Snapshot) -> Result<(), Self::Error> {
+        // The state machine is replaced by the snapshot's (see `encode_applied`); empty data
+        // is an empty state machine or a snapshot made without one.
+        if !s.data.is_empty() {
+            *self.applied = decode_applied(&s.data);
+        }
+        *self.conf_state = s.conf_state();
+        Ok(())
+    }
 }
 
 /// See `Cluster::ready_hook`.
@@ -124,44 +143,11 @@ impl Cluster {
             if let Some(hook) = self.ready_hook.as_mut() {
                 hook(self.ids[i], &rd);
             }
-            let store = node.store_mut();
-            if let Some(s) = &rd.snapshot {
-                store.apply_snapshot(s.clone()).expect("snapshot applies");
-                // The state machine is replaced by the snapshot's (see `encode_applied`);
-                // empty data is an empty state machine or a snapshot made without one.
-                if !s.data.is_empty() {
-                    self.applied[i] = decode_applied(&s.data);
-                }
-                self.conf_states[i] = s.conf_state();
-            }
-            store.append(&rd.entries).expect("append");
-            if let Some(hs) = rd.hard_state {
-                store.set_hard_state(hs);
-            }
-            self.queue.extend(rd.messages.iter().cloned());
-            self.queue.extend(rd.persisted_messages.iter().cloned());
-            for e in &rd.committed_entries {
-                match e.entry_type() {
-                    EntryType::EntryNormal => {
-                        if !e.data.is_empty() {
-                            self.applied[i].push((e.index, e.term, e.data.clone()));
-                        }
-                    }
-                    EntryType::EntryConfChange => {
-                        let cc: ConfChange = prost::Message::decode(e.data.clone()).expect("cc");
-                        if let Ok(cs) = node.apply_conf_change(&cc.into()) {
-                            self.conf_states[i] = cs;
-                        }
-                    }
-                    EntryType::EntryConfChangeV2 => {
-                        let cc: ConfChangeV2 = prost::Message::decode(e.data.clone()).expect("cc");
-                        if let Ok(cs) = node.apply_conf_change(&cc.into()) {
-                            self.conf_states[i] = cs;
-                        }
-                    }
-                }
-            }
-            node.advance().expect("sync mode");
+            let mut app = TestApp {
+                applied: &mut self.applied[i],
+                conf_state: &mut self.conf_states[i],
+            };
+            testkit::handle_ready(node, rd, &mut app, &mut self.queue).expect("the Ready loop");
             if let Some(every) = self.compact_every {
                 self.maybe_compact(self.ids[i], every);
             }

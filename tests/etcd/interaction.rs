@@ -14,13 +14,12 @@ mod output;
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use prost::Message as _;
 use raftcore::describe::{describe_entries, describe_message, describe_ready};
 use raftcore::raftpb::{
     conf_changes_from_string, is_local_msg_target, ConfChange, ConfChangeI, ConfChangeTransition,
-    ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot,
-    SnapshotMetadata,
+    ConfChangeV2, ConfState, Entry, Message, MessageType, Snapshot, SnapshotMetadata,
 };
+use raftcore::testkit::{apply_committed, ConfOutcome, Persist, StateMachine};
 use raftcore::{AppendMode, Config, MemStorage, RaftState, RawNode, ReadOnlyOption, Storage};
 
 use super::datadriven::TestData;
@@ -118,60 +117,70 @@ fn bare_ids(td: &TestData) -> Result<Vec<u64>, String> {
         .collect()
 }
 
-/// Process one Ready's persistence (etcd's `processAppend`).
-fn process_append(
-    store: &mut HarnessStorage,
-    hs: &HardState,
-    ents: &[Entry],
-    snap: Option<&Snapshot>,
-) -> CmdResult {
-    if !hs.is_empty() {
-        store.mem.set_hard_state(*hs);
+/// Process one Ready's persistence (etcd's `processAppend`): the HardState first, as etcd
+/// writes it, then the snapshot or the entries with the test kit.
+fn process_append(store: &mut HarnessStorage, mut p: Persist) -> CmdResult {
+    if let Some(hs) = p.hard_state.take().filter(|hs| !hs.is_empty()) {
+        store.mem.set_hard_state(hs);
     }
-    if let Some(snap) = snap.filter(|s| !s.is_empty()) {
-        if !ents.is_empty() {
-            return Err("can't apply snapshot and entries at the same time".to_string());
-        }
-        return store.mem.apply_snapshot(snap.clone()).map_err(err_text);
+    p.snapshot = p.snapshot.filter(|s| !s.is_empty());
+    if p.snapshot.is_some() && !p.entries.is_empty() {
+        return Err("can't apply snapshot and entries at the same time".to_string());
     }
-    store.mem.append(ents).map_err(err_text)
+    p.write(&mut store.mem).map_err(err_text)
 }
 
-/// Applies committed entries (etcd's `processApply`): conf changes go to the node, and every
-/// entry extends the history with a new snapshot.
-fn process_apply(rn: &mut RawNode<HarnessStorage>, ents: &[Entry]) -> CmdResult {
-    for e in ents {
-        let (update, cs) = match EntryType::try_from(e.r#type) {
-            Ok(EntryType::EntryConfChange) => {
-                let cc = ConfChange::decode(&e.data[..]).map_err(err_text)?;
-                let ctx = cc.context.clone();
-                // A refused change leaves the configuration as it was.
-                let cs = rn.apply_conf_change(&ConfChangeI::V1(cc)).ok();
-                (ctx, cs)
+/// The "appender" state machine of a node: every applied entry extends the history with a
+/// new snapshot, whose data is the previous one's followed by the entry's payload (a conf
+/// change's context), and whose configuration is the one the entry left in force.
+struct Appender {
+    last: Snapshot,
+    new: Vec<Snapshot>,
+}
+
+impl StateMachine for Appender {
+    type Error = String;
+
+    fn apply(&mut self, e: &Entry, conf: Option<&ConfOutcome>) -> Result<(), String> {
+        let (update, cs) = match conf {
+            None => (e.data.clone(), None),
+            Some(ConfOutcome::Undecodable(err)) => return Err(err_text(err)),
+            // A refused change leaves the configuration as it was.
+            Some(outcome) => {
+                let ctx = match outcome.change() {
+                    Some(ConfChangeI::V1(cc)) => cc.context.clone(),
+                    Some(ConfChangeI::V2(cc)) => cc.context.clone(),
+                    None => Bytes::new(),
+                };
+                (ctx, outcome.conf_state().cloned())
             }
-            Ok(EntryType::EntryConfChangeV2) => {
-                let cc = ConfChangeV2::decode(&e.data[..]).map_err(err_text)?;
-                let ctx = cc.context.clone();
-                let cs = rn.apply_conf_change(&ConfChangeI::V2(cc)).ok();
-                (ctx, cs)
-            }
-            _ => (e.data.clone(), None),
         };
-        let history = &mut rn.store_mut().history;
-        let last = history.last().cloned().unwrap_or_default();
-        let mut data = last.data.to_vec();
+        let mut data = self.last.data.to_vec();
         data.extend_from_slice(&update);
-        let cs = cs.unwrap_or_else(|| last.conf_state());
-        history.push(Snapshot {
+        let cs = cs.unwrap_or_else(|| self.last.conf_state());
+        self.last = Snapshot {
             data: Bytes::from(data),
             metadata: Some(SnapshotMetadata {
                 conf_state: Some(cs),
                 index: e.index,
                 term: e.term,
             }),
-        });
+        };
+        self.new.push(self.last.clone());
+        Ok(())
     }
-    Ok(())
+}
+
+/// Applies committed entries (etcd's `processApply`) with the test kit: conf changes go to the
+/// node, and every entry extends the history with a new snapshot (see `Appender`).
+fn process_apply(rn: &mut RawNode<HarnessStorage>, ents: &[Entry]) -> CmdResult {
+    let mut app = Appender {
+        last: rn.store().history.last().cloned().unwrap_or_default(),
+        new: Vec::new(),
+    };
+    let res = apply_committed(rn, ents, &mut app);
+    rn.store_mut().history.append(&mut app.new);
+    res
 }
 
 impl Env {
@@ -453,16 +462,11 @@ impl Env {
     /// messages; in sync mode advance.
     fn process_ready(&mut self, idx: usize) -> CmdResult {
         let node = &mut self.nodes[idx];
-        let rd = node.rn.ready();
+        let mut rd = node.rn.ready();
         self.out.write(&describe_ready(&rd, None));
         let sync = !node.cfg.async_storage_writes;
         if sync {
-            process_append(
-                node.rn.store_mut(),
-                &rd.hard_state.unwrap_or_default(),
-                &rd.entries,
-                rd.snapshot.as_ref(),
-            )?;
+            process_append(node.rn.store_mut(), Persist::take_from_ready(&mut rd))?;
             process_apply(&mut node.rn, &rd.committed_entries)?;
         }
         for m in rd.messages.into_iter().chain(rd.persisted_messages) {
@@ -530,12 +534,7 @@ impl Env {
         let resps = std::mem::take(&mut m.responses);
         self.out.write("Processing:\n");
         self.out.writeln(&describe_message(&m, None));
-        let hs = HardState {
-            term: m.term,
-            vote: m.vote,
-            commit: m.commit,
-        };
-        process_append(node.rn.store_mut(), &hs, &m.entries, m.snapshot.as_ref())?;
+        process_append(node.rn.store_mut(), Persist::take_from_message(&mut m))?;
         self.out.write("Responses:\n");
         let node_id = node.rn.id();
         self.queue_responses(node_id, resps);
@@ -786,12 +785,8 @@ impl Env {
                 match arg.key.as_str() {
                     "v1" => v1 = parse_bool(v)?,
                     "transition" => {
-                        transition = match v.as_str() {
-                            "auto" => ConfChangeTransition::Auto,
-                            "implicit" => ConfChangeTransition::JointImplicit,
-                            "explicit" => ConfChangeTransition::JointExplicit,
-                            _ => return Err(format!("unknown transition {v}")),
-                        }
+                        transition = ConfChangeTransition::from_token(v)
+                            .ok_or_else(|| format!("unknown transition {v}"))?
                     }
                     _ => return Err(format!("unknown command {}", arg.key)),
                 }

@@ -10,14 +10,10 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use prost::Message as _;
-use raftcore::raftpb::{
-    ConfChange, ConfChangeI, ConfChangeV2, ConfState, EntryType, HardState, Message, MessageType,
-    Snapshot, SnapshotMetadata,
-};
+use raftcore::raftpb::{ConfState, Entry, HardState, Message, MessageType, Snapshot};
+use raftcore::testkit::{self, ConfOutcome, ReadyError, StateMachine};
 use raftcore::{
-    AppendMode, Config, Error, MemStorage, RawNode, StateRole, Storage, LOCAL_APPEND_THREAD,
-    LOCAL_APPLY_THREAD, MAX_REMOTE_VALUE,
+    AppendMode, Config, Error, MemStorage, RawNode, StateRole, Storage, MAX_REMOTE_VALUE,
 };
 
 /// Node ids of the group.
@@ -88,6 +84,65 @@ pub struct FNode {
     pub stopped: bool,
 }
 
+/// The application of an `FNode`, as the test kit's Ready loop drives it: it checks that
+/// committed entries come in order and that a snapshot never rolls it back.
+struct FApp<'a> {
+    id: u64,
+    applied: &'a mut u64,
+    probes: &'a mut Vec<u64>,
+    applied_terms: &'a mut std::collections::BTreeMap<u64, u64>,
+    conf: &'a mut ConfState,
+    /// (index, term) of the entries applied in this Ready.
+    newly: &'a mut Vec<(u64, u64)>,
+}
+
+impl StateMachine for FApp<'_> {
+    type Error = std::convert::Infallible;
+
+    fn apply(&mut self, e: &Entry, conf: Option<&ConfOutcome>) -> Result<(), Self::Error> {
+        let id = self.id;
+        assert_eq!(
+            e.index,
+            *self.applied + 1,
+            "node {id}: committed entries out of order (applied {})",
+            self.applied
+        );
+        *self.applied = e.index;
+        self.applied_terms.insert(e.index, e.term);
+        self.newly.push((e.index, e.term));
+        match conf {
+            None => {
+                if let Some(rest) = e.data.strip_prefix(PROBE) {
+                    if let Ok(b) = <[u8; 8]>::try_from(rest) {
+                        self.probes.push(u64::from_be_bytes(b));
+                    }
+                }
+            }
+            Some(ConfOutcome::Applied { conf_state, .. }) => {
+                check_conf_state(id, conf_state);
+                *self.conf = conf_state.clone();
+            }
+            // A committed conf change that is invalid (or undecodable) is a logged no-op.
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, snap: &Snapshot) -> Result<(), Self::Error> {
+        let (si, snap_term) = (snap.index(), snap.term());
+        assert!(
+            si > *self.applied,
+            "node {}: a Ready's snapshot at {si} would roll back the state machine, applied {}",
+            self.id,
+            self.applied
+        );
+        *self.conf = snap.conf_state();
+        *self.applied = si;
+        self.applied_terms.insert(si, snap_term);
+        Ok(())
+    }
+}
+
 pub struct Cluster {
     pub nodes: Vec<FNode>,
     /// Set once the hostile input is over: the flow-control check applies from then on.
@@ -127,16 +182,7 @@ fn is_member(cs: &ConfState, id: u64) -> bool {
 }
 
 fn initial_storage() -> MemStorage {
-    let mut s = MemStorage::new();
-    s.apply_snapshot(Snapshot {
-        metadata: Some(SnapshotMetadata {
-            conf_state: Some(initial_conf()),
-            index: 1,
-            term: 1,
-        }),
-        ..Default::default()
-    })
-    .expect("set-up: initial snapshot");
+    let mut s = testkit::storage_with_conf_state(initial_conf());
     s.set_hard_state(HardState {
         term: 1,
         vote: 0,
@@ -235,116 +281,45 @@ impl Cluster {
             return false;
         }
         let id = n.raw.id();
-        let mut rd = n.raw.ready();
+        let rd = n.raw.ready();
         let mut out = Vec::new();
-        // Asynchronous writes: the responses of the storage work, stepped back once it is done.
-        let mut local = Vec::new();
-        let committed = if self.async_writes {
+        let mut newly = Vec::new();
+        let mut app = FApp {
+            id,
+            applied: &mut n.applied,
+            probes: &mut n.probes,
+            applied_terms: &mut n.applied_terms,
+            conf: &mut n.conf,
+            newly: &mut newly,
+        };
+        let res = if self.async_writes {
             assert!(
                 rd.persisted_messages.is_empty(),
                 "node {id}: persisted_messages with asynchronous writes"
             );
-            let mut apply = Vec::new();
-            for m in std::mem::take(&mut rd.messages) {
-                match m.to {
-                    // The append work is the Ready's snapshot, entries and hard state,
-                    // persisted below; its responses leave once that is done.
-                    LOCAL_APPEND_THREAD => {
-                        for r in m.responses {
-                            if r.to == id {
-                                local.push(r);
-                            } else {
-                                out.push(r);
-                            }
-                        }
-                    }
-                    LOCAL_APPLY_THREAD => {
-                        apply.extend(m.entries);
-                        local.extend(m.responses);
-                    }
-                    _ => out.push(m),
-                }
-            }
-            apply
+            testkit::handle_ready_async(&mut n.raw, rd, &mut app, &mut out)
         } else {
-            out = std::mem::take(&mut rd.messages);
-            std::mem::take(&mut rd.committed_entries)
+            testkit::handle_ready(&mut n.raw, rd, &mut app, &mut out)
         };
-        if let Some(snap) = rd.snapshot.take() {
-            let (si, snap_term) = (snap.index(), snap.term());
-            assert!(
-                si > n.applied,
-                "node {id}: a Ready's snapshot at {si} would roll back the state machine, applied {}",
-                n.applied
-            );
-            n.conf = snap.conf_state();
-            if let Err(e) = n.raw.store_mut().apply_snapshot(snap) {
-                panic!("node {id}: the storage refuses the Ready's snapshot at {si}: {e}");
+        match res {
+            Ok(_) => {}
+            Err(ReadyError::Core(Error::Store(e))) => {
+                panic!("node {id}: the storage refuses the Ready's snapshot or entries: {e}")
             }
-            n.applied = si;
-            n.applied_terms.insert(si, snap_term);
-        }
-        if !rd.entries.is_empty() {
-            if let Err(e) = n.raw.store_mut().append(&rd.entries) {
-                let (first, last) = (rd.entries[0].index, rd.entries[rd.entries.len() - 1].index);
-                panic!("node {id}: the storage refuses the Ready's entries {first}..={last}: {e}");
+            Err(ReadyError::Core(Error::InvalidMessage(why))) => {
+                panic!("node {id}: its own storage response was refused: {why}")
             }
+            Err(e) => panic!("node {id}: the Ready loop failed: {e}"),
         }
-        if let Some(hs) = rd.hard_state {
-            n.raw.store_mut().set_hard_state(hs);
-        }
-        out.append(&mut rd.persisted_messages);
-        for e in &committed {
-            assert_eq!(
-                e.index,
-                n.applied + 1,
-                "node {id}: committed entries out of order (applied {})",
-                n.applied
-            );
-            match n.raw.store().term(e.index) {
-                Ok(t) if t == e.term => {}
+        // Committed entries must be in the stable log (the storage does not change while they
+        // are applied).
+        for (index, term) in newly {
+            match n.raw.store().term(index) {
+                Ok(t) if t == term => {}
                 other => panic!(
-                    "node {id}: committed entry {} (term {}) is not in the stable log: {other:?}",
-                    e.index, e.term
+                    "node {id}: committed entry {index} (term {term}) is not in the stable log: {other:?}"
                 ),
             }
-            n.applied = e.index;
-            n.applied_terms.insert(e.index, e.term);
-            match e.entry_type() {
-                EntryType::EntryNormal => {
-                    if let Some(rest) = e.data.strip_prefix(PROBE) {
-                        if let Ok(b) = <[u8; 8]>::try_from(rest) {
-                            n.probes.push(u64::from_be_bytes(b));
-                        }
-                    }
-                }
-                // A committed conf change that is invalid is a logged no-op: the error is fine.
-                EntryType::EntryConfChange => {
-                    if let Ok(cc) = ConfChange::decode(e.data.clone()) {
-                        if let Ok(cs) = n.raw.apply_conf_change(&ConfChangeI::V1(cc)) {
-                            check_conf_state(id, &cs);
-                            n.conf = cs;
-                        }
-                    }
-                }
-                EntryType::EntryConfChangeV2 => {
-                    if let Ok(cc) = ConfChangeV2::decode(e.data.clone()) {
-                        if let Ok(cs) = n.raw.apply_conf_change(&ConfChangeI::V2(cc)) {
-                            check_conf_state(id, &cs);
-                            n.conf = cs;
-                        }
-                    }
-                }
-            }
-        }
-        if self.async_writes {
-            for r in local {
-                if let Err(Error::InvalidMessage(why)) = n.raw.step_local(r) {
-                    panic!("node {id}: its own storage response was refused: {why}");
-                }
-            }
-        } else if let Err(e) = n.raw.advance() {
-            panic!("node {id}: advance failed in synchronous mode: {e}");
         }
         if self.honest {
             for to in IDS {

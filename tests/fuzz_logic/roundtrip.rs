@@ -4,7 +4,8 @@
 use prost::Message as _;
 use raftcore::describe::{describe_entry, describe_message, describe_snapshot};
 use raftcore::raftpb::{
-    conf_changes_from_string, conf_changes_to_string, ConfChange, ConfChangeV2, ConfState, Entry,
+    conf_change_from_string, conf_change_to_string, conf_changes_from_string,
+    conf_changes_to_string, ConfChange, ConfChangeTransition, ConfChangeV2, ConfState, Entry,
     HardState, Message, Snapshot,
 };
 
@@ -78,6 +79,16 @@ pub fn run(data: &[u8]) {
             let text = conf_changes_to_string(&cc.changes);
             let back = conf_changes_from_string(&text).expect("own token text parses");
             assert_eq!(back, cc.changes, "token text {text:?}");
+            // So does the whole change with its transition (without the context).
+            if ConfChangeTransition::try_from(cc.transition).is_ok() {
+                let text = conf_change_to_string(&cc);
+                let back = conf_change_from_string(&text).expect("own conf change text parses");
+                let want = ConfChangeV2 {
+                    context: Default::default(),
+                    ..cc.clone()
+                };
+                assert_eq!(back, want, "conf change text {text:?}");
+            }
         }
         let _ = cc.enter_joint();
         let _ = cc.leave_joint();
@@ -86,6 +97,10 @@ pub fn run(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(ccs) = conf_changes_from_string(text) {
             let _ = conf_changes_to_string(&ccs);
+        }
+        if let Ok(cc) = conf_change_from_string(text) {
+            let again = conf_change_to_string(&cc);
+            assert_eq!(conf_change_from_string(&again), Ok(cc), "text {text:?}");
         }
     }
 }
