@@ -66,7 +66,7 @@ impl Proposals {
 fn replace(
     c: &mut Cluster,
     p: &mut Proposals,
-    mode: AppendMode,
+    (mode, step_down): (AppendMode, bool),
     old: u64,
     new: u64,
     transition: ConfChangeTransition,
@@ -74,7 +74,7 @@ fn replace(
     let leader = c.leader().expect("a leader");
 
     // The new member starts empty: no log, no configuration. It must not campaign.
-    c.add_node(config(new, mode), MemStorage::new());
+    c.add_node(node_config(new, mode, step_down), MemStorage::new());
     for _ in 0..30 {
         c.node(new).tick();
     }
@@ -144,7 +144,21 @@ fn replace(
     );
 
     let mut leader = leader;
-    if old == leader {
+    if old == leader && step_down {
+        // The default: the removed leader stepped down when it applied the change, and the
+        // new configuration's voters elect a leader among themselves, with no operator.
+        assert_ne!(c.node(old).role(), StateRole::Leader);
+        let mut elected = None;
+        for _ in 0..100 {
+            c.tick_and_stabilize(1);
+            elected = c.leader().filter(|l| want.contains(l));
+            if elected.is_some() {
+                break;
+            }
+        }
+        leader = elected.expect("the new configuration elects a leader by itself");
+        assert!(c.term(leader) > c.term(old) || c.node(old).role() != StateRole::Leader);
+    } else if old == leader {
         // etcd's behaviour without step_down_on_removal: the removed leader keeps its role,
         // heartbeats its former followers, and drops proposals.
         assert_eq!(c.node(old).role(), StateRole::Leader);
@@ -176,8 +190,25 @@ fn replace(
 
 #[test]
 fn every_member_replaced_one_at_a_time_through_joint_configs() {
-    for mode in MODES {
-        let mut c = Cluster::new(3, mode);
+    // A removed leader steps down (the default), or keeps leading until an operator moves
+    // leadership (etcd's behaviour).
+    for step_down in [true, false] {
+        for mode in MODES {
+            replace_every_member(mode, step_down);
+        }
+    }
+}
+
+fn node_config(id: u64, mode: AppendMode, step_down: bool) -> raftcore::Config {
+    let mut cfg = config(id, mode);
+    cfg.step_down_on_removal = step_down;
+    cfg
+}
+
+fn replace_every_member(mode: AppendMode, step_down: bool) {
+    {
+        let configs = (1..=3).map(|id| node_config(id, mode, step_down)).collect();
+        let mut c = Cluster::with_configs(configs, &[1, 2, 3]);
         // Every node snapshots and compacts as it goes (and whenever its configuration
         // changes), so new members can only catch up through snapshots.
         c.compact_every = Some(8);
@@ -190,29 +221,33 @@ fn every_member_replaced_one_at_a_time_through_joint_configs() {
         c.stabilize();
 
         // 2 -> 4 (auto), 1 -> 5 removing the leader (explicit leave), 3 -> 6 (implicit).
-        let l = replace(&mut c, &mut p, mode, 2, 4, ConfChangeTransition::Auto);
+        let how = (mode, step_down);
+        let l = replace(&mut c, &mut p, how, 2, 4, ConfChangeTransition::Auto);
         assert_eq!(l, 1);
         let l = replace(
             &mut c,
             &mut p,
-            mode,
+            how,
             1,
             5,
             ConfChangeTransition::JointExplicit,
         );
-        assert_eq!(
-            l, 5,
-            "leadership moved to a member of the new configuration"
+        assert!(
+            [3, 4, 5].contains(&l),
+            "leadership moved to a member of the new configuration, not {l}"
         );
+        if !step_down {
+            assert_eq!(l, 5, "the operator handed leadership to the new member");
+        }
         let l = replace(
             &mut c,
             &mut p,
-            mode,
+            how,
             3,
             6,
             ConfChangeTransition::JointImplicit,
         );
-        assert_eq!(l, 5);
+        assert!([4, 5, 6].contains(&l), "leader {l}");
 
         p.during(&mut c, l, 5);
         c.tick_and_stabilize(3);
@@ -225,7 +260,11 @@ fn every_member_replaced_one_at_a_time_through_joint_configs() {
                 voters: vec![4, 5, 6],
                 ..Default::default()
             }));
-            assert_eq!(c.payloads(id), p.accepted, "{mode:?}: node {id}");
+            assert_eq!(
+                c.payloads(id),
+                p.accepted,
+                "{mode:?} {step_down}: node {id}"
+            );
             assert_eq!(c.applied_of(id), c.applied_of(5));
         }
         c.assert_applied_consistent();
