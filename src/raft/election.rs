@@ -199,31 +199,33 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(super) fn has_unapplied_conf_changes(&self) -> bool {
+        self.has_conf_change_in(self.raft_log.committed)
+    }
+
+    /// Whether the log holds a configuration change past the applied index, up to `hi`. A
+    /// storage error counts as yes: refusing to campaign (or voting as if the configuration
+    /// may change) is the safe answer to not being able to read the log.
+    pub(super) fn has_conf_change_in(&self, hi: u64) -> bool {
         let applied = self.raft_log.applied;
-        let committed = self.raft_log.committed;
-        if applied >= committed {
+        if applied >= hi {
             return false;
         }
         let mut found = false;
         let page = self.cfg.max_committed_size_per_ready;
-        let res = self
-            .raft_log
-            .scan(applied + 1, committed + 1, page, |ents| {
-                if ents.iter().any(|e| {
-                    matches!(
-                        e.entry_type(),
-                        EntryType::EntryConfChange | EntryType::EntryConfChangeV2
-                    )
-                }) {
-                    found = true;
-                }
-                Ok(())
-            });
+        let res = self.raft_log.scan(applied + 1, hi + 1, page, |ents| {
+            if ents.iter().any(|e| {
+                matches!(
+                    e.entry_type(),
+                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+                )
+            }) {
+                found = true;
+            }
+            Ok(())
+        });
         if let Err(e) = res {
-            // Not being able to read committed entries is a local storage failure; refusing to
-            // campaign is the safe answer.
             error!(self.cfg.logger, "cannot scan unapplied entries";
-                "raft_id" => self.id, "applied" => applied, "commit" => committed, "error" => %e);
+                "raft_id" => self.id, "applied" => applied, "hi" => hi, "error" => %e);
             return true;
         }
         found

@@ -70,7 +70,8 @@ pub enum Reason {
     SnapshotTooFarAhead,
     /// A snapshot whose ConfState is invalid, or does not contain this node.
     InvalidConfState,
-    /// A vote request from a node outside every configuration this node knows or will learn.
+    /// A vote request from a node outside every configuration this voter knows or will learn
+    /// from its log.
     VoteFromNonMember,
     /// A snapshot from a node outside the configuration this node knows, whose configuration
     /// lists as voters neither that node nor another voter this node knows.
@@ -304,9 +305,17 @@ impl<S: Storage> Raft<S> {
         }
         match t {
             MsgVote | MsgPreVote => {
-                // A vote goes to members of a configuration this node knows, or will learn
-                // from its own log (an unapplied conf change may name the candidate).
-                if knows_config && !self.has_unapplied_conf_changes() {
+                // A voter of its own configuration votes for members of it, or of the one its
+                // log will take it to (a configuration change past the applied index, committed
+                // or not, may name the candidate). A node that is no voter of the
+                // configuration it knows (a learner, a removed node) may be one in a newer
+                // configuration it has not learned yet, whose candidates need its vote:
+                // refusing them could leave that configuration unable to elect anyone.
+                let voter_here = self.trk.config.voters.contains(self.id);
+                if knows_config
+                    && voter_here
+                    && !self.has_conf_change_in(self.raft_log.last_index())
+                {
                     return Err(Reason::VoteFromNonMember);
                 }
                 Ok(())

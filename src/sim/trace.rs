@@ -279,12 +279,31 @@ impl slog::Drain for PrintDrain {
     type Err = slog::Never;
 
     fn log(&self, record: &slog::Record, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        // The record's key-values, in the order they were written (slog hands them over
+        // last first).
+        let mut kv = KvText(Vec::new());
+        let _ = slog::KV::serialize(&record.kv(), record, &mut kv);
+        kv.0.reverse();
         let _ = writeln!(
             std::io::stdout(),
-            "                     n{} | {}",
+            "                     n{} | {} {}",
             self.node,
-            record.msg()
+            record.msg(),
+            kv.0.join(" ")
         );
+        Ok(())
+    }
+}
+
+/// Collects `key=value` pairs of a log record.
+struct KvText(Vec<String>);
+
+impl slog::Serializer for KvText {
+    fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments) -> slog::Result {
+        // The node is the lane already.
+        if key != "raft_id" {
+            self.0.push(format!("{key}={val}"));
+        }
         Ok(())
     }
 }
