@@ -335,9 +335,20 @@ impl<S: Storage> Raft<S> {
                 // configuration it knows (a learner, a removed node) may be one in a newer
                 // configuration it has not learned yet, whose candidates need its vote:
                 // refusing them could leave that configuration unable to elect anyone.
+                //
+                // And a voter whose configuration may simply be stale: it has no leader, and
+                // the candidate's log is ahead of its own (the group went on without it, and
+                // the change that added the candidate is among what it missed). Refusing then
+                // can leave the newer configuration without a quorum for ever; granting costs
+                // at most this term's vote, and only while the node has no leader anyway.
                 let voter_here = self.trk.config.voters.contains(self.id);
+                let (last_term, last_index) = self.raft_log.last_entry_id();
+                let ahead =
+                    m.log_term > last_term || (m.log_term == last_term && m.index > last_index);
+                let stale_here = self.lead == NONE && ahead;
                 if knows_config
                     && voter_here
+                    && !stale_here
                     && !self.has_conf_change_in(self.raft_log.last_index())
                 {
                     return Err(Reason::VoteFromNonMember);
