@@ -79,12 +79,10 @@ impl<S: Storage> Raft<S> {
                 self.send(m);
             }
             MessageType::MsgReadIndexResp => {
-                if m.entries.len() != 1 {
-                    error!(self.cfg.logger, "ignored MsgReadIndexResp: malformed";
-                        "raft_id" => self.id, "from" => m.from, "entries" => m.entries.len());
+                // The gate let through only responses with exactly one entry.
+                let Some(ctx) = m.entries.pop().map(|e| e.data) else {
                     return Ok(());
-                }
-                let ctx = m.entries.swap_remove(0).data;
+                };
                 self.push_read_state(ReadState {
                     index: m.index,
                     request_ctx: ctx,

@@ -265,8 +265,8 @@ impl<S: Storage> Raft<S> {
         let from = m.from;
         let last_index = self.raft_log.last_index();
         if m.index > last_index && !m.reject {
-            // An acknowledgement of entries this leader never had: ignore it rather than
-            // count it toward a quorum.
+            // An acknowledgement of entries this leader never had. The gate refuses one from
+            // the network in this term (`Reason::AckPastLog`); this guards the local path.
             debug!(self.cfg.logger, "ignored append response: index past last index";
                 "raft_id" => self.id, "from" => from, "index" => m.index,
                 "last_index" => last_index);

@@ -68,6 +68,8 @@ pub enum Reason {
     RewritesCommitted,
     /// A snapshot index far past this node's log.
     SnapshotTooFarAhead,
+    /// An append acknowledgement, in the leader's term, of an index past the leader's log.
+    AckPastLog,
     /// A snapshot whose ConfState is invalid, or does not contain this node.
     InvalidConfState,
     /// A vote request from a node outside every configuration this voter knows or will learn
@@ -107,6 +109,7 @@ impl Reason {
             Reason::EntryTermsDecrease => "entry_terms_decrease",
             Reason::RewritesCommitted => "rewrites_committed",
             Reason::SnapshotTooFarAhead => "snapshot_too_far_ahead",
+            Reason::AckPastLog => "ack_past_log",
             Reason::InvalidConfState => "invalid_conf_state",
             Reason::VoteFromNonMember => "vote_from_non_member",
             Reason::SnapshotFromNonMember => "snapshot_from_non_member",
@@ -243,6 +246,16 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgProp if m.entries.is_empty() => bad(EmptyProposal),
             MessageType::MsgReadIndex if m.entries.len() != 1 => bad(MalformedReadIndex),
             MessageType::MsgReadIndexResp if m.entries.len() != 1 => bad(MalformedReadIndexResp),
+            // An acknowledgement, in this leader's term, of entries it never had: counting it
+            // toward a quorum could commit what no quorum holds.
+            MessageType::MsgAppResp
+                if !m.reject
+                    && m.term == self.term
+                    && self.state == StateRole::Leader
+                    && m.index > self.raft_log.last_index() =>
+            {
+                bad(AckPastLog)
+            }
             MessageType::MsgApp => match append_shape(m.index, m.log_term, &m.entries) {
                 Ok(_) => Ok(t),
                 Err(why) => bad(why),
