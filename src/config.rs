@@ -88,6 +88,12 @@ pub struct Config {
     /// which its longer log refuses (docs/membership.md). Changes only the `Commit` and
     /// `Log` fields of rejected MsgVoteResp / MsgPreVoteResp on the wire.
     pub vote_rejection_carries_commit: bool,
+    /// A node answers an append or heartbeat of a lower term with its own term, so the old
+    /// leader steps down. Default: true. etcd answers only with `check_quorum` or `pre_vote`
+    /// and otherwise counts on vote requests to carry the higher term to the old leader; after
+    /// a membership change they may never reach it (the candidate's configuration may not
+    /// list it), and the old leader would lead a term nobody else is in for ever.
+    pub answer_stale_leader: bool,
     /// Storage is written and applied through `MsgStorageAppend` / `MsgStorageApply` messages.
     pub async_storage_writes: bool,
     /// When append messages are built; see [`AppendMode`].
@@ -117,6 +123,7 @@ impl Default for Config {
             disable_conf_change_validation: false,
             step_down_on_removal: true,
             vote_rejection_carries_commit: true,
+            answer_stale_leader: true,
             async_storage_writes: false,
             append_mode: AppendMode::default(),
             seed: 0,
@@ -159,6 +166,7 @@ impl std::fmt::Debug for Config {
                 "vote_rejection_carries_commit",
                 &self.vote_rejection_carries_commit,
             )
+            .field("answer_stale_leader", &self.answer_stale_leader)
             .field("async_storage_writes", &self.async_storage_writes)
             .field("append_mode", &self.append_mode)
             .field("seed", &self.seed)

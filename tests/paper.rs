@@ -167,6 +167,7 @@ fn higher_term_turns_every_role_into_follower() {
 
 #[test]
 fn stale_term_messages_are_ignored_or_answered_per_etcd() {
+    // etcd's rule (`answer_stale_leader` off): answered only with check-quorum.
     let stale_node = |check_quorum: bool| {
         let mut s = storage_with_voters(&[1, 2, 3], &[]);
         s.set_hard_state(HardState {
@@ -174,7 +175,10 @@ fn stale_term_messages_are_ignored_or_answered_per_etcd() {
             vote: 0,
             commit: 1,
         });
-        raw_on(1, s, |c| c.check_quorum = check_quorum)
+        raw_on(1, s, |c| {
+            c.check_quorum = check_quorum;
+            c.answer_stale_leader = false;
+        })
     };
 
     // Without check_quorum or pre-vote a stale append, heartbeat or vote is dropped unanswered.
@@ -249,6 +253,27 @@ fn stale_term_messages_are_ignored_or_answered_per_etcd() {
         assert_eq!(out[0].msg_type(), Some(MessageType::MsgAppResp));
         assert_eq!((out[0].to, out[0].term, out[0].reject), (2, 3, false));
         assert_eq!(term(&n), 3);
+    }
+
+    // raftcore's default (`answer_stale_leader`): answered without check-quorum too, since
+    // after a membership change no vote request may ever reach the old leader.
+    for t in [MessageType::MsgApp, MessageType::MsgHeartbeat] {
+        let mut s = storage_with_voters(&[1, 2, 3], &[]);
+        s.set_hard_state(HardState {
+            term: 3,
+            vote: 0,
+            commit: 1,
+        });
+        let mut n = raw_on(1, s, |_| {});
+        handle(&mut n);
+        let mut m = msg(t, 2, 1, 2);
+        m.index = 1;
+        m.log_term = 1;
+        n.step(m).unwrap();
+        let out = handle(&mut n);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].msg_type(), Some(MessageType::MsgAppResp));
+        assert_eq!((out[0].to, out[0].term, out[0].reject), (2, 3, false));
     }
 
     // A leader ignores a stale acknowledgement: it does not count toward the commit.

@@ -64,7 +64,7 @@ impl<S: Storage> Raft<S> {
                 }
             }
         } else if m.term < self.term {
-            if (self.cfg.check_quorum || self.cfg.pre_vote)
+            if (self.cfg.check_quorum || self.cfg.pre_vote || self.cfg.answer_stale_leader)
                 && matches!(t, MessageType::MsgHeartbeat | MessageType::MsgApp)
             {
                 // A leader cut off by a partition keeps sending at its old term. Answer so it

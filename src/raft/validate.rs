@@ -349,19 +349,16 @@ impl<S: Storage> Raft<S> {
                 // configuration it has not learned yet, whose candidates need its vote:
                 // refusing them could leave that configuration unable to elect anyone.
                 //
-                // And a voter whose configuration may simply be stale: it has no leader, and
-                // the candidate's log is ahead of its own (the group went on without it, and
-                // the change that added the candidate is among what it missed). Refusing then
-                // can leave the newer configuration without a quorum for ever; granting costs
-                // at most this term's vote, and only while the node has no leader anyway.
+                // A leaderless voter handles a stranger's request as etcd does (it adopts the
+                // term, and grants only an up-to-date log): its configuration may simply be
+                // stale, having missed the change that added the candidate, and refusing (or
+                // not moving to the candidate's term) can leave the newer configuration without
+                // a quorum for ever. That costs at most this term's vote, and only while the
+                // node has no leader anyway. A voter that follows a leader refuses.
                 let voter_here = self.trk.config.voters.contains(self.id);
-                let (last_term, last_index) = self.raft_log.last_entry_id();
-                let ahead =
-                    m.log_term > last_term || (m.log_term == last_term && m.index > last_index);
-                let stale_here = self.lead == NONE && ahead;
                 if knows_config
                     && voter_here
-                    && !stale_here
+                    && self.lead != NONE
                     && !self.has_conf_change_in(self.raft_log.last_index())
                 {
                     return Err(Reason::VoteFromNonMember);

@@ -262,9 +262,11 @@ impl Env {
         cfg.max_size_per_msg = u64::MAX;
         cfg.max_inflight_msgs = i32::MAX as usize;
         cfg.append_mode = AppendMode::EtcdExact;
-        // etcd's behaviour: a removed leader keeps leading, vote rejections carry nothing.
+        // etcd's behaviour: a removed leader keeps leading, vote rejections carry nothing, a
+        // stale leader is answered only with check-quorum or pre-vote.
         cfg.step_down_on_removal = false;
         cfg.vote_rejection_carries_commit = false;
+        cfg.answer_stale_leader = false;
         let mut cs = ConfState::default();
         let mut index = 0u64;
         let mut data: Option<Bytes> = None;
