@@ -14,6 +14,11 @@
 //! - `--no-liveness`  skip the liveness check after the heal
 //! - `--fail-fast`    stop at the first safety violation
 //! - `--quiet`        no progress line
+//! - `--chart FILE`   (one seed) draw the run as a message-sequence chart, an SVG file: a lane
+//!   per node, messages as arrows from send to delivery, drops, duplicates, crashes,
+//!   partitions, role changes and the violation marked (see `raftcore::sim::chart`)
+//! - `--chart-events N` scheduler events the chart draws (default 400, at most 5000): the
+//!   first ones, or the last ones up to the violation when the run has one
 //! - `--mode batched|etcd`, `--async on|off`: force an option the seed would otherwise draw
 //!
 //! The last line is `seeds=N events=E violations=V liveness=L events_per_sec=R`; the exit
@@ -25,7 +30,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use raftcore::sim::{run_config, RunReport, SimConfig};
+use raftcore::sim::chart::{ChartOptions, DEFAULT_CHART_EVENTS};
+use raftcore::sim::{run_config, run_config_charted, RunReport, SimConfig};
 use raftcore::AppendMode;
 
 struct Opts {
@@ -40,6 +46,8 @@ struct Opts {
     quiet: bool,
     mode: Option<AppendMode>,
     async_writes: Option<bool>,
+    chart: Option<String>,
+    chart_events: u64,
 }
 
 /// `println!` that ignores a closed standard output (`| head`).
@@ -52,7 +60,7 @@ macro_rules! out {
 fn usage(msg: &str) -> ! {
     eprintln!("error: {msg}");
     eprintln!(
-        "usage: simulate [--seeds A..B] [--events N] [--jobs J] [--trace] [--tail N] [--no-liveness] [--fail-fast] [--quiet] [--mode batched|etcd] [--async on|off]"
+        "usage: simulate [--seeds A..B] [--events N] [--jobs J] [--trace] [--tail N] [--no-liveness] [--fail-fast] [--quiet] [--mode batched|etcd] [--async on|off] [--chart FILE] [--chart-events N]"
     );
     std::process::exit(2)
 }
@@ -70,6 +78,8 @@ fn parse() -> Opts {
         quiet: false,
         mode: None,
         async_writes: None,
+        chart: None,
+        chart_events: DEFAULT_CHART_EVENTS,
     };
     let mut args = std::env::args().skip(1);
     let num = |v: Option<String>, what: &str| -> u64 {
@@ -96,6 +106,10 @@ fn parse() -> Opts {
             "--tail" => o.tail = num(args.next(), "--tail") as usize,
             "--trace" => o.trace = true,
             "--no-liveness" => o.liveness = false,
+            "--chart" => {
+                o.chart = Some(args.next().unwrap_or_else(|| usage("--chart needs a file")))
+            }
+            "--chart-events" => o.chart_events = num(args.next(), "--chart-events"),
             "--fail-fast" => o.fail_fast = true,
             "--quiet" => o.quiet = true,
             "--mode" => {
@@ -115,6 +129,9 @@ fn parse() -> Opts {
             "-h" | "--help" => usage("help"),
             other => usage(&format!("unknown option {other}")),
         }
+    }
+    if o.chart.is_some() && o.to - o.from != 1 {
+        usage("--chart draws one run: give one seed (--seeds S)");
     }
     o
 }
@@ -221,7 +238,31 @@ fn main() -> ExitCode {
             if o.trace {
                 out!("=== seed {seed}: {}", config(&o, seed).summary());
             }
-            let r = run_config(config(&o, seed), o.tail.max(1), o.trace);
+            let r = if o.chart.is_some() {
+                run_config_charted(config(&o, seed), o.tail.max(1), o.trace)
+            } else {
+                run_config(config(&o, seed), o.tail.max(1), o.trace)
+            };
+            if let (Some(path), Some(log)) = (&o.chart, &r.chart) {
+                let opts = ChartOptions {
+                    max_events: o.chart_events,
+                    title: config(&o, seed).summary(),
+                };
+                let w = log.window(&opts);
+                match std::fs::write(path, log.svg(&opts)) {
+                    Ok(()) => match w {
+                        Some(w) => out!(
+                            "chart: {path} ({} lanes, events {}..={} of {})",
+                            log.nodes().len(),
+                            w.first_event,
+                            w.last_event,
+                            r.events
+                        ),
+                        None => out!("chart: {path} (nothing recorded)"),
+                    },
+                    Err(e) => eprintln!("cannot write {path}: {e}"),
+                }
+            }
             let mut t = totals.lock().expect("totals");
             t.seeds += 1;
             t.events += r.events;

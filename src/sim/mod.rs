@@ -79,6 +79,7 @@
 //! workloads and explicit schedules of [`Action`]s; a failing schedule shrinks to a short one,
 //! and [`check_schedule`] returns the trace of the failing run.
 
+pub mod chart;
 mod checker;
 mod config;
 mod node;
@@ -112,6 +113,31 @@ pub fn run_config(cfg: SimConfig, trace_cap: usize, echo: bool) -> RunReport {
             ..Default::default()
         },
     }
+}
+
+/// Runs `cfg` like [`run_config`], keeping the record of the run for a message-sequence
+/// chart in [`RunReport::chart`] (also when the core panics: the chart then ends at the
+/// panic, drawn as the violation).
+pub fn run_config_charted(cfg: SimConfig, trace_cap: usize, echo: bool) -> RunReport {
+    let seed = cfg.seed;
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        World::new(cfg, trace_cap, echo)
+    }));
+    let mut w = match built {
+        Ok(w) => w,
+        Err(p) => {
+            return RunReport {
+                seed,
+                violation: Some(Violation::new(ViolationKind::Panic, panic_text(&p))),
+                ..Default::default()
+            }
+        }
+    };
+    w.record_chart();
+    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run_events())) {
+        w.set_violation(Violation::new(ViolationKind::Panic, panic_text(&p)));
+    }
+    w.finish_report()
 }
 
 /// Runs seed `seed` with every option drawn from it and `events` events of faults.
