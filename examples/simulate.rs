@@ -21,6 +21,10 @@
 //!   first ones, or the last ones up to the violation when the run has one
 //! - `--mode batched|etcd`, `--async on|off`: force an option the seed would otherwise draw
 //!
+//! Runs with lease-based reads within the clock bound of `docs/reads.md` count a stale read
+//! as a violation; beyond the bound it is counted as `lease_stale` (progress line and the
+//! `lease_reads:` line), never as a violation.
+//!
 //! The last line is `seeds=N events=E violations=V liveness=L events_per_sec=R`; the exit
 //! status is non-zero when any seed broke a safety invariant.
 
@@ -180,6 +184,12 @@ struct Totals {
     conf_changes: u64,
     snapshots: u64,
     reads: u64,
+    lease_within_runs: u64,
+    lease_within_reads: u64,
+    lease_beyond_runs: u64,
+    lease_beyond_reads: u64,
+    lease_quick: u64,
+    lease_stale: u64,
 }
 
 fn report_failure(o: &Opts, r: &RunReport) {
@@ -271,6 +281,19 @@ fn main() -> ExitCode {
             t.conf_changes += r.conf_changes;
             t.snapshots += r.snapshots_sent;
             t.reads += r.reads;
+            match r.lease {
+                Some(true) => {
+                    t.lease_within_runs += 1;
+                    t.lease_within_reads += r.lease_reads;
+                }
+                Some(false) => {
+                    t.lease_beyond_runs += 1;
+                    t.lease_beyond_reads += r.lease_reads;
+                }
+                None => {}
+            }
+            t.lease_stale += r.lease_stale;
+            t.lease_quick += r.lease_quick;
             if r.violation.is_some() {
                 t.violations += 1;
                 if o.fail_fast {
@@ -310,12 +333,13 @@ fn main() -> ExitCode {
         let t = totals.lock().expect("totals");
         let secs = start.elapsed().as_secs_f64().max(1e-9);
         eprint!(
-            "\r{}/{} seeds  events={}  violations={}  liveness={}  {:.0} events/s  {:.0}s   ",
+            "\r{}/{} seeds  events={}  violations={}  liveness={}  lease_stale={}  {:.0} events/s  {:.0}s   ",
             t.seeds,
             total_seeds,
             t.events,
             t.violations,
             t.liveness,
+            t.lease_stale,
             t.events as f64 / secs,
             secs
         );
@@ -347,6 +371,15 @@ fn main() -> ExitCode {
         t.snapshots,
         t.reads,
         secs
+    );
+    out!(
+        "lease_reads: answered_at_once={} within_bound runs={} reads={} | beyond_bound runs={} reads={} lease_stale={}",
+        t.lease_quick,
+        t.lease_within_runs,
+        t.lease_within_reads,
+        t.lease_beyond_runs,
+        t.lease_beyond_reads,
+        t.lease_stale
     );
     out!(
         "seeds={} events={} violations={} liveness={} events_per_sec={:.0}",

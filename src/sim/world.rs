@@ -14,7 +14,7 @@ use crate::raftpb::{
     ConfState, Entry, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
 };
 use crate::storage::{MemStorage, Storage};
-use crate::testkit::{apply_committed, ConfOutcome, Persist, StateMachine};
+use crate::testkit::{apply_committed, decode_conf_change, ConfOutcome, Persist, StateMachine};
 use crate::{RawNode, SnapshotStatus, StateRole};
 
 use super::chart::{ChartEvent, ChartLog, Lane};
@@ -111,6 +111,17 @@ pub struct RunReport {
     pub snapshots_sent: u64,
     /// Simulated ticks from the heal to a committed proposal, when the liveness check ran.
     pub heal_ticks: Option<u64>,
+    /// Whether the run used lease-based reads, and within the clock bound
+    /// ([`SimConfig::lease_within_bound`]).
+    pub lease: Option<bool>,
+    /// Reads released in a run with lease-based reads (counted in `reads` too).
+    pub lease_reads: u64,
+    /// Reads of a lease-based run released sooner after they were asked than any message
+    /// round trip: answered from the lease (or by a sole voter).
+    pub lease_quick: u64,
+    /// Stale reads released in a lease-based run beyond the clock bound: counted here, not
+    /// reported as a violation (within the bound a stale read is one).
+    pub lease_stale: u64,
     /// The record of the run for a chart, when [`World::record_chart`] asked for one.
     pub chart: Option<Box<ChartLog>>,
 }
@@ -317,7 +328,8 @@ pub struct World {
     checker: Checker,
     trace: Trace,
     writes: Vec<WriteRec>,
-    reads: Vec<u64>,
+    /// Per read: the floor it must reach and when it was asked.
+    reads: Vec<(u64, u64)>,
     latest_conf: (u64, ConfState),
     phase: Phase,
     heal_at: u64,
@@ -406,6 +418,7 @@ impl World {
             chart: None,
             report: RunReport {
                 seed: cfg.seed,
+                lease: cfg.lease_within_bound(),
                 ..Default::default()
             },
             cfg,
@@ -839,7 +852,7 @@ impl World {
             }
             for rs in &rd.read_states {
                 if let Some((b'R', rid)) = parse_tag(&rs.request_ctx) {
-                    let Some(&floor) = self.reads.get(rid) else {
+                    let Some(&(floor, asked)) = self.reads.get(rid) else {
                         continue;
                     };
                     self.report.reads += 1;
@@ -849,8 +862,31 @@ impl World {
                         node: id,
                         what: What::ReadState(rid as u64, rs.index),
                     });
-                    self.checker
-                        .read_released(id, rid as u64, floor, rs.index)?;
+                    let checked = self.checker.read_released(id, rid as u64, floor, rs.index);
+                    match self.report.lease {
+                        None => checked?,
+                        Some(within) => {
+                            self.report.lease_reads += 1;
+                            if self.now - asked < 2 * self.cfg.faults.min_delay {
+                                self.report.lease_quick += 1;
+                            }
+                            match checked {
+                                Err(v) if !within => {
+                                    // Beyond the clock bound a lease may be stale: counted.
+                                    self.report.lease_stale += 1;
+                                    self.trace.push(TraceLine {
+                                        event: self.events,
+                                        time: self.now,
+                                        node: id,
+                                        what: What::Note(format!(
+                                            "lease read beyond the clock bound: {v}"
+                                        )),
+                                    });
+                                }
+                                r => r?,
+                            }
+                        }
+                    }
                 }
             }
             let msgs = std::mem::take(&mut rd.messages);
@@ -1258,6 +1294,7 @@ impl World {
             } else {
                 self.rng.range(TICK / 2, self.cfg.faults.down_len.max(TICK))
             };
+            let down = down.max(self.cfg.faults.min_down);
             let inc = self.slots[s].inc;
             self.schedule(down, Event::Restart(s, inc));
         }
@@ -1383,6 +1420,39 @@ impl World {
         })
     }
 
+    /// Whether a member's log holds, past the latest applied configuration, a conf change
+    /// that adds `s` back (proposed before its removal applied): stopping it for good would
+    /// leave that configuration a voter short.
+    fn readd_in_log(&self, s: usize) -> bool {
+        let id = self.slots[s].id;
+        let (index, cs) = &self.latest_conf;
+        self.slots.iter().enumerate().any(|(i, sl)| {
+            let Some(r) = sl.running_ref() else {
+                return false;
+            };
+            if i == s || !in_conf(cs, sl.id) {
+                return false;
+            }
+            let store = r.raw.store();
+            let lo = (*index + 1).max(store.first_index().unwrap_or(1));
+            let hi = store.last_index().unwrap_or(0);
+            if lo > hi {
+                return false;
+            }
+            let ents = store.entries(lo, hi + 1, u64::MAX).unwrap_or_default();
+            ents.iter().any(|e| {
+                let Some(Ok(cc)) = decode_conf_change(e) else {
+                    return false;
+                };
+                cc.as_v2().changes.iter().any(|c| {
+                    c.node_id == id
+                        && (c.r#type == ConfChangeType::ConfChangeAddNode as i32
+                            || c.r#type == ConfChangeType::ConfChangeAddLearnerNode as i32)
+                })
+            })
+        })
+    }
+
     fn stop(&mut self, s: usize) {
         let id = self.slots[s].id;
         if in_conf(&self.latest_conf.1, id)
@@ -1390,7 +1460,7 @@ impl World {
         {
             return;
         }
-        if !self.removal_applied() {
+        if !self.removal_applied() || self.readd_in_log(s) {
             if self.timed {
                 self.schedule(2 * TICK, Event::Stop(s));
             }
@@ -1461,7 +1531,7 @@ impl World {
         }
         let id = self.slots[s].id;
         let rid = self.reads.len();
-        self.reads.push(self.checker.read_floor());
+        self.reads.push((self.checker.read_floor(), self.now));
         let r = self.slots[s]
             .running()
             .map(|run| run.raw.read_index(Bytes::from(tag(b'R', rid))))
@@ -1775,6 +1845,15 @@ impl World {
             let id = self.slots[s].id;
             let removed = self.slots[s].member_once && !in_conf(&cs, id);
             match self.slots[s].state {
+                // A node that must outlast its lease promise restarts later (or, removed,
+                // is stopped).
+                NodeState::Down(_) if self.cfg.faults.min_down > 0 => {
+                    let inc = self.slots[s].inc;
+                    self.schedule(self.cfg.faults.min_down, Event::Restart(s, inc));
+                    if removed {
+                        self.stop(s);
+                    }
+                }
                 NodeState::Down(_) => {
                     self.restart(s)?;
                     if removed {
@@ -1935,7 +2014,11 @@ impl World {
                 self.tr(id, What::Tick);
                 self.post(s)?;
                 let every = self.slots[s].tick_every;
-                let d = every - every / 20 + self.rng.below(every / 10 + 1);
+                let d = if self.cfg.faults.tick_jitter {
+                    every - every / 20 + self.rng.below(every / 10 + 1)
+                } else {
+                    every
+                };
                 self.schedule(d, Event::Tick(s, inc));
             }
             Event::Ready(s, inc) => {
