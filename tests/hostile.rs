@@ -539,3 +539,54 @@ fn ready_twice_before_advance_keeps_applying() {
     assert_eq!(n.applied(), n.last_index());
     assert_eq!(n.commit(), n.last_index());
 }
+
+/// Found by the simulator (seed 6009120, async storage writes): a candidate that won with the
+/// votes of others before its own vote (and term) were durable started leading; crashed before
+/// the write, it came back at its old term, won the same term again (the others' votes for it
+/// stood) and appended a different entry at an index its first incarnation had replicated with
+/// the same term. A candidate now leads only once its own vote is durable.
+#[test]
+fn a_candidate_leads_only_once_its_own_vote_is_durable() {
+    let mut c1 = config(1, false);
+    c1.async_storage_writes = true;
+    let mut n1 = RawNode::new(&c1, storage(&[1, 2, 3])).unwrap();
+    let mut others: Vec<RawNode<MemStorage>> = [2, 3]
+        .iter()
+        .map(|&id| RawNode::new(&config(id, false), storage(&[1, 2, 3])).unwrap())
+        .collect();
+    n1.campaign().unwrap();
+    let rd = n1.ready();
+    let (local, votes): (Vec<Message>, Vec<Message>) = rd
+        .messages
+        .into_iter()
+        .partition(|m| m.to == raftcore::LOCAL_APPEND_THREAD);
+    assert_eq!(votes.len(), 2, "{votes:?}");
+    // The others grant at once; node 1's own write has not happened yet.
+    for v in votes {
+        let n = &mut others[v.to as usize - 2];
+        n.step(v).unwrap();
+        let rd = n.ready();
+        let s = n.store_mut();
+        if let Some(hs) = rd.hard_state {
+            s.set_hard_state(hs);
+        }
+        for resp in rd.persisted_messages {
+            assert_eq!(resp.r#type, MessageType::MsgVoteResp as i32);
+            assert!(!resp.reject);
+            n1.step(resp).unwrap();
+        }
+        n.advance().unwrap();
+    }
+    assert_eq!(
+        n1.role(),
+        StateRole::Candidate,
+        "a quorum granted, own vote not durable"
+    );
+    // The append thread writes the term and vote, then hands back the responses.
+    let append = local.into_iter().next().expect("a MsgStorageAppend");
+    assert_eq!((append.term, append.vote), (n1.term(), 1));
+    for resp in append.responses {
+        n1.step_local(resp).unwrap();
+    }
+    assert_eq!(n1.role(), StateRole::Leader);
+}

@@ -325,6 +325,18 @@ impl<S: Storage> Raft<S> {
                     VoteResult::Won => {
                         if self.state == StateRole::PreCandidate {
                             self.campaign(CampaignType::Election);
+                        } else if self.trk.vote(self.id) != Some(true)
+                            && self.trk.config.voters.contains(self.id)
+                        {
+                            // A quorum of other voters granted the vote, but this node's own
+                            // vote (and with it its term) is not durable yet: it comes back
+                            // through the append thread or `advance`. Leading now would send
+                            // appends of a term this node could forget in a crash; restarted,
+                            // it could then win the same term again (the others' votes for it
+                            // stand) with a different log: two entries with one index and
+                            // term. Wait for the durable vote.
+                            debug!(self.cfg.logger, "won the election; waiting for own vote to be durable";
+                                "raft_id" => self.id, "term" => self.term);
                         } else {
                             self.become_leader();
                             self.bcast_append();

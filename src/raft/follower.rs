@@ -110,9 +110,10 @@ impl<S: Storage> Raft<S> {
         let (index, log_term, commit) = (m.index, m.log_term, m.commit);
         let context = m.context;
         // An acknowledgement queued earlier in this Ready for an index past `index` speaks of
-        // entries this append may overwrite: find where it diverges first (rare, so the cost
-        // of the lookup is only paid then).
-        let rewrites_from = if self.max_queued_ack() > index {
+        // entries this append may overwrite: find where it diverges first. Only an append
+        // that starts before the end of the log can overwrite anything; in-order appends (the
+        // hot path) skip the check without looking at the queue.
+        let rewrites_from = if index < self.raft_log.last_index() && self.max_queued_ack() > index {
             match self.raft_log.find_conflict(&m.entries) {
                 0 => None,
                 c => Some(c),

@@ -7,12 +7,12 @@ use super::*;
 impl<S: Storage> Raft<S> {
     /// Steps a message from the network: through the gate (`validate.rs`), then the protocol.
     pub(crate) fn step_remote(&mut self, mut m: Message) -> Result<()> {
-        let t = self.check_remote(&m)?;
+        let (t, known) = self.check_remote(&m)?;
         if matches!(t, MessageType::MsgProp | MessageType::MsgReadIndex) {
             // Term-less requests: a term here means nothing (and must not be adopted).
             m.term = 0;
         }
-        if m.term > self.confirmed_term && self.is_member(m.from) {
+        if m.term > self.confirmed_term && known.unwrap_or_else(|| self.is_member(m.from)) {
             self.confirmed_term = m.term;
         }
         self.step(m)

@@ -154,17 +154,26 @@ pub(crate) fn append_shape(
 impl<S: Storage> Raft<S> {
     /// The gate. Checks a network message against every rule and returns its type, or the
     /// error `step` returns for it. Reads state, changes none.
-    pub(super) fn check_remote(&self, m: &Message) -> Result<MessageType> {
+    /// Also returns whether the sender is a member of the configuration this node knows, when
+    /// a rule needed to look (`None` when none did: the hot path of appends and heartbeats
+    /// from the leader at the node's term skips the lookup).
+    pub(super) fn check_remote(&self, m: &Message) -> Result<(MessageType, Option<bool>)> {
         let t = match self.check_shape(m) {
             Ok(t) => t,
             Err(Error::InvalidMessage(why)) => return Err(self.refuse(m, why)),
             Err(e) => return Err(e),
         };
-        if t.is_response() && !self.is_member(m.from) {
-            return Err(Error::StepPeerNotFound);
+        let mut known = None;
+        if t.is_response() {
+            if !self.is_member(m.from) {
+                return Err(Error::StepPeerNotFound);
+            }
+            known = Some(true);
         }
-        self.check_trust(m, t).map_err(|why| self.refuse(m, why))?;
-        Ok(t)
+        let known = self
+            .check_trust(m, t, known)
+            .map_err(|why| self.refuse(m, why))?;
+        Ok((t, known))
     }
 
     fn refuse(&self, m: &Message, why: Reason) -> Error {
@@ -275,14 +284,29 @@ impl<S: Storage> Raft<S> {
     /// half, learners, learners to be). A node that knows no configuration yet (a new member
     /// waiting for its first snapshot) knows nobody and cannot judge: it takes leader
     /// messages from anyone, within the term bound.
-    fn check_trust(&self, m: &Message, t: MessageType) -> std::result::Result<(), Reason> {
+    fn check_trust(
+        &self,
+        m: &Message,
+        t: MessageType,
+        known: Option<bool>,
+    ) -> std::result::Result<Option<bool>, Reason> {
         use MessageType::*;
         if t == MsgTimeoutNow && (m.from != self.lead || m.term != self.term) {
             // Only the leader this node follows may start its election at once, ignoring
             // leases: anyone else could use it to depose a healthy leader.
             return Err(Reason::TimeoutNowNotFromLeader);
         }
-        let known = self.is_member(m.from);
+        // The rules below that hold for strangers only ever restrict term increases, votes,
+        // snapshots, transfers, and leader messages to a campaigning node. Anything else
+        // passes whoever sent it.
+        let campaigning = matches!(self.state, StateRole::Candidate | StateRole::PreCandidate);
+        let restricted = m.term > self.term
+            || matches!(t, MsgVote | MsgPreVote | MsgSnap | MsgTransferLeader)
+            || (campaigning && matches!(t, MsgApp | MsgHeartbeat));
+        if !restricted {
+            return Ok(known);
+        }
+        let known = known.unwrap_or_else(|| self.is_member(m.from));
         if known {
             // Members are trusted to follow the protocol (docs/security.md), and no honest
             // member runs 2^48 elections ahead. The bound only matters for a sender that
@@ -290,7 +314,7 @@ impl<S: Storage> Raft<S> {
             if m.term > self.term.saturating_add(MAX_TERM_JUMP) {
                 return Err(Reason::TermTooFarAhead);
             }
-            return Ok(());
+            return Ok(Some(true));
         }
         let voters = &self.trk.config.voters;
         let knows_config = !(voters.incoming.is_empty() && voters.outgoing.is_empty());
@@ -318,7 +342,7 @@ impl<S: Storage> Raft<S> {
                 {
                     return Err(Reason::VoteFromNonMember);
                 }
-                Ok(())
+                Ok(Some(false))
             }
             MsgSnap => {
                 // A snapshot replaces the configuration: from a stranger it could make this
@@ -338,7 +362,7 @@ impl<S: Storage> Raft<S> {
                 if knows_config && !vouched {
                     return Err(Reason::SnapshotFromNonMember);
                 }
-                Ok(())
+                Ok(Some(false))
             }
             MsgApp | MsgHeartbeat => {
                 // A leader this node does not know yet may be honest: its configuration may lag
@@ -350,12 +374,12 @@ impl<S: Storage> Raft<S> {
                 {
                     return Err(Reason::LeaderNotMember);
                 }
-                Ok(())
+                Ok(Some(false))
             }
             MsgTransferLeader => Err(Reason::NotAMember),
             // Proposals and reads may be forwarded by any node that believes this one leads;
             // a response from a non-member is refused by `step` (etcd's StepPeerNotFound).
-            _ => Ok(()),
+            _ => Ok(Some(false)),
         }
     }
 }

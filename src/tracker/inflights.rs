@@ -12,7 +12,7 @@ struct Inflight {
 ///
 /// The ring buffer starts empty and doubles on demand up to `size`, so a huge `size` (even
 /// `i32::MAX`) costs nothing until messages are actually in flight; the buffer is never larger
-/// than twice the most messages that were in flight at once. [`Inflights::reset`] releases it.
+/// than twice the most messages that were in flight at once. Resetting the window (a state change of its progress) releases it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inflights {
     /// Ring storage; its length is the ring's current capacity.
