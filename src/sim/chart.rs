@@ -8,7 +8,8 @@
 //!
 //! * one horizontal lane per node the run may start, time running left to right;
 //! * a band on the lane while the node leads (gold), campaigns (blue, pre-candidates lighter)
-//!   or is down (grey), and a red strip along the lanes cut off by a partition;
+//!   or is down (grey), and a red strip, while a partition lasts, along the lanes of the
+//!   running nodes it cuts links of (its text, in the strip's title, says which);
 //! * a message as an arrow from its sender's lane at the send time to its recipient's lane at
 //!   the delivery time, coloured by kind; a duplicated message's copies are dashed; a message
 //!   the network dropped is a short stub ending in a red cross, one lost to a partition or a
@@ -286,8 +287,18 @@ pub fn kind_class(ty: i32) -> String {
     format!("k-{name}")
 }
 
-/// A partition in force: its cut links, its text, when it started.
-type OpenPartition = (Vec<(u64, u64)>, String, u64);
+/// A partition in force: the nodes it cuts off (those running when it started), its text,
+/// when it started.
+type OpenPartition = (BTreeSet<u64>, String, u64);
+
+/// The nodes of `links` that are running (a partition says nothing about the others).
+fn cut_nodes(links: &[(u64, u64)], state: &BTreeMap<u64, Lane>) -> BTreeSet<u64> {
+    links
+        .iter()
+        .flat_map(|&(a, b)| [a, b])
+        .filter(|n| state.get(n).is_some_and(|l| *l != Lane::Absent))
+        .collect()
+}
 
 struct SendInfo {
     time: u64,
@@ -375,7 +386,7 @@ impl<'a> Drawing<'a> {
 
     fn style(&mut self) {
         self.out.push_str(
-            "<defs>\n<marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"6\" markerHeight=\"6\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#333\"/></marker>\n</defs>\n<style>\n\
+            "<defs>\n<marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"8\" markerHeight=\"8\" markerUnits=\"userSpaceOnUse\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#333\"/></marker>\n</defs>\n<style>\n\
 .lane-line{stroke:#999;stroke-width:1}\n\
 .lane-label{font-weight:bold;font-size:13px}\n\
 .band.leader{fill:#f5c518;opacity:.8}\n\
@@ -487,7 +498,7 @@ impl<'a> Drawing<'a> {
                     state.insert(*node, *lane);
                 }
                 ChartEvent::Partition { pid, links, text } => {
-                    parts.insert(*pid, (links.clone(), text.clone(), w.from));
+                    parts.insert(*pid, (cut_nodes(links, &state), text.clone(), w.from));
                 }
                 ChartEvent::PartitionEnd { pid } => {
                     parts.remove(pid);
@@ -499,8 +510,7 @@ impl<'a> Drawing<'a> {
         let mut since: BTreeMap<u64, u64> = state.keys().map(|&n| (n, w.from)).collect();
         let mut bands = Vec::new();
         let mut strips = Vec::new();
-        let mut close_part = |(links, text, from): OpenPartition, to: u64| {
-            let nodes: BTreeSet<u64> = links.iter().flat_map(|&(a, b)| [a, b]).collect();
+        let mut close_part = |(nodes, text, from): OpenPartition, to: u64| {
             for n in nodes {
                 strips.push((n, from, to, text.clone()));
             }
@@ -513,7 +523,7 @@ impl<'a> Drawing<'a> {
                     bands.push((*node, s, r.time, old));
                 }
                 ChartEvent::Partition { pid, links, text } => {
-                    parts.insert(*pid, (links.clone(), text.clone(), r.time));
+                    parts.insert(*pid, (cut_nodes(links, &state), text.clone(), r.time));
                 }
                 ChartEvent::PartitionEnd { pid } => {
                     if let Some(p) = parts.remove(pid) {
