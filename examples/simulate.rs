@@ -14,7 +14,16 @@
 //! - `--no-liveness`  skip the liveness check after the heal
 //! - `--fail-fast`    stop at the first safety violation
 //! - `--quiet`        no progress line
+//! - `--chart FILE`   (one seed) draw the run as a message-sequence chart, an SVG file: a lane
+//!   per node, messages as arrows from send to delivery, drops, duplicates, crashes,
+//!   partitions, role changes and the violation marked (see `raftcore::sim::chart`)
+//! - `--chart-events N` scheduler events the chart draws (default 400, at most 5000): the
+//!   first ones, or the last ones up to the violation when the run has one
 //! - `--mode batched|etcd`, `--async on|off`: force an option the seed would otherwise draw
+//!
+//! Runs with lease-based reads within the clock bound of `docs/reads.md` count a stale read
+//! as a violation; beyond the bound it is counted as `lease_stale` (progress line and the
+//! `lease_reads:` line), never as a violation.
 //!
 //! The last line is `seeds=N events=E violations=V liveness=L events_per_sec=R`; the exit
 //! status is non-zero when any seed broke a safety invariant.
@@ -25,7 +34,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use raftcore::sim::{run_config, RunReport, SimConfig};
+use raftcore::sim::chart::{ChartOptions, DEFAULT_CHART_EVENTS};
+use raftcore::sim::{run_config, run_config_charted, RunReport, SimConfig};
 use raftcore::AppendMode;
 
 struct Opts {
@@ -40,6 +50,8 @@ struct Opts {
     quiet: bool,
     mode: Option<AppendMode>,
     async_writes: Option<bool>,
+    chart: Option<String>,
+    chart_events: u64,
 }
 
 /// `println!` that ignores a closed standard output (`| head`).
@@ -52,7 +64,7 @@ macro_rules! out {
 fn usage(msg: &str) -> ! {
     eprintln!("error: {msg}");
     eprintln!(
-        "usage: simulate [--seeds A..B] [--events N] [--jobs J] [--trace] [--tail N] [--no-liveness] [--fail-fast] [--quiet] [--mode batched|etcd] [--async on|off]"
+        "usage: simulate [--seeds A..B] [--events N] [--jobs J] [--trace] [--tail N] [--no-liveness] [--fail-fast] [--quiet] [--mode batched|etcd] [--async on|off] [--chart FILE] [--chart-events N]"
     );
     std::process::exit(2)
 }
@@ -70,6 +82,8 @@ fn parse() -> Opts {
         quiet: false,
         mode: None,
         async_writes: None,
+        chart: None,
+        chart_events: DEFAULT_CHART_EVENTS,
     };
     let mut args = std::env::args().skip(1);
     let num = |v: Option<String>, what: &str| -> u64 {
@@ -96,6 +110,10 @@ fn parse() -> Opts {
             "--tail" => o.tail = num(args.next(), "--tail") as usize,
             "--trace" => o.trace = true,
             "--no-liveness" => o.liveness = false,
+            "--chart" => {
+                o.chart = Some(args.next().unwrap_or_else(|| usage("--chart needs a file")))
+            }
+            "--chart-events" => o.chart_events = num(args.next(), "--chart-events"),
             "--fail-fast" => o.fail_fast = true,
             "--quiet" => o.quiet = true,
             "--mode" => {
@@ -115,6 +133,9 @@ fn parse() -> Opts {
             "-h" | "--help" => usage("help"),
             other => usage(&format!("unknown option {other}")),
         }
+    }
+    if o.chart.is_some() && o.to - o.from != 1 {
+        usage("--chart draws one run: give one seed (--seeds S)");
     }
     o
 }
@@ -163,6 +184,12 @@ struct Totals {
     conf_changes: u64,
     snapshots: u64,
     reads: u64,
+    lease_within_runs: u64,
+    lease_within_reads: u64,
+    lease_beyond_runs: u64,
+    lease_beyond_reads: u64,
+    lease_quick: u64,
+    lease_stale: u64,
 }
 
 fn report_failure(o: &Opts, r: &RunReport) {
@@ -221,7 +248,31 @@ fn main() -> ExitCode {
             if o.trace {
                 out!("=== seed {seed}: {}", config(&o, seed).summary());
             }
-            let r = run_config(config(&o, seed), o.tail.max(1), o.trace);
+            let r = if o.chart.is_some() {
+                run_config_charted(config(&o, seed), o.tail.max(1), o.trace)
+            } else {
+                run_config(config(&o, seed), o.tail.max(1), o.trace)
+            };
+            if let (Some(path), Some(log)) = (&o.chart, &r.chart) {
+                let opts = ChartOptions {
+                    max_events: o.chart_events,
+                    title: config(&o, seed).summary(),
+                };
+                let w = log.window(&opts);
+                match std::fs::write(path, log.svg(&opts)) {
+                    Ok(()) => match w {
+                        Some(w) => out!(
+                            "chart: {path} ({} lanes, events {}..={} of {})",
+                            log.nodes().len(),
+                            w.first_event,
+                            w.last_event,
+                            r.events
+                        ),
+                        None => out!("chart: {path} (nothing recorded)"),
+                    },
+                    Err(e) => eprintln!("cannot write {path}: {e}"),
+                }
+            }
             let mut t = totals.lock().expect("totals");
             t.seeds += 1;
             t.events += r.events;
@@ -230,6 +281,19 @@ fn main() -> ExitCode {
             t.conf_changes += r.conf_changes;
             t.snapshots += r.snapshots_sent;
             t.reads += r.reads;
+            match r.lease {
+                Some(true) => {
+                    t.lease_within_runs += 1;
+                    t.lease_within_reads += r.lease_reads;
+                }
+                Some(false) => {
+                    t.lease_beyond_runs += 1;
+                    t.lease_beyond_reads += r.lease_reads;
+                }
+                None => {}
+            }
+            t.lease_stale += r.lease_stale;
+            t.lease_quick += r.lease_quick;
             if r.violation.is_some() {
                 t.violations += 1;
                 if o.fail_fast {
@@ -269,12 +333,13 @@ fn main() -> ExitCode {
         let t = totals.lock().expect("totals");
         let secs = start.elapsed().as_secs_f64().max(1e-9);
         eprint!(
-            "\r{}/{} seeds  events={}  violations={}  liveness={}  {:.0} events/s  {:.0}s   ",
+            "\r{}/{} seeds  events={}  violations={}  liveness={}  lease_stale={}  {:.0} events/s  {:.0}s   ",
             t.seeds,
             total_seeds,
             t.events,
             t.violations,
             t.liveness,
+            t.lease_stale,
             t.events as f64 / secs,
             secs
         );
@@ -306,6 +371,15 @@ fn main() -> ExitCode {
         t.snapshots,
         t.reads,
         secs
+    );
+    out!(
+        "lease_reads: answered_at_once={} within_bound runs={} reads={} | beyond_bound runs={} reads={} lease_stale={}",
+        t.lease_quick,
+        t.lease_within_runs,
+        t.lease_within_reads,
+        t.lease_beyond_runs,
+        t.lease_beyond_reads,
+        t.lease_stale
     );
     out!(
         "seeds={} events={} violations={} liveness={} events_per_sec={:.0}",

@@ -42,8 +42,9 @@ pub struct ClusterSpec {
     pub max_committed_size_per_ready: u64,
     /// `Config::step_down_on_removal`.
     pub step_down_on_removal: bool,
-    /// `Config::read_only_option`. Lease-based reads rely on bounded clock drift, which the
-    /// simulator deliberately breaks, so the read check only holds with `Safe`.
+    /// `Config::read_only_option`. Lease-based reads (which need `check_quorum`) rely on
+    /// bounded clock drift: a stale lease read is a violation only in runs within the bound
+    /// (see [`SimConfig::lease_within_bound`]), and is counted apart beyond it.
     pub read_only_option: ReadOnlyOption,
 }
 
@@ -105,6 +106,11 @@ pub struct FaultPlan {
     pub slow_disk_max: u64,
     /// Largest difference between node tick rates, in percent of the base rate.
     pub tick_skew_pct: u32,
+    /// Whether each tick interval varies by up to 5% around the node's rate.
+    pub tick_jitter: bool,
+    /// Shortest time a crashed node stays down (0: no minimum). Lease-based reads need a
+    /// crashed node to stay down longer than its lease promise (`docs/reads.md`).
+    pub min_down: u64,
 }
 
 impl FaultPlan {
@@ -127,6 +133,8 @@ impl FaultPlan {
             slow_disk_ppm: 0,
             slow_disk_max: 0,
             tick_skew_pct: 0,
+            tick_jitter: true,
+            min_down: 0,
         }
     }
 }
@@ -151,6 +159,8 @@ impl Default for FaultPlan {
             slow_disk_ppm: 300_000,
             slow_disk_max: 2 * TICK,
             tick_skew_pct: 30,
+            tick_jitter: true,
+            min_down: 0,
         }
     }
 }
@@ -259,6 +269,8 @@ impl SimConfig {
             slow_disk_ppm: r.range(0, 600_000) as u32,
             slow_disk_max: r.range(TICK / 4, 3 * TICK),
             tick_skew_pct: r.range(0, 50) as u32,
+            tick_jitter: true,
+            min_down: 0,
         };
         let workload = Workload {
             propose_every: r.range(TICK / 8, TICK),
@@ -268,7 +280,7 @@ impl SimConfig {
             compact_every: scale(&mut r, 8 * TICK),
             transfer_every: scale(&mut r, 40 * TICK),
         };
-        SimConfig {
+        let mut cfg = SimConfig {
             seed,
             events,
             liveness: true,
@@ -276,7 +288,52 @@ impl SimConfig {
             faults,
             workload,
             breach: None,
+        };
+        // Lease-based reads, from a stream of their own (the draws above stay as they were).
+        let mut l = SimRng::new(seed).fork(0x001E_A5E5);
+        if cfg.cluster.check_quorum && l.chance(400_000) {
+            if l.chance(650_000) {
+                cfg.within_lease_bound();
+            } else {
+                cfg.cluster.read_only_option = ReadOnlyOption::LeaseBased;
+                cfg.faults.min_down = cfg.lease_min_down();
+                cfg.faults.tick_skew_pct = cfg.faults.tick_skew_pct.max(10);
+            }
         }
+        cfg
+    }
+
+    /// The shortest downtime that outlasts a lease promise: a follower refuses votes for
+    /// `election_tick` of its ticks after hearing from its leader, and a slow clock (up to
+    /// half the base rate) stretches that; two election timeouts and a tick cover it.
+    pub fn lease_min_down(&self) -> u64 {
+        (2 * self.cluster.election_tick as u64 + 1) * TICK
+    }
+
+    /// Switches the run to lease-based reads within the bound `docs/reads.md` states: every
+    /// node ticks at the one base rate, without jitter (no follower's clock runs faster than
+    /// a leader's), and a crashed node stays down for [`lease_min_down`](Self::lease_min_down)
+    /// (a restarted node would grant votes at once). Turns `check_quorum` on.
+    pub fn within_lease_bound(&mut self) {
+        self.cluster.check_quorum = true;
+        self.cluster.read_only_option = ReadOnlyOption::LeaseBased;
+        self.faults.tick_skew_pct = 0;
+        self.faults.tick_jitter = false;
+        self.faults.min_down = self.faults.min_down.max(self.lease_min_down());
+    }
+
+    /// For runs with lease-based reads: whether the clocks stay within the bound
+    /// `docs/reads.md` states (see [`within_lease_bound`](Self::within_lease_bound)).
+    /// `None` for safe reads.
+    pub fn lease_within_bound(&self) -> Option<bool> {
+        if self.cluster.read_only_option != ReadOnlyOption::LeaseBased {
+            return None;
+        }
+        Some(
+            self.faults.tick_skew_pct == 0
+                && !self.faults.tick_jitter
+                && self.faults.min_down >= self.lease_min_down(),
+        )
     }
 
     /// A fault-free run of `seed` (for examples and quick checks).
@@ -296,10 +353,15 @@ impl SimConfig {
     pub fn summary(&self) -> String {
         let c = &self.cluster;
         format!(
-            "seed={} voters={} learners={} spare={} election_tick={} pre_vote={} check_quorum={} mode={:?} async={} max_size_per_msg={} max_inflight={} step_down_on_removal={} drop={}ppm dup={}ppm",
+            "seed={} voters={} learners={} spare={} election_tick={} pre_vote={} check_quorum={} mode={:?} async={} max_size_per_msg={} max_inflight={} step_down_on_removal={} drop={}ppm dup={}ppm{}",
             self.seed, c.voters, c.learners, c.spare, c.election_tick, c.pre_vote, c.check_quorum,
             c.append_mode, c.async_storage_writes, c.max_size_per_msg, c.max_inflight_msgs,
-            c.step_down_on_removal, self.faults.drop_ppm, self.faults.dup_ppm
+            c.step_down_on_removal, self.faults.drop_ppm, self.faults.dup_ppm,
+            match self.lease_within_bound() {
+                None => "",
+                Some(true) => " reads=lease(within bound)",
+                Some(false) => " reads=lease(beyond bound)",
+            }
         )
     }
 }

@@ -90,6 +90,8 @@ pub fn fault_plan() -> impl Strategy<Value = FaultPlan> {
                 slow_disk_ppm: slow,
                 slow_disk_max: 2 * TICK,
                 tick_skew_pct: skew,
+                tick_jitter: true,
+                min_down: 0,
             },
         )
 }

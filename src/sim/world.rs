@@ -14,9 +14,10 @@ use crate::raftpb::{
     ConfState, Entry, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
 };
 use crate::storage::{MemStorage, Storage};
-use crate::testkit::{apply_committed, ConfOutcome, Persist, StateMachine};
+use crate::testkit::{apply_committed, decode_conf_change, ConfOutcome, Persist, StateMachine};
 use crate::{RawNode, SnapshotStatus, StateRole};
 
+use super::chart::{ChartEvent, ChartLog, Lane};
 use super::checker::{
     chain_genesis, chain_next, decode_state, encode_state, entry_hash, Checker, Violation,
     ViolationKind,
@@ -110,6 +111,19 @@ pub struct RunReport {
     pub snapshots_sent: u64,
     /// Simulated ticks from the heal to a committed proposal, when the liveness check ran.
     pub heal_ticks: Option<u64>,
+    /// Whether the run used lease-based reads, and within the clock bound
+    /// ([`SimConfig::lease_within_bound`]).
+    pub lease: Option<bool>,
+    /// Reads released in a run with lease-based reads (counted in `reads` too).
+    pub lease_reads: u64,
+    /// Reads of a lease-based run released sooner after they were asked than any message
+    /// round trip: answered from the lease (or by a sole voter).
+    pub lease_quick: u64,
+    /// Stale reads released in a lease-based run beyond the clock bound: counted here, not
+    /// reported as a violation (within the bound a stale read is one).
+    pub lease_stale: u64,
+    /// The record of the run for a chart, when [`World::record_chart`] asked for one.
+    pub chart: Option<Box<ChartLog>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +133,7 @@ enum Phase {
 }
 
 enum Event {
-    Deliver(Box<Message>),
+    Deliver(Box<Message>, u64),
     Tick(usize, u32),
     Ready(usize, u32),
     Persist(usize, u32),
@@ -314,7 +328,8 @@ pub struct World {
     checker: Checker,
     trace: Trace,
     writes: Vec<WriteRec>,
-    reads: Vec<u64>,
+    /// Per read: the floor it must reach and when it was asked.
+    reads: Vec<(u64, u64)>,
     latest_conf: (u64, ConfState),
     phase: Phase,
     heal_at: u64,
@@ -324,6 +339,10 @@ pub struct World {
     live_ok_at: Option<u64>,
     liveness: Option<String>,
     report: RunReport,
+    /// Messages sent (the number of the next one).
+    msg_seq: u64,
+    /// The record a chart is drawn from, when asked for.
+    chart: Option<Box<ChartLog>>,
 }
 
 impl World {
@@ -395,8 +414,11 @@ impl World {
             probe: None,
             live_ok_at: None,
             liveness: None,
+            msg_seq: 0,
+            chart: None,
             report: RunReport {
                 seed: cfg.seed,
+                lease: cfg.lease_within_bound(),
                 ..Default::default()
             },
             cfg,
@@ -464,6 +486,18 @@ impl World {
             node,
             what,
         });
+    }
+
+    fn chart(&mut self, what: ChartEvent) {
+        if let Some(c) = &mut self.chart {
+            c.push(self.events, self.now, what);
+        }
+    }
+
+    fn chart_lane(&mut self, node: u64, lane: Lane) {
+        if let Some(c) = &mut self.chart {
+            c.lane(self.events, self.now, node, lane);
+        }
     }
 
     fn slot_of(&self, id: u64) -> Option<usize> {
@@ -557,8 +591,15 @@ impl World {
         let f = &self.cfg.faults;
         let (drop_ppm, dup_ppm, long_ppm) = (f.drop_ppm, f.dup_ppm, f.long_delay_ppm);
         let (min_d, max_d, long_d) = (f.min_delay, f.max_delay, f.long_delay);
+        self.msg_seq += 1;
+        let mid = self.msg_seq;
         if chaos && self.rng.chance(drop_ppm) {
             self.tr(from, What::Send(sum, 0));
+            self.chart(ChartEvent::Send {
+                id: mid,
+                msg: sum,
+                copies: 0,
+            });
             if m.msg_type() == Some(MessageType::MsgSnap) {
                 self.report_snapshot(m.from, m.to, SnapshotStatus::Failure);
             }
@@ -570,6 +611,11 @@ impl World {
             1
         };
         self.tr(from, What::Send(sum, copies));
+        self.chart(ChartEvent::Send {
+            id: mid,
+            msg: sum,
+            copies,
+        });
         let half_election = self.cfg.cluster.election_tick as u64 * TICK / 2;
         let delay = |w: &mut World| {
             let mut d = w.rng.range(min_d, max_d);
@@ -583,7 +629,7 @@ impl World {
         };
         if copies == 2 {
             let d = delay(self);
-            self.schedule(d, Event::Deliver(Box::new(m.clone())));
+            self.schedule(d, Event::Deliver(Box::new(m.clone()), mid));
         }
         let mut d = delay(self);
         if !chaos {
@@ -594,7 +640,7 @@ impl World {
                 d = at - self.now;
             }
         }
-        self.schedule(d, Event::Deliver(Box::new(m)));
+        self.schedule(d, Event::Deliver(Box::new(m), mid));
     }
 
     fn report_snapshot(&mut self, from: u64, to: u64, status: SnapshotStatus) {
@@ -605,17 +651,27 @@ impl World {
         }
     }
 
-    fn deliver(&mut self, m: Message) -> Res {
+    fn deliver(&mut self, m: Message, mid: u64) -> Res {
         let sum = MsgSummary::of(&m);
         let is_snap = m.msg_type() == Some(MessageType::MsgSnap);
         let (from, to_id) = (m.from, m.to);
         let Some(to) = self.slot_of(to_id) else {
             self.tr(0, What::Lost(sum, "no such node"));
+            self.chart(ChartEvent::Lost {
+                id: mid,
+                msg: sum,
+                why: "no such node",
+            });
             return Ok(());
         };
         if let Some(f) = self.slot_of(from) {
             if self.cut[f][to] > 0 {
                 self.tr(0, What::Lost(sum, "partition"));
+                self.chart(ChartEvent::Lost {
+                    id: mid,
+                    msg: sum,
+                    why: "partition",
+                });
                 if is_snap {
                     self.report_snapshot(from, to_id, SnapshotStatus::Failure);
                 }
@@ -624,6 +680,11 @@ impl World {
         }
         let Some(run) = self.slots[to].running() else {
             self.tr(0, What::Lost(sum, "node down"));
+            self.chart(ChartEvent::Lost {
+                id: mid,
+                msg: sum,
+                why: "node down",
+            });
             if is_snap {
                 self.report_snapshot(from, to_id, SnapshotStatus::Failure);
             }
@@ -631,6 +692,7 @@ impl World {
         };
         let r = run.raw.step(m);
         self.tr(to_id, What::Deliver(sum, r.err().map(|e| e.to_string())));
+        self.chart(ChartEvent::Deliver { id: mid, msg: sum });
         self.post(to)?;
         if is_snap {
             self.report_snapshot(from, to_id, SnapshotStatus::Finish);
@@ -671,7 +733,8 @@ impl World {
             commit: hs.commit,
             applied: bs.applied,
         };
-        let leader = run.raw.role() == StateRole::Leader;
+        let role = run.raw.role();
+        let leader = role == StateRole::Leader;
         if !leader {
             run.lead_term = 0;
         } else if run.lead_term != hs.term {
@@ -688,6 +751,7 @@ impl World {
         if want_ready {
             run.ready_scheduled = true;
         }
+        self.chart_lane(id, Lane::Up(role));
         if leader {
             self.checker.leader(id, hs.term)?;
             if heal && self.leader_after_heal.is_none() {
@@ -788,7 +852,7 @@ impl World {
             }
             for rs in &rd.read_states {
                 if let Some((b'R', rid)) = parse_tag(&rs.request_ctx) {
-                    let Some(&floor) = self.reads.get(rid) else {
+                    let Some(&(floor, asked)) = self.reads.get(rid) else {
                         continue;
                     };
                     self.report.reads += 1;
@@ -798,8 +862,31 @@ impl World {
                         node: id,
                         what: What::ReadState(rid as u64, rs.index),
                     });
-                    self.checker
-                        .read_released(id, rid as u64, floor, rs.index)?;
+                    let checked = self.checker.read_released(id, rid as u64, floor, rs.index);
+                    match self.report.lease {
+                        None => checked?,
+                        Some(within) => {
+                            self.report.lease_reads += 1;
+                            if self.now - asked < 2 * self.cfg.faults.min_delay {
+                                self.report.lease_quick += 1;
+                            }
+                            match checked {
+                                Err(v) if !within => {
+                                    // Beyond the clock bound a lease may be stale: counted.
+                                    self.report.lease_stale += 1;
+                                    self.trace.push(TraceLine {
+                                        event: self.events,
+                                        time: self.now,
+                                        node: id,
+                                        what: What::Note(format!(
+                                            "lease read beyond the clock bound: {v}"
+                                        )),
+                                    });
+                                }
+                                r => r?,
+                            }
+                        }
+                    }
                 }
             }
             let msgs = std::mem::take(&mut rd.messages);
@@ -1195,6 +1282,11 @@ impl World {
         self.slots[s].inc += 1;
         self.report.crashes += 1;
         self.tr(id, What::Crash(stage));
+        self.chart(ChartEvent::Crash {
+            node: id,
+            why: stage,
+        });
+        self.chart_lane(id, Lane::Down);
         if self.timed && self.phase == Phase::Chaos {
             // A crash aimed inside a Ready is mostly a process that restarts at once.
             let down = if quick {
@@ -1202,6 +1294,7 @@ impl World {
             } else {
                 self.rng.range(TICK / 2, self.cfg.faults.down_len.max(TICK))
             };
+            let down = down.max(self.cfg.faults.min_down);
             let inc = self.slots[s].inc;
             self.schedule(down, Event::Restart(s, inc));
         }
@@ -1288,6 +1381,7 @@ impl World {
         self.slots[s].inc = inc;
         if self.now > 0 {
             self.tr(id, What::Restart(applied));
+            self.chart(ChartEvent::Restart { node: id });
         }
         if self.timed {
             let d = self.rng.range(1, self.slots[s].tick_every);
@@ -1326,6 +1420,39 @@ impl World {
         })
     }
 
+    /// Whether a member's log holds, past the latest applied configuration, a conf change
+    /// that adds `s` back (proposed before its removal applied): stopping it for good would
+    /// leave that configuration a voter short.
+    fn readd_in_log(&self, s: usize) -> bool {
+        let id = self.slots[s].id;
+        let (index, cs) = &self.latest_conf;
+        self.slots.iter().enumerate().any(|(i, sl)| {
+            let Some(r) = sl.running_ref() else {
+                return false;
+            };
+            if i == s || !in_conf(cs, sl.id) {
+                return false;
+            }
+            let store = r.raw.store();
+            let lo = (*index + 1).max(store.first_index().unwrap_or(1));
+            let hi = store.last_index().unwrap_or(0);
+            if lo > hi {
+                return false;
+            }
+            let ents = store.entries(lo, hi + 1, u64::MAX).unwrap_or_default();
+            ents.iter().any(|e| {
+                let Some(Ok(cc)) = decode_conf_change(e) else {
+                    return false;
+                };
+                cc.as_v2().changes.iter().any(|c| {
+                    c.node_id == id
+                        && (c.r#type == ConfChangeType::ConfChangeAddNode as i32
+                            || c.r#type == ConfChangeType::ConfChangeAddLearnerNode as i32)
+                })
+            })
+        })
+    }
+
     fn stop(&mut self, s: usize) {
         let id = self.slots[s].id;
         if in_conf(&self.latest_conf.1, id)
@@ -1333,7 +1460,7 @@ impl World {
         {
             return;
         }
-        if !self.removal_applied() {
+        if !self.removal_applied() || self.readd_in_log(s) {
             if self.timed {
                 self.schedule(2 * TICK, Event::Stop(s));
             }
@@ -1342,6 +1469,7 @@ impl World {
         self.slots[s].state = NodeState::Stopped;
         self.slots[s].inc += 1;
         self.tr(id, What::Lifecycle("stop (removed from the group)"));
+        self.chart_lane(id, Lane::Absent);
     }
 
     /// Whether crashing `s` leaves a live majority in every half of the latest configuration.
@@ -1403,7 +1531,7 @@ impl World {
         }
         let id = self.slots[s].id;
         let rid = self.reads.len();
-        self.reads.push(self.checker.read_floor());
+        self.reads.push((self.checker.read_floor(), self.now));
         let r = self.slots[s]
             .running()
             .map(|run| run.raw.read_index(Bytes::from(tag(b'R', rid))))
@@ -1606,6 +1734,17 @@ impl World {
         }
         let pid = self.next_partition;
         self.next_partition += 1;
+        if self.chart.is_some() {
+            let links = pairs
+                .iter()
+                .map(|&(a, b)| (self.slots[a].id, self.slots[b].id))
+                .collect();
+            self.chart(ChartEvent::Partition {
+                pid,
+                links,
+                text: text.clone(),
+            });
+        }
         self.partitions.push((pid, pairs));
         self.tr(0, What::Note(format!("partition p{pid}: {text}")));
         pid
@@ -1618,6 +1757,7 @@ impl World {
                 self.cut[a][b] = self.cut[a][b].saturating_sub(1);
             }
             self.tr(0, What::Note(format!("partition p{pid} healed")));
+            self.chart(ChartEvent::PartitionEnd { pid });
         }
     }
 
@@ -1693,6 +1833,7 @@ impl World {
         self.phase = Phase::Heal;
         self.heal_at = self.now;
         self.tr(0, What::Note("--- faults heal: partitions end, clocks agree, crashed nodes restart, messages arrive in order within half an election timeout ---".into()));
+        self.chart(ChartEvent::Heal);
         self.heal_partitions();
         // Clocks heal too: a node ticking much faster than the others, with a stale log and no
         // pre-vote, can keep resetting the election timers of the nodes that could win.
@@ -1704,6 +1845,15 @@ impl World {
             let id = self.slots[s].id;
             let removed = self.slots[s].member_once && !in_conf(&cs, id);
             match self.slots[s].state {
+                // A node that must outlast its lease promise restarts later (or, removed,
+                // is stopped).
+                NodeState::Down(_) if self.cfg.faults.min_down > 0 => {
+                    let inc = self.slots[s].inc;
+                    self.schedule(self.cfg.faults.min_down, Event::Restart(s, inc));
+                    if removed {
+                        self.stop(s);
+                    }
+                }
                 NodeState::Down(_) => {
                     self.restart(s)?;
                     if removed {
@@ -1852,7 +2002,7 @@ impl World {
         let chaos = self.phase == Phase::Chaos;
         let cur = |w: &World, s: usize, inc: u32| w.slots[s].inc == inc && w.slots[s].is_up();
         match ev {
-            Event::Deliver(m) => self.deliver(*m)?,
+            Event::Deliver(m, id) => self.deliver(*m, id)?,
             Event::Tick(s, inc) => {
                 if !cur(self, s, inc) {
                     return Ok(false);
@@ -1864,7 +2014,11 @@ impl World {
                 self.tr(id, What::Tick);
                 self.post(s)?;
                 let every = self.slots[s].tick_every;
-                let d = every - every / 20 + self.rng.below(every / 10 + 1);
+                let d = if self.cfg.faults.tick_jitter {
+                    every - every / 20 + self.rng.below(every / 10 + 1)
+                } else {
+                    every
+                };
                 self.schedule(d, Event::Tick(s, inc));
             }
             Event::Ready(s, inc) => {
@@ -1984,6 +2138,30 @@ impl World {
     /// Runs the world on its scheduler: `cfg.events` events with faults, then the heal and
     /// (if `cfg.liveness`) the liveness check. Stops at the first safety violation.
     pub fn run(mut self) -> RunReport {
+        self.run_events();
+        self.finish_report()
+    }
+
+    /// Keeps a record of the run for a message-sequence chart ([`ChartLog`]); the report of
+    /// the run carries it. Charts are drawn for worlds driven by their scheduler.
+    pub fn record_chart(&mut self) {
+        let mut log = ChartLog::new(self.slots.iter().map(|s| s.id).collect());
+        for sl in &self.slots {
+            if let Some(r) = sl.running_ref() {
+                log.lane(0, 0, sl.id, Lane::Up(r.raw.role()));
+            }
+        }
+        self.chart = Some(Box::new(log));
+    }
+
+    /// Records `v` as the run's violation (a panic of the core caught outside the world).
+    pub(crate) fn set_violation(&mut self, v: Violation) {
+        if self.report.violation.is_none() {
+            self.report.violation = Some(v);
+        }
+    }
+
+    pub(crate) fn run_events(&mut self) {
         let cap = self.cfg.events.saturating_mul(50).saturating_add(1_000_000);
         if self.report.violation.is_none() {
             while let Some(Reverse(sc)) = self.queue.pop() {
@@ -2021,10 +2199,9 @@ impl World {
                 }
             }
         }
-        self.finish_report()
     }
 
-    fn finish_report(mut self) -> RunReport {
+    pub(crate) fn finish_report(mut self) -> RunReport {
         if let (Some(ok), true) = (self.live_ok_at, self.phase == Phase::Heal) {
             self.report.heal_ticks = Some((ok - self.heal_at) / TICK);
         }
@@ -2033,9 +2210,13 @@ impl World {
         self.report.liveness = self.liveness.take();
         self.report.committed = self.checker.committed_count;
         self.report.leader_terms = self.checker.leader_terms();
-        if let Some(v) = &self.report.violation {
+        if let Some(v) = self.report.violation.clone() {
             self.tr(0, What::Note(format!("VIOLATION {v}")));
+            self.chart(ChartEvent::Violation {
+                text: v.to_string(),
+            });
         }
+        self.report.chart = self.chart.take();
         if self.report.violation.is_some() || self.report.liveness.is_some() {
             self.report.trace_tail = self.trace.render();
         }
@@ -2067,7 +2248,7 @@ impl World {
             Action::Deliver(k) => {
                 if let Some(i) = pick(self, k) {
                     let m = self.pool.remove(i);
-                    self.deliver(m)?;
+                    self.deliver(m, 0)?;
                 }
             }
             Action::Drop(k) => {
@@ -2085,7 +2266,7 @@ impl World {
                 if let Some(i) = self.pool.iter().position(|m| m.to == to) {
                     let m = self.pool.remove(i);
                     if matches!(a, Action::DeliverTo(_)) {
-                        self.deliver(m)?;
+                        self.deliver(m, 0)?;
                     } else {
                         let sum = MsgSummary::of(&m);
                         self.tr(0, What::Lost(sum, "dropped"));
@@ -2218,7 +2399,7 @@ impl World {
             let msgs = std::mem::take(&mut self.pool);
             any |= !msgs.is_empty();
             for m in msgs {
-                self.deliver(m)?;
+                self.deliver(m, 0)?;
             }
             if !any {
                 break;
