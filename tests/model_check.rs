@@ -47,12 +47,15 @@ struct Bounds {
     ticks: u8,
     /// Messages in flight at once.
     inflight: usize,
+    /// Each link delivers in order (a bound for deep searches: no reordering on a link, only
+    /// across links; loss and duplication still apply).
+    fifo: bool,
 }
 
 impl Bounds {
     /// Applies `MODEL_CHECK_DEPTH=N` and `MODEL_CHECK_BOUNDS=key=value,...` (keys: the field
     /// names, `terms` for `max_term`).
-    fn from_env(mut self) -> Bounds {
+    fn with_env(mut self) -> Bounds {
         if let Ok(d) = std::env::var("MODEL_CHECK_DEPTH") {
             self.depth = d.trim().parse().expect("MODEL_CHECK_DEPTH is a number");
         }
@@ -73,6 +76,7 @@ impl Bounds {
                     "dups" => self.dups = small(),
                     "ticks" => self.ticks = small(),
                     "inflight" => self.inflight = v as usize,
+                    "fifo" => self.fifo = v != 0,
                     other => panic!("unknown bound {other}"),
                 }
             }
@@ -90,6 +94,10 @@ struct Scenario {
     voters: Vec<u64>,
     /// A node the leader adds with a conf change (once), if any.
     add: Option<u64>,
+    /// Start once node 1 has been elected and its first entry committed (it campaigns, then
+    /// every message is delivered in sending order): the exploration spends its depth on what
+    /// comes after.
+    elected: bool,
 }
 
 fn three_nodes() -> Scenario {
@@ -98,6 +106,7 @@ fn three_nodes() -> Scenario {
         ids: vec![1, 2, 3],
         voters: vec![1, 2, 3],
         add: None,
+        elected: false,
     }
 }
 
@@ -108,6 +117,7 @@ fn two_to_three() -> Scenario {
         ids: vec![1, 2, 3],
         voters: vec![1, 2],
         add: Some(3),
+        elected: true,
     }
 }
 
@@ -194,9 +204,9 @@ fn fingerprint(raw: &RawNode<MemStorage>) -> u128 {
     let key = "randomized_election_timeout: ";
     let r = head.rfind(key).expect("Raft has a randomized timeout") + key.len();
     let end = r + head[r..].find(',').expect("a field follows");
-    h.write(head[..r].as_bytes());
-    h.write(head[end..].as_bytes());
-    h.write(s[cursor..].as_bytes());
+    h.write(&head.as_bytes()[..r]);
+    h.write(&head.as_bytes()[end..]);
+    h.write(&s.as_bytes()[cursor..]);
     h.finish128()
 }
 
@@ -373,14 +383,36 @@ impl Checker<'_> {
             .expect("a message to a known node")
     }
 
+    /// Node 1 campaigns and every message is delivered, oldest first, until none is left.
+    fn elect_first(&mut self, st: State) -> State {
+        let mut st = self
+            .apply(&st, Action::Campaign(0))
+            .expect("no violation")
+            .expect("within bounds");
+        while !st.net.is_empty() {
+            st = self
+                .apply(&st, Action::Deliver(0))
+                .expect("no violation")
+                .expect("within bounds");
+        }
+        assert_eq!(st.nodes[0].raw.role(), StateRole::Leader);
+        assert!(!st.ledger.is_empty(), "the first entry is committed");
+        st
+    }
+
     /// The actions enabled in `st`.
     fn actions(&self, st: &State) -> Vec<Action> {
         let b = &self.bounds;
         let u = &st.used;
         let mut v = Vec::new();
         for k in 0..st.net.len() {
+            let m = &st.net[k];
             if k > 0 && st.net[k] == st.net[k - 1] {
                 continue; // the same message twice: one choice
+            }
+            let head = k == 0 || (st.net[k - 1].from, st.net[k - 1].to) != (m.from, m.to);
+            if b.fifo && !head {
+                continue; // only the oldest message of a link may arrive
             }
             v.push(Action::Deliver(k));
             if u.crashes < b.crashes {
@@ -626,7 +658,7 @@ impl Checker<'_> {
             }
             Action::Dup(k) => {
                 let m = s.net[k].clone();
-                s.net.push(m);
+                s.net.insert(k + 1, m);
                 s.used.dups += 1;
             }
             Action::Campaign(i) => {
@@ -680,7 +712,12 @@ impl Checker<'_> {
         if s.net.len() > self.bounds.inflight {
             return Ok(None);
         }
-        s.net.sort_by_cached_key(|m| m.encode_to_vec());
+        if self.bounds.fifo {
+            // Links in a fixed order, each in sending order (a stable sort).
+            s.net.sort_by_key(|m| (m.from, m.to));
+        } else {
+            s.net.sort_by_cached_key(|m| m.encode_to_vec());
+        }
         Ok(Some(s))
     }
 
@@ -822,6 +859,10 @@ struct Outcome {
     max_committed: usize,
     reads_released: u64,
     conf_applied: u64,
+    /// States in which the added node is a voter by its own configuration.
+    joined: u64,
+    /// The state cap stopped the search.
+    incomplete: bool,
     violation: Option<(Violation, Vec<String>)>,
 }
 
@@ -833,12 +874,20 @@ fn explore(sc: &Scenario, bounds: Bounds) -> Outcome {
         reads_released: 0,
         conf_applied: 0,
     };
-    let init = ck.initial();
+    let mut init = ck.initial();
+    if sc.elected {
+        init = ck.elect_first(init);
+    }
     let mut seen: HashSet<u128> = HashSet::new();
     seen.insert(init.hash());
     // The parent and action of every state, to print a trace.
     let mut parents: Vec<(u32, Option<Action>)> = vec![(0, None)];
     let dfs = std::env::var("MODEL_CHECK_ORDER").is_ok_and(|o| o == "dfs");
+    // A cap for long searches (the run then says it is incomplete).
+    let max_states: usize = std::env::var("MODEL_CHECK_MAX_STATES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX);
     // Breadth-first by default (every state within the depth bound, shortest traces);
     // depth-first on request (deep states sooner, with the depth bound as a cap).
     let mut frontier: VecDeque<(u32, State, usize)> = VecDeque::from([(0, init.clone(), 0)]);
@@ -850,6 +899,8 @@ fn explore(sc: &Scenario, bounds: Bounds) -> Outcome {
         max_committed: 0,
         reads_released: 0,
         conf_applied: 0,
+        joined: 0,
+        incomplete: false,
         violation: None,
     };
     'search: while let Some((pid, st, depth)) = if dfs {
@@ -859,6 +910,10 @@ fn explore(sc: &Scenario, bounds: Bounds) -> Outcome {
     } {
         if depth >= bounds.depth {
             continue;
+        }
+        if out.states >= max_states {
+            out.incomplete = true;
+            break;
         }
         for a in ck.actions(&st) {
             out.transitions += 1;
@@ -874,6 +929,10 @@ fn explore(sc: &Scenario, bounds: Bounds) -> Outcome {
                     out.max_committed = out.max_committed.max(ns.ledger.len());
                     for n in &ns.nodes {
                         out.max_term = out.max_term.max(n.raw.term());
+                    }
+                    if let Some(add) = sc.add {
+                        let n = &ns.nodes[ck.idx(add)].raw;
+                        out.joined += u64::from(n.conf_state().voters.contains(&add));
                     }
                     parents.push((pid, Some(a)));
                     frontier.push_back((parents.len() as u32 - 1, ns, depth + 1));
@@ -895,8 +954,9 @@ fn explore(sc: &Scenario, bounds: Bounds) -> Outcome {
     out.conf_applied = ck.conf_applied;
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "model check [{}] bounds {:?}: {} distinct states, {} transitions, depth {}, max term {}, max committed index {}, {} reads released, {} conf changes applied, {:.1} s",
+        "model check [{}] {}bounds {:?}: {} distinct states, {} transitions, depth {}, max term {}, max committed index {}, {} reads released, {} conf changes applied, {} states with the new node a voter, {:.1} s",
         sc.name,
+        if dfs { "depth-first " } else { "" },
         bounds,
         out.states,
         out.transitions,
@@ -905,8 +965,12 @@ fn explore(sc: &Scenario, bounds: Bounds) -> Outcome {
         out.max_committed,
         out.reads_released,
         out.conf_applied,
+        out.joined,
         secs
     );
+    if out.incomplete {
+        println!("INCOMPLETE: stopped at MODEL_CHECK_MAX_STATES={max_states}");
+    }
     if let Some((v, trace)) = &out.violation {
         println!(
             "VIOLATION ({}) after {} states, trace of {} actions: {}",
@@ -955,44 +1019,71 @@ fn assert_clean(out: &Outcome) {
     }
 }
 
-/// Three voters from an empty log: elections, replication, a proposal, a read, crashes,
-/// message loss and duplication.
+/// Three voters from an empty log, no faults: elections up to term 3, replication, a
+/// proposal, a linearizable read, a heartbeat. Every state within 9 actions.
 #[test]
-fn three_voters_every_interleaving() {
+fn three_voters_elections_replication_reads() {
     let bounds = Bounds {
-        depth: 12,
+        depth: 9,
         max_term: 3,
         proposals: 1,
         reads: 1,
-        crashes: 1,
-        drops: 1,
-        dups: 1,
+        crashes: 0,
+        drops: 0,
+        dups: 0,
         ticks: 1,
         inflight: 6,
+        fifo: false,
     }
-    .from_env();
+    .with_env();
     let out = explore(&three_nodes(), bounds);
     assert_clean(&out);
-    assert!(out.max_committed >= 1, "no entry was ever committed");
+    assert!(out.max_committed >= 2, "the proposal was never committed");
+    assert!(out.reads_released > 0, "no read was ever released");
 }
 
-/// Two voters add a third through a conf change, with elections, crashes and message loss
-/// around it.
+/// Three voters from an empty log with one crash-restart (anywhere, including between a
+/// Ready's early messages and its persist), one lost and one duplicated message. Every state
+/// within 7 actions.
 #[test]
-fn two_to_three_every_interleaving() {
+fn three_voters_crashes_loss_duplication() {
     let bounds = Bounds {
-        depth: 12,
+        depth: 7,
         max_term: 3,
-        proposals: 0,
-        reads: 1,
+        proposals: 1,
+        reads: 0,
         crashes: 1,
         drops: 1,
         dups: 1,
         ticks: 0,
         inflight: 6,
+        fifo: false,
     }
-    .from_env();
-    let out = explore(&two_to_three(), bounds);
+    .with_env();
+    let out = explore(&three_nodes(), bounds);
     assert_clean(&out);
     assert!(out.max_committed >= 1, "no entry was ever committed");
+}
+
+/// Voters 1 and 2 (node 1 elected, its first entry committed) add node 3 with a conf change,
+/// with elections, a crash-restart, a lost message and a read around it. Every state within
+/// 11 actions; node 3 becomes a voter in some of them.
+#[test]
+fn two_to_three_membership_change() {
+    let bounds = Bounds {
+        depth: 11,
+        max_term: 3,
+        proposals: 0,
+        reads: 1,
+        crashes: 1,
+        drops: 1,
+        dups: 0,
+        ticks: 0,
+        inflight: 6,
+        fifo: false,
+    }
+    .with_env();
+    let out = explore(&two_to_three(), bounds);
+    assert_clean(&out);
+    assert!(out.joined > 0, "node 3 never became a voter");
 }
