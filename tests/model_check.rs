@@ -315,7 +315,8 @@ type Check = Result<(), Violation>;
 struct Checker<'a> {
     sc: &'a Scenario,
     bounds: Bounds,
-    /// Reads released, states with a leader, commits: evidence the exploration reached them.
+    /// Reads released and conf changes applied, over every transition tried: evidence the
+    /// exploration reached them.
     reads_released: u64,
     conf_applied: u64,
 }
@@ -1013,6 +1014,19 @@ fn replay(
     lines
 }
 
+/// Whether the bounds or the search were changed from the environment: the coverage
+/// assertions of the tests hold for their own bounds only.
+fn custom_run() -> bool {
+    [
+        "MODEL_CHECK_DEPTH",
+        "MODEL_CHECK_BOUNDS",
+        "MODEL_CHECK_MAX_STATES",
+        "MODEL_CHECK_ORDER",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some())
+}
+
 fn assert_clean(out: &Outcome) {
     if let Some((v, _)) = &out.violation {
         panic!("{}: {}", v.kind, v.detail);
@@ -1038,8 +1052,10 @@ fn three_voters_elections_replication_reads() {
     .with_env();
     let out = explore(&three_nodes(), bounds);
     assert_clean(&out);
-    assert!(out.max_committed >= 2, "the proposal was never committed");
-    assert!(out.reads_released > 0, "no read was ever released");
+    if !custom_run() {
+        assert!(out.max_committed >= 2, "the proposal was never committed");
+        assert!(out.reads_released > 0, "no read was ever released");
+    }
 }
 
 /// Three voters from an empty log with one crash-restart (anywhere, including between a
@@ -1062,7 +1078,9 @@ fn three_voters_crashes_loss_duplication() {
     .with_env();
     let out = explore(&three_nodes(), bounds);
     assert_clean(&out);
-    assert!(out.max_committed >= 1, "no entry was ever committed");
+    if !custom_run() {
+        assert!(out.max_committed >= 1, "no entry was ever committed");
+    }
 }
 
 /// Voters 1 and 2 (node 1 elected, its first entry committed) add node 3 with a conf change,
@@ -1085,5 +1103,7 @@ fn two_to_three_membership_change() {
     .with_env();
     let out = explore(&two_to_three(), bounds);
     assert_clean(&out);
-    assert!(out.joined > 0, "node 3 never became a voter");
+    if !custom_run() {
+        assert!(out.joined > 0, "node 3 never became a voter");
+    }
 }
