@@ -113,7 +113,9 @@ impl std::ops::Deref for Status {
     }
 }
 
-/// One member of a Raft group.
+/// One member of a Raft group. `Clone` copies the whole node (its storage too): a model
+/// checker snapshots states with it.
+#[derive(Clone, Debug)]
 pub struct RawNode<S: Storage> {
     raft: Raft<S>,
     cursor: ReadyCursor,

@@ -20,7 +20,7 @@ pub(crate) struct PendingRead {
     pub pos: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ReadOnly {
     /// Requests held until the leader commits an entry of its term.
     pub held: Vec<Message>,

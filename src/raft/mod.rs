@@ -110,6 +110,7 @@ pub(super) enum CampaignType {
 pub(super) const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
 
 /// Raft state of one node.
+#[derive(Clone, Debug)]
 pub(crate) struct Raft<S: Storage> {
     id: u64,
     term: u64,

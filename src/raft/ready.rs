@@ -10,7 +10,7 @@ use crate::raw_node::{BasicStatus, Peer, Ready};
 use crate::tracker::ProgressState;
 
 /// What `RawNode` remembers between `ready()` and `advance()` (sync mode).
-#[derive(Default)]
+#[derive(Default, Clone, Debug)]
 pub(crate) struct ReadyCursor {
     prev_soft_state: SoftState,
     prev_hard_state: HardState,
