@@ -1,0 +1,1 @@
+//! raftkv: a replicated key-value server on raftcore.
