@@ -197,6 +197,18 @@ struct SnapshotPair {
     raw: Vec<u8>,
 }
 
+/// The members named in snapshot data (empty if it does not decode).
+pub fn snapshot_members(data: &[u8]) -> Vec<MemberInfo> {
+    SnapshotData::decode(data)
+        .map(|s| {
+            s.members
+                .iter()
+                .filter_map(|m| serde_json::from_slice(m).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The state machine.
 pub struct StateMachine {
     db: Database,
