@@ -2,6 +2,9 @@
 //! holds the data, the applied index and the revision together, so a restart neither loses
 //! nor re-applies an entry.
 
+// redb's error type is large; these calls run once per batch or request, not in a hot loop.
+#![allow(clippy::result_large_err)]
+
 use std::path::Path;
 
 use bytes::Bytes;
