@@ -389,39 +389,59 @@ struct AddMember {
     learner: bool,
 }
 
+/// Proposes a membership change until the configuration shows it. A leader may turn a conf
+/// change into an empty entry (one is already pending, or it has just been elected), which no
+/// waiter recognises: each attempt has a short window, then the configuration is checked and
+/// the change proposed again (applying it twice changes nothing).
 async fn change_members(
     shared: &Shared,
     change: ConfChangeSingle,
     member: Option<MemberInfo>,
+    done: impl Fn(&crate::node::NodeStatus) -> bool,
     deadline: Instant,
 ) -> ApiResult<Json<Value>> {
-    let id = shared.next_request_id();
-    let ctx = ConfContext {
-        request_id: id,
-        member,
-    };
-    let cc = ConfChangeV2 {
-        changes: vec![change],
-        context: Bytes::from(serde_json::to_vec(&ctx).unwrap_or_default()),
-        ..Default::default()
-    };
-    let res = propose_and_wait(
-        shared,
-        id,
-        |reply| Cmd::ConfChange {
-            cc: cc.clone(),
-            reply,
-        },
-        deadline,
-    )
-    .await?;
-    match res {
-        ApplyResult::Conf { ok: true } => Ok(Json(members_json(shared)?)),
-        _ => Err(err(
-            StatusCode::CONFLICT,
-            "conf_change_refused",
-            "the configuration change was refused (another change may be in progress)",
-        )),
+    loop {
+        let id = shared.next_request_id();
+        let ctx = ConfContext {
+            request_id: id,
+            member: member.clone(),
+        };
+        let cc = ConfChangeV2 {
+            changes: vec![change],
+            context: Bytes::from(serde_json::to_vec(&ctx).unwrap_or_default()),
+            ..Default::default()
+        };
+        let attempt = (Instant::now() + Duration::from_secs(2)).min(deadline);
+        let res = propose_and_wait(
+            shared,
+            id,
+            |reply| Cmd::ConfChange {
+                cc: cc.clone(),
+                reply,
+            },
+            attempt,
+        )
+        .await;
+        if done(&shared.status()) {
+            // The store records the addresses right after the core applies the change.
+            let mut applied = shared.applied.subscribe();
+            let target = shared.status().commit;
+            let _ = timeout_at(deadline, applied.wait_for(|a| *a >= target)).await;
+            return Ok(Json(members_json(shared)?));
+        }
+        if let Ok(ApplyResult::Conf { ok: false }) = res {
+            return Err(err(
+                StatusCode::CONFLICT,
+                "conf_change_refused",
+                "the configuration change was refused",
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(match res {
+                Err(e) => e,
+                Ok(_) => timeout(),
+            });
+        }
     }
 }
 
@@ -459,7 +479,15 @@ async fn add_member(
         peer_addr: req.peer_addr,
         client_addr: req.client_addr,
     };
-    change_members(&shared, change, Some(member), deadline(&q)?).await
+    let (id, learner) = (req.id, req.learner);
+    let done = move |st: &crate::node::NodeStatus| {
+        if learner {
+            st.learners.contains(&id)
+        } else {
+            st.voters.contains(&id)
+        }
+    };
+    change_members(&shared, change, Some(member), done, deadline(&q)?).await
 }
 
 async fn remove_member(
@@ -482,7 +510,9 @@ async fn remove_member(
         r#type: ConfChangeType::ConfChangeRemoveNode as i32,
         node_id: id,
     };
-    change_members(&shared, change, None, deadline(&q)?).await
+    let done =
+        move |st: &crate::node::NodeStatus| !st.voters.contains(&id) && !st.learners.contains(&id);
+    change_members(&shared, change, None, done, deadline(&q)?).await
 }
 
 async fn transfer(
