@@ -14,14 +14,14 @@ use raftcore::raftpb::{
     ConfChange, ConfChangeI, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message,
     SnapshotMetadata,
 };
-use raftcore::{Config, Peer, RawNode, StateRole};
+use raftcore::{Config, Peer, RawNode, StateRole, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::Metrics;
 use crate::sm::{ApplyItem, ApplyResult, Command, MemberInfo, StateMachine};
 use crate::transport::{Report, Transport};
-use crate::wal::{write_snapshot_file, DiskStorage, WalOptions};
+use crate::wal::{write_snapshot_file, DiskStorage, WalFiles, WalOptions};
 
 /// How a node runs.
 #[derive(Debug, Clone)]
@@ -158,7 +158,9 @@ impl Shared {
 }
 
 enum ApplyMsg {
-    Batch(Vec<ApplyItem>),
+    /// Entries to apply, and (asynchronous storage writes) the responses to hand back to the
+    /// core once they are applied.
+    Batch(Vec<ApplyItem>, Vec<Message>),
     Restore(SnapshotMetadata, Bytes),
     BuildSnapshot,
 }
@@ -275,7 +277,7 @@ pub fn start(
         check_quorum: true,
         pre_vote: true,
         step_down_on_removal: true,
-        async_storage_writes: false,
+        async_storage_writes: !opts.sync_storage,
         seed: rand::random(),
         logger,
         ..Default::default()
@@ -309,6 +311,11 @@ pub fn start(
     let (report_tx, report_rx) = mpsc::channel(1024);
     let (apply_tx, apply_rx) = mpsc::channel(256);
     let (snap_tx, snap_rx) = mpsc::channel(4);
+    // Done queues are larger than the work queues feeding them, so a worker never blocks on
+    // one while the node thread waits for room in its work queue.
+    let (append_tx, append_rx) = mpsc::channel::<Message>(64);
+    let (append_done_tx, append_done_rx) = mpsc::channel::<Message>(128);
+    let (apply_done_tx, apply_done_rx) = mpsc::channel::<Vec<Message>>(512);
     let (applied_tx, _) = watch::channel(applied);
     let shared = Arc::new(Shared {
         id: opts.id,
@@ -346,10 +353,17 @@ pub fn start(
         }
     }
 
+    let files = node.store().files();
+    let append_metrics = metrics.clone();
+    std::thread::Builder::new()
+        .name("append".into())
+        .spawn(move || append_worker(files, append_rx, append_done_tx, append_metrics))
+        .map_err(|e| e.to_string())?;
     let worker = ApplyWorker {
         shared: shared.clone(),
         sm,
         snap_tx,
+        done_tx: apply_done_tx,
         snap_dir: opts.data_dir.join("snap"),
         every: opts.snapshot_entries.max(1),
         conf: conf_state.clone(),
@@ -370,6 +384,8 @@ pub fn start(
         conf_state,
         role: StateRole::Follower,
         leader: 0,
+        async_writes: !opts.sync_storage,
+        append_tx,
     };
     let tick = opts.tick;
     std::thread::Builder::new()
@@ -379,7 +395,15 @@ pub fn start(
                 .enable_time()
                 .build()
                 .unwrap_or_else(|e| fatal("node runtime", e));
-            rt.block_on(lp.run(tick, peer_rx, cmd_rx, report_rx, snap_rx));
+            rt.block_on(lp.run(
+                tick,
+                peer_rx,
+                cmd_rx,
+                report_rx,
+                snap_rx,
+                append_done_rx,
+                apply_done_rx,
+            ));
         })
         .map_err(|e| e.to_string())?;
     Ok((shared, peer_tx))
@@ -394,6 +418,49 @@ struct NodeLoop {
     conf_state: ConfState,
     role: StateRole,
     leader: u64,
+    async_writes: bool,
+    append_tx: mpsc::Sender<Message>,
+}
+
+/// The append thread (asynchronous storage writes): writes each `MsgStorageAppend` to the WAL
+/// (fsync when it carries entries or a new term or vote) and hands it back to the node thread,
+/// which updates the in-memory log and delivers the message's responses.
+fn append_worker(
+    files: Arc<Mutex<WalFiles>>,
+    mut rx: mpsc::Receiver<Message>,
+    done: mpsc::Sender<Message>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(m) = rx.blocking_recv() {
+        let hs = stored_hard_state(&m);
+        let res = {
+            let mut f = files.lock().expect("wal lock");
+            let written = f.written_hard_state();
+            let must_sync = !m.entries.is_empty()
+                || hs.is_some_and(|h| h.term != written.term || h.vote != written.vote);
+            f.write(m.snapshot.as_ref(), &m.entries, hs.as_ref(), must_sync)
+        };
+        match res {
+            Ok(Some(d)) => metrics.fsync(d),
+            Ok(None) => {}
+            Err(e) => fatal("writing the WAL", e),
+        }
+        if done.blocking_send(m).is_err() {
+            return;
+        }
+    }
+}
+
+/// The HardState carried by a `MsgStorageAppend`, if any.
+fn stored_hard_state(m: &Message) -> Option<raftcore::raftpb::HardState> {
+    if m.term == 0 && m.vote == 0 && m.commit == 0 {
+        return None;
+    }
+    Some(raftcore::raftpb::HardState {
+        term: m.term,
+        vote: m.vote,
+        commit: m.commit,
+    })
 }
 
 impl NodeLoop {
@@ -404,6 +471,8 @@ impl NodeLoop {
         mut cmd_rx: mpsc::Receiver<Cmd>,
         mut report_rx: mpsc::Receiver<Report>,
         mut snap_rx: mpsc::Receiver<SnapshotMetadata>,
+        mut append_done_rx: mpsc::Receiver<Message>,
+        mut apply_done_rx: mpsc::Receiver<Vec<Message>>,
     ) {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -429,6 +498,14 @@ impl NodeLoop {
                         match cmd_rx.try_recv() {
                             Ok(c) => self.command(c),
                             Err(_) => break,
+                        }
+                    }
+                }
+                Some(m) = append_done_rx.recv() => self.append_done(m).await,
+                Some(resps) = apply_done_rx.recv() => {
+                    for r in resps {
+                        if let Err(e) = self.node.step_local(r) {
+                            tracing::warn!(error = %e, "apply response refused");
                         }
                     }
                 }
@@ -508,6 +585,40 @@ impl NodeLoop {
             self.role = ss.raft_state;
             self.leader = ss.leader_id;
         }
+        for rs in rd.read_states.drain(..) {
+            if rs.request_ctx.len() == 8 {
+                let id = u64::from_be_bytes(rs.request_ctx[..].try_into().expect("8 bytes"));
+                if let Some(tx) = self.pending_reads.remove(&id) {
+                    let _ = tx.send(rs.index);
+                }
+            }
+        }
+        if self.async_writes {
+            // Storage work goes to the append and apply threads; the rest to peers.
+            let mut out = Vec::new();
+            for m in std::mem::take(&mut rd.messages) {
+                if m.to == LOCAL_APPEND_THREAD {
+                    if self.append_tx.send(m).await.is_err() {
+                        fatal("append worker", "gone");
+                    }
+                } else if m.to == LOCAL_APPLY_THREAD {
+                    let items: Vec<ApplyItem> =
+                        m.entries.into_iter().map(|e| self.prepare(e)).collect();
+                    if self
+                        .apply_tx
+                        .send(ApplyMsg::Batch(items, m.responses))
+                        .await
+                        .is_err()
+                    {
+                        fatal("apply worker", "gone");
+                    }
+                } else {
+                    out.push(m);
+                }
+            }
+            self.transport.send(out);
+            return;
+        }
         // 1. Messages that may leave before the write.
         self.transport.send(std::mem::take(&mut rd.messages));
         // 2. Persist; fsync when asked.
@@ -525,42 +636,79 @@ impl NodeLoop {
         self.transport
             .send(std::mem::take(&mut rd.persisted_messages));
         if let Some(snap) = rd.snapshot.take() {
-            if let Some(meta) = snap.metadata.clone() {
-                self.conf_state = meta.conf_state.clone().unwrap_or_default();
-                for m in crate::sm::snapshot_members(&snap.data) {
-                    self.transport.add_peer(m.id, m.peer_addr);
-                }
-                metrics.snapshots_installed.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(index = meta.index, "snapshot received");
-                if self
-                    .apply_tx
-                    .send(ApplyMsg::Restore(meta, snap.data))
-                    .await
-                    .is_err()
-                {
-                    fatal("apply worker", "gone");
-                }
-            }
-        }
-        for rs in rd.read_states.drain(..) {
-            if rs.request_ctx.len() == 8 {
-                let id = u64::from_be_bytes(rs.request_ctx[..].try_into().expect("8 bytes"));
-                if let Some(tx) = self.pending_reads.remove(&id) {
-                    let _ = tx.send(rs.index);
-                }
-            }
+            self.snapshot_persisted(snap).await;
         }
         // 4. Apply (conf changes here, the rest on the apply worker), then advance.
         if !rd.committed_entries.is_empty() {
             let ents = std::mem::take(&mut rd.committed_entries);
             let items: Vec<ApplyItem> = ents.into_iter().map(|e| self.prepare(e)).collect();
-            if self.apply_tx.send(ApplyMsg::Batch(items)).await.is_err() {
+            if self
+                .apply_tx
+                .send(ApplyMsg::Batch(items, Vec::new()))
+                .await
+                .is_err()
+            {
                 fatal("apply worker", "gone");
             }
         }
         if let Err(e) = self.node.advance() {
             fatal("advance", e);
         }
+    }
+
+    /// A snapshot from the leader is durable: install it in the store (on the apply worker,
+    /// before any later entry) and learn its members' addresses.
+    async fn snapshot_persisted(&mut self, snap: raftcore::raftpb::Snapshot) {
+        let Some(meta) = snap.metadata.clone() else {
+            return;
+        };
+        if meta.index == 0 {
+            return;
+        }
+        self.conf_state = meta.conf_state.clone().unwrap_or_default();
+        for m in crate::sm::snapshot_members(&snap.data) {
+            self.transport.add_peer(m.id, m.peer_addr);
+        }
+        self.shared
+            .metrics
+            .snapshots_installed
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(index = meta.index, "snapshot received");
+        if self
+            .apply_tx
+            .send(ApplyMsg::Restore(meta, snap.data))
+            .await
+            .is_err()
+        {
+            fatal("apply worker", "gone");
+        }
+    }
+
+    /// Asynchronous storage writes: a `MsgStorageAppend` is durable.
+    async fn append_done(&mut self, m: Message) {
+        let hs = stored_hard_state(&m);
+        if let Err(e) = self.node.store_mut().apply_written(
+            m.snapshot.as_ref().and_then(|s| s.metadata.clone()),
+            &m.entries,
+            hs.as_ref(),
+        ) {
+            fatal("updating the log", e);
+        }
+        if let Some(snap) = m.snapshot {
+            self.snapshot_persisted(snap).await;
+        }
+        let id = self.shared.id;
+        let mut out = Vec::new();
+        for r in m.responses {
+            if r.to == id {
+                if let Err(e) = self.node.step_local(r) {
+                    tracing::warn!(error = %e, "append response refused");
+                }
+            } else {
+                out.push(r);
+            }
+        }
+        self.transport.send(out);
     }
 
     fn prepare(&mut self, e: Entry) -> ApplyItem {
@@ -667,6 +815,7 @@ struct ApplyWorker {
     shared: Arc<Shared>,
     sm: Arc<StateMachine>,
     snap_tx: mpsc::Sender<SnapshotMetadata>,
+    done_tx: mpsc::Sender<Vec<Message>>,
     snap_dir: PathBuf,
     every: u64,
     conf: ConfState,
@@ -679,13 +828,15 @@ impl ApplyWorker {
     fn run(mut self, mut rx: mpsc::Receiver<ApplyMsg>) {
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                ApplyMsg::Batch(items) => {
+                ApplyMsg::Batch(items, responses) => {
                     for it in &items {
                         if let ApplyItem::Conf { conf_state, .. } = it {
                             self.conf = conf_state.clone();
                         }
                     }
-                    let Some(last) = items.last() else { continue };
+                    let Some(last) = items.last() else {
+                        continue;
+                    };
                     self.last = (last.index(), last.term());
                     let results = self
                         .sm
@@ -705,6 +856,9 @@ impl ApplyWorker {
                     }
                     let idx = self.last.0;
                     self.shared.applied.send_modify(|a| *a = (*a).max(idx));
+                    if !responses.is_empty() && self.done_tx.blocking_send(responses).is_err() {
+                        return;
+                    }
                     if idx >= self.last_snap + self.every {
                         self.build();
                     }
@@ -755,6 +909,7 @@ impl ApplyWorker {
             index: applied,
             term,
         };
-        let _ = self.snap_tx.blocking_send(meta);
+        // Never block on the node thread: a missed notice only delays compaction.
+        let _ = self.snap_tx.try_send(meta);
     }
 }

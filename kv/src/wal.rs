@@ -11,6 +11,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -104,25 +105,36 @@ struct Segment {
     max_index: u64,
 }
 
-/// The durable storage of one node.
-pub struct DiskStorage {
+/// The files of the WAL: the part of the storage that does IO. Shared (behind a mutex) between
+/// the node thread and, with asynchronous storage writes, the append thread.
+pub struct WalFiles {
     wal_dir: PathBuf,
     snap_dir: PathBuf,
     opts: WalOptions,
+    segments: Vec<Segment>,
+    active: File,
+    active_size: u64,
+    /// The snapshot metadata and HardState as last written (for new segments' headers).
+    snap: SnapshotMetadata,
+    hard_state: HardState,
+    /// Crash points for tests.
+    pub fault: Fault,
+}
+
+/// The durable storage of one node: the WAL files and the in-memory copy of the live log that
+/// the core reads through [`Storage`].
+pub struct DiskStorage {
+    files: Arc<Mutex<WalFiles>>,
+    snap_dir: PathBuf,
     hard_state: HardState,
     snap: SnapshotMetadata,
     /// Entries `snap.index + 1 ..= last`.
     ents: Vec<Entry>,
-    segments: Vec<Segment>,
-    active: File,
-    active_size: u64,
     /// The configuration now in force (set by the node after each conf change): a snapshot
     /// that does not name every member cannot catch a new member up.
     latest_conf: ConfState,
     /// Set when the core asked for a snapshot that is missing or too old.
     snapshot_wanted: AtomicBool,
-    /// Crash points for tests.
-    pub fault: Fault,
 }
 
 fn crash() -> io::Error {
@@ -283,6 +295,145 @@ impl Replay {
     }
 }
 
+impl WalFiles {
+    fn open_segment(&mut self, seq: u64) -> io::Result<()> {
+        let path = self.wal_dir.join(segment_name(seq));
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)?;
+        let mut buf = Vec::new();
+        encode_record(&mut buf, REC_SNAP_TAKEN, &self.snap.encode_to_vec());
+        encode_record(&mut buf, REC_HARD_STATE, &self.hard_state.encode_to_vec());
+        f.write_all(&buf)?;
+        f.sync_all()?;
+        sync_dir(&self.wal_dir)?;
+        self.active = f;
+        self.active_size = buf.len() as u64;
+        self.segments.push(Segment {
+            seq,
+            path,
+            max_index: 0,
+        });
+        Ok(())
+    }
+
+    fn write_records(&mut self, buf: &[u8]) -> io::Result<()> {
+        if let Some(n) = self.fault.after_bytes {
+            if n < buf.len() {
+                self.active.write_all(&buf[..n])?;
+                return Err(crash());
+            }
+        }
+        self.active.write_all(buf)?;
+        self.active_size += buf.len() as u64;
+        if self.fault.before_sync {
+            return Err(crash());
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<Duration> {
+        let t = Instant::now();
+        self.active.sync_data()?;
+        Ok(t.elapsed())
+    }
+
+    /// The path of the segment being written.
+    pub fn active_path(&self) -> PathBuf {
+        self.segments
+            .last()
+            .map(|s| s.path.clone())
+            .unwrap_or_default()
+    }
+
+    /// Writes a Ready: the snapshot (data file first, then its record), the entries, the
+    /// HardState, then an fsync when `must_sync` (or a snapshot came). Returns the fsync's
+    /// duration, if one was done. On error the node must stop: the state on disk is whatever
+    /// the crash left, which `DiskStorage::open` recovers.
+    pub fn write(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        must_sync: bool,
+    ) -> io::Result<Option<Duration>> {
+        if self.active_size >= self.opts.segment_size {
+            let seq = self.segments.last().map_or(0, |s| s.seq + 1);
+            self.open_segment(seq)?;
+        }
+        let mut buf = Vec::new();
+        let mut snap_meta = None;
+        if let Some(s) = snapshot {
+            let meta = s.metadata.clone().unwrap_or_default();
+            if meta.index > self.snap.index {
+                write_snapshot_file(&self.snap_dir, meta.index, meta.term, &s.data)?;
+                if self.fault.after_snapshot_file {
+                    return Err(crash());
+                }
+                encode_record(&mut buf, REC_SNAP_INSTALL, &meta.encode_to_vec());
+                snap_meta = Some(meta);
+            }
+        }
+        let floor = snap_meta.as_ref().map_or(self.snap.index, |m| m.index);
+        let mut max_index = 0;
+        for e in entries.iter().filter(|e| e.index > floor) {
+            encode_record(&mut buf, REC_ENTRY, &e.encode_to_vec());
+            max_index = e.index;
+        }
+        if let Some(hs) = hard_state {
+            encode_record(&mut buf, REC_HARD_STATE, &hs.encode_to_vec());
+        }
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        self.write_records(&buf)?;
+        let synced = if must_sync || snap_meta.is_some() {
+            Some(self.sync()?)
+        } else {
+            None
+        };
+        if let Some(meta) = snap_meta {
+            self.snap = meta;
+        }
+        if let Some(hs) = hard_state {
+            self.hard_state = *hs;
+        }
+        if let Some(seg) = self.segments.last_mut() {
+            seg.max_index = seg.max_index.max(max_index);
+        }
+        Ok(synced)
+    }
+
+    /// Writes a snapshot-taken record (synced) and deletes the oldest segments whose entries
+    /// it covers; never the active one.
+    fn snapshot_taken(&mut self, meta: &SnapshotMetadata) -> io::Result<()> {
+        let mut buf = Vec::new();
+        encode_record(&mut buf, REC_SNAP_TAKEN, &meta.encode_to_vec());
+        self.write_records(&buf)?;
+        self.sync()?;
+        if meta.index > self.snap.index {
+            self.snap = meta.clone();
+        }
+        let mut removed = 0;
+        while self.segments.len() > 1 && self.segments[0].max_index <= meta.index {
+            let seg = self.segments.remove(0);
+            fs::remove_file(&seg.path)?;
+            removed += 1;
+        }
+        if removed > 0 {
+            sync_dir(&self.wal_dir)?;
+        }
+        Ok(())
+    }
+
+    /// The hard state as last written.
+    pub fn written_hard_state(&self) -> HardState {
+        self.hard_state
+    }
+}
+
 impl DiskStorage {
     /// Opens (or creates) the storage under `dir` (`dir/wal`, `dir/snap`), replaying the log.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<DiskStorage, WalError> {
@@ -405,48 +556,30 @@ impl DiskStorage {
             ents.drain(..skip);
         }
         let seq = segments.last().map_or(0, |s| s.seq + 1);
-        let mut st = DiskStorage {
+        let mut files = WalFiles {
             wal_dir,
-            snap_dir,
+            snap_dir: snap_dir.clone(),
             opts,
-            hard_state: rp.hard_state,
-            snap: rp.snap,
-            ents,
             segments,
             // Replaced right below by a new segment.
             active: tempfile::tempfile()?,
             active_size: 0,
-            latest_conf: ConfState::default(),
-            snapshot_wanted: AtomicBool::new(false),
+            snap: rp.snap.clone(),
+            hard_state: rp.hard_state,
             fault: Fault::default(),
         };
-        st.latest_conf = st.snap.conf_state.clone().unwrap_or_default();
         // A fresh segment for this run: the old tail is never appended to after a crash.
-        st.open_segment(seq)?;
-        Ok(st)
-    }
-
-    fn open_segment(&mut self, seq: u64) -> io::Result<()> {
-        let path = self.wal_dir.join(segment_name(seq));
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&path)?;
-        let mut buf = Vec::new();
-        encode_record(&mut buf, REC_SNAP_TAKEN, &self.snap.encode_to_vec());
-        encode_record(&mut buf, REC_HARD_STATE, &self.hard_state.encode_to_vec());
-        f.write_all(&buf)?;
-        f.sync_all()?;
-        sync_dir(&self.wal_dir)?;
-        self.active = f;
-        self.active_size = buf.len() as u64;
-        self.segments.push(Segment {
-            seq,
-            path,
-            max_index: 0,
-        });
-        Ok(())
+        files.open_segment(seq)?;
+        let latest_conf = rp.snap.conf_state.clone().unwrap_or_default();
+        Ok(DiskStorage {
+            files: Arc::new(Mutex::new(files)),
+            snap_dir,
+            hard_state: rp.hard_state,
+            snap: rp.snap,
+            ents,
+            latest_conf,
+            snapshot_wanted: AtomicBool::new(false),
+        })
     }
 
     /// The last index of the log.
@@ -471,7 +604,7 @@ impl DiskStorage {
 
     /// The number of segment files.
     pub fn segment_count(&self) -> usize {
-        self.segments.len()
+        self.files.lock().expect("wal lock").segments.len()
     }
 
     /// Raises the commit index of the HardState in memory (a restart found the state machine
@@ -493,31 +626,18 @@ impl DiskStorage {
         self.snapshot_wanted.swap(false, Ordering::Relaxed)
     }
 
-    fn write_records(&mut self, buf: &[u8]) -> io::Result<()> {
-        if let Some(n) = self.fault.after_bytes {
-            if n < buf.len() {
-                self.active.write_all(&buf[..n])?;
-                return Err(crash());
-            }
-        }
-        self.active.write_all(buf)?;
-        self.active_size += buf.len() as u64;
-        if self.fault.before_sync {
-            return Err(crash());
-        }
-        Ok(())
+    /// The WAL files (for the append thread).
+    pub fn files(&self) -> Arc<Mutex<WalFiles>> {
+        self.files.clone()
     }
 
-    fn sync(&mut self) -> io::Result<Duration> {
-        let t = Instant::now();
-        self.active.sync_data()?;
-        Ok(t.elapsed())
+    /// Sets the crash points of the next writes (tests).
+    pub fn set_fault(&self, fault: Fault) {
+        self.files.lock().expect("wal lock").fault = fault;
     }
 
-    /// Persists a Ready: the snapshot (data file first, then its record), the entries, the
-    /// HardState, then an fsync when `must_sync` (or a snapshot came). Returns the fsync's
-    /// duration, if one was done. On error the node must stop: the state on disk is whatever
-    /// the crash left, which `open` recovers.
+    /// Persists a Ready and updates the in-memory log: [`WalFiles::write`] then
+    /// [`DiskStorage::apply_written`]. Returns the fsync's duration, if one was done.
     pub fn persist(
         &mut self,
         snapshot: Option<&Snapshot>,
@@ -525,51 +645,32 @@ impl DiskStorage {
         hard_state: Option<&HardState>,
         must_sync: bool,
     ) -> io::Result<Option<Duration>> {
-        if self.active_size >= self.opts.segment_size {
-            let seq = self.segments.last().map_or(0, |s| s.seq + 1);
-            self.open_segment(seq)?;
-        }
-        let mut buf = Vec::new();
-        let mut snap_meta = None;
-        if let Some(s) = snapshot {
-            let meta = s.metadata.clone().unwrap_or_default();
-            if meta.index > self.snap.index {
-                write_snapshot_file(&self.snap_dir, meta.index, meta.term, &s.data)?;
-                if self.fault.after_snapshot_file {
-                    return Err(crash());
-                }
-                encode_record(&mut buf, REC_SNAP_INSTALL, &meta.encode_to_vec());
-                snap_meta = Some(meta);
-            }
-        }
-        let floor = snap_meta.as_ref().map_or(self.snap.index, |m| m.index);
-        let mut max_index = 0;
-        for e in entries.iter().filter(|e| e.index > floor) {
-            encode_record(&mut buf, REC_ENTRY, &e.encode_to_vec());
-            max_index = e.index;
-        }
-        if let Some(hs) = hard_state {
-            encode_record(&mut buf, REC_HARD_STATE, &hs.encode_to_vec());
-        }
-        if buf.is_empty() {
-            return Ok(None);
-        }
-        self.write_records(&buf)?;
-        let synced = if must_sync || snap_meta.is_some() {
-            Some(self.sync()?)
-        } else {
-            None
-        };
-        // The write is done: update the in-memory view.
-        if let Some(meta) = snap_meta {
+        let synced = self
+            .files
+            .lock()
+            .expect("wal lock")
+            .write(snapshot, entries, hard_state, must_sync)?;
+        self.apply_written(
+            snapshot.and_then(|s| s.metadata.clone()),
+            entries,
+            hard_state,
+        )?;
+        Ok(synced)
+    }
+
+    /// Updates the in-memory log after a write is durable.
+    pub fn apply_written(
+        &mut self,
+        snapshot: Option<SnapshotMetadata>,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> io::Result<()> {
+        if let Some(meta) = snapshot.filter(|m| m.index > self.snap.index) {
             let old = (self.snap.index, self.snap.term);
             self.latest_conf = meta.conf_state.clone().unwrap_or_default();
             self.snap = meta;
             self.ents.clear();
             self.remove_old_snapshots(old);
-        }
-        if let Some(seg) = self.segments.last_mut() {
-            seg.max_index = seg.max_index.max(max_index);
         }
         for e in entries.iter().filter(|e| e.index > self.snap.index) {
             let first = self.snap.index + 1;
@@ -587,7 +688,7 @@ impl DiskStorage {
         if let Some(hs) = hard_state {
             self.hard_state = *hs;
         }
-        Ok(synced)
+        Ok(())
     }
 
     fn remove_old_snapshots(&self, old: (u64, u64)) {
@@ -601,27 +702,15 @@ impl DiskStorage {
     /// entries are all covered are deleted.
     pub fn snapshot_taken(&mut self, meta: SnapshotMetadata) -> io::Result<()> {
         if meta.index <= self.snap.index || meta.index > self.last() {
+            let _ = fs::remove_file(self.snap_dir.join(snap_name(meta.index, meta.term)));
             return Ok(());
         }
-        let mut buf = Vec::new();
-        encode_record(&mut buf, REC_SNAP_TAKEN, &meta.encode_to_vec());
-        self.write_records(&buf)?;
-        self.sync()?;
+        self.files.lock().expect("wal lock").snapshot_taken(&meta)?;
         let old = (self.snap.index, self.snap.term);
         let drop_n = (meta.index - self.snap.index) as usize;
         self.ents.drain(..drop_n);
         self.snap = meta;
         self.remove_old_snapshots(old);
-        // Delete the oldest segments whose entries are all covered; never the active one.
-        let mut removed = 0;
-        while self.segments.len() > 1 && self.segments[0].max_index <= self.snap.index {
-            let seg = self.segments.remove(0);
-            fs::remove_file(&seg.path)?;
-            removed += 1;
-        }
-        if removed > 0 {
-            sync_dir(&self.wal_dir)?;
-        }
         Ok(())
     }
 
@@ -803,7 +892,7 @@ mod tests {
         let mut st = open(dir.path());
         st.persist(None, &[ent(1, 1), ent(2, 1)], Some(&hs(1, 1, 2)), true)
             .unwrap();
-        let path = st.segments.last().unwrap().path.clone();
+        let path = st.files().lock().unwrap().active_path();
         drop(st);
         // Half of a third record at the end of the last segment.
         let mut rec = Vec::new();
@@ -816,7 +905,7 @@ mod tests {
         assert_eq!(indexes(&st), vec![(1, 1), (2, 1)]);
         assert_eq!(fs::metadata(&path).unwrap().len(), good_len, "tail cut");
         // Each open starts a new segment: that is now the last one.
-        let path = st.segments.last().unwrap().path.clone();
+        let path = st.files().lock().unwrap().active_path();
         drop(st);
         // A complete last record with a bad checksum is torn too.
         let mut bad = rec.clone();
@@ -839,7 +928,7 @@ mod tests {
         let mut st = open(dir.path());
         let ents: Vec<Entry> = (1..=3).map(|i| ent(i, 1)).collect();
         st.persist(None, &ents, Some(&hs(1, 1, 3)), true).unwrap();
-        let path = st.segments.last().unwrap().path.clone();
+        let path = st.files().lock().unwrap().active_path();
         drop(st);
         let mut data = fs::read(&path).unwrap();
         // Find the second entry record and flip a byte of its payload.
@@ -885,7 +974,7 @@ mod tests {
                 .unwrap();
         }
         assert!(st.segment_count() > 2);
-        let first = st.segments[0].path.clone();
+        let first = st.files().lock().unwrap().segments[0].path.clone();
         drop(st);
         // Cut the first (closed) segment short: not a torn tail, since later segments exist.
         let len = fs::metadata(&first).unwrap().len();
@@ -966,12 +1055,12 @@ mod tests {
         let total = {
             let dir = base.path().join("measure");
             let mut st = prepare(&dir);
-            let before = fs::metadata(&st.segments.last().unwrap().path)
+            let before = fs::metadata(st.files().lock().unwrap().active_path())
                 .unwrap()
                 .len();
             st.persist(Some(&snap), &new_ents, Some(&new_hs), true)
                 .unwrap();
-            let after = fs::metadata(&st.segments.last().unwrap().path)
+            let after = fs::metadata(st.files().lock().unwrap().active_path())
                 .unwrap()
                 .len();
             (after - before) as usize
@@ -996,7 +1085,7 @@ mod tests {
         for (k, fault) in faults.into_iter().enumerate() {
             let dir = base.path().join(format!("case{k}"));
             let mut st = prepare(&dir);
-            st.fault = fault;
+            st.set_fault(fault);
             assert!(st
                 .persist(Some(&snap), &new_ents, Some(&new_hs), true)
                 .is_err());

@@ -49,8 +49,18 @@ async fn put_until_ok(c: &Cluster, key: &str, value: &str, within: Duration) -> 
 
 #[test]
 fn three_processes_survive_kill9_of_leader_and_follower() {
+    kill9_scenario(&[]);
+}
+
+/// The same with the plain Ready loop (`--sync-storage`) instead of asynchronous writes.
+#[test]
+fn three_processes_survive_kill9_with_sync_storage() {
+    kill9_scenario(&["--sync-storage"]);
+}
+
+fn kill9_scenario(flags: &[&str]) {
     run(Duration::from_secs(90), async {
-        let mut c = Cluster::start(3, &[]).await;
+        let mut c = Cluster::start(3, flags).await;
         let mut acked = BTreeMap::new();
         for k in 0..20 {
             let (key, value) = (format!("k{k}"), format!("v{k}"));
@@ -466,8 +476,20 @@ fn membership_grow_to_five_and_shrink_back_to_three() {
 /// A node that was down while the log was compacted catches up by snapshot.
 #[test]
 fn lagging_node_catches_up_by_snapshot_after_compaction() {
+    snapshot_scenario(&[]);
+}
+
+/// The same with the plain Ready loop (`--sync-storage`).
+#[test]
+fn lagging_node_catches_up_by_snapshot_with_sync_storage() {
+    snapshot_scenario(&["--sync-storage"]);
+}
+
+fn snapshot_scenario(flags: &[&str]) {
     run(Duration::from_secs(90), async {
-        let mut c = Cluster::start(3, &["--snapshot-entries=40", "--segment-size=4096"]).await;
+        let mut args = vec!["--snapshot-entries=40", "--segment-size=4096"];
+        args.extend_from_slice(flags);
+        let mut c = Cluster::start(3, &args).await;
         let leader = c.leader().await.expect("a leader");
         let down = (0..3).find(|&i| c.nodes[i].id != leader).unwrap();
         c.kill9(down);
