@@ -220,11 +220,13 @@ impl slog::Drain for TracingDrain {
 }
 
 /// The channels the node thread is fed by.
-pub struct NodeInputs {
-    /// Messages from peers.
-    pub peer_rx: mpsc::Receiver<Message>,
-    /// The sender side of `peer_rx`, for the listener.
-    pub peer_tx: mpsc::Sender<Message>,
+struct Inputs {
+    peer_rx: mpsc::Receiver<Message>,
+    cmd_rx: mpsc::Receiver<Cmd>,
+    report_rx: mpsc::Receiver<Report>,
+    snap_rx: mpsc::Receiver<SnapshotMetadata>,
+    append_done_rx: mpsc::Receiver<Message>,
+    apply_done_rx: mpsc::Receiver<Vec<Message>>,
 }
 
 /// Opens the storage and the store, starts the node thread and the apply worker. Returns the
@@ -395,15 +397,15 @@ pub fn start(
                 .enable_time()
                 .build()
                 .unwrap_or_else(|e| fatal("node runtime", e));
-            rt.block_on(lp.run(
-                tick,
+            let inputs = Inputs {
                 peer_rx,
                 cmd_rx,
                 report_rx,
                 snap_rx,
                 append_done_rx,
                 apply_done_rx,
-            ));
+            };
+            rt.block_on(lp.run(tick, inputs));
         })
         .map_err(|e| e.to_string())?;
     Ok((shared, peer_tx))
@@ -464,16 +466,15 @@ fn stored_hard_state(m: &Message) -> Option<raftcore::raftpb::HardState> {
 }
 
 impl NodeLoop {
-    async fn run(
-        &mut self,
-        tick: Duration,
-        mut peer_rx: mpsc::Receiver<Message>,
-        mut cmd_rx: mpsc::Receiver<Cmd>,
-        mut report_rx: mpsc::Receiver<Report>,
-        mut snap_rx: mpsc::Receiver<SnapshotMetadata>,
-        mut append_done_rx: mpsc::Receiver<Message>,
-        mut apply_done_rx: mpsc::Receiver<Vec<Message>>,
-    ) {
+    async fn run(&mut self, tick: Duration, inputs: Inputs) {
+        let Inputs {
+            mut peer_rx,
+            mut cmd_rx,
+            mut report_rx,
+            mut snap_rx,
+            mut append_done_rx,
+            mut apply_done_rx,
+        } = inputs;
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
