@@ -277,10 +277,12 @@ impl Replay {
         if m.index < self.snap.index || (m.index == self.snap.index && !install) {
             return;
         }
+        // A snapshot covers committed entries only. Its HardState may not be durable yet (it
+        // follows a received snapshot in the same write; with asynchronous writes a local
+        // snapshot may run ahead of the last durable commit): a restart must still find its
+        // commit index inside the log.
+        self.hard_state.commit = self.hard_state.commit.max(m.index);
         if install {
-            // A snapshot is committed by definition; its HardState record follows it in the
-            // same write, but a crash between the two must still leave a startable state.
-            self.hard_state.commit = self.hard_state.commit.max(m.index);
             self.ents.clear();
         } else if !self.ents.is_empty() && m.index >= self.start {
             let keep_from = (m.index + 1 - self.start) as usize;
@@ -550,6 +552,8 @@ impl DiskStorage {
         if rp.snap.index > 0 {
             read_snapshot_file(&snap_dir, rp.snap.index, rp.snap.term)?;
         }
+        // A HardState written after the snapshot record may still carry an older commit.
+        rp.hard_state.commit = rp.hard_state.commit.max(rp.snap.index);
         let mut ents = rp.ents;
         if !ents.is_empty() && rp.start <= rp.snap.index {
             let skip = ((rp.snap.index + 1 - rp.start) as usize).min(ents.len());
@@ -1034,6 +1038,35 @@ mod tests {
             ))
         ));
         assert!(st.take_snapshot_wanted());
+    }
+
+    /// With asynchronous writes a local snapshot can be recorded before the HardState that
+    /// commits its index is durable, and an older HardState can follow it: the reopened state
+    /// must still start.
+    #[test]
+    fn snapshot_ahead_of_the_durable_commit_still_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = open(dir.path());
+        let ents: Vec<Entry> = (1..=10).map(|i| ent(i, 1)).collect();
+        st.persist(None, &ents, Some(&hs(1, 1, 4)), true).unwrap();
+        write_snapshot_file(st.snap_dir(), 8, 1, b"state@8").unwrap();
+        st.snapshot_taken(SnapshotMetadata {
+            conf_state: Some(ConfState {
+                voters: vec![1],
+                ..Default::default()
+            }),
+            index: 8,
+            term: 1,
+        })
+        .unwrap();
+        st.persist(None, &[], Some(&hs(1, 1, 6)), false).unwrap();
+        drop(st);
+        let st = open(dir.path());
+        assert_eq!(st.hard_state().commit, 8);
+        assert_eq!(st.first_index().unwrap(), 9);
+        let mut cfg = raftcore::Config::new(1);
+        cfg.applied = 8;
+        raftcore::RawNode::new(&cfg, st).expect("the core accepts the state");
     }
 
     /// One Ready with a snapshot, entries and a HardState, written with a crash at every byte
