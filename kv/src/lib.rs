@@ -8,5 +8,6 @@ pub mod metrics;
 pub mod node;
 pub mod server;
 pub mod sm;
+pub mod tls;
 pub mod transport;
 pub mod wal;

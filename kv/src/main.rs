@@ -28,6 +28,15 @@ enum Sub {
     Local(LocalArgs),
     /// A closed-loop load generator.
     Bench(raftkv::bench::BenchArgs),
+    /// Make a local CA and node certificates for --tls-dir (for trying mutual TLS).
+    Certs {
+        /// Where to write ca.pem, nodeN.pem and nodeN-key.pem.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Certificates for nodes 1..=N.
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+    },
 }
 
 #[derive(clap::Args)]
@@ -68,6 +77,10 @@ struct ServeArgs {
     /// Serve POST /debug/isolate (drops all peer traffic): for tests only.
     #[arg(long)]
     fault_injection: bool,
+    /// Mutual TLS between peers with ca.pem, nodeID.pem, nodeID-key.pem from this folder
+    /// (see `raftkv certs`).
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -101,6 +114,12 @@ fn main() {
         Sub::Serve(a) => rt.block_on(serve(a)),
         Sub::Local(a) => rt.block_on(raftkv::local::run(a.nodes, a.dir, a.base_port)),
         Sub::Bench(a) => rt.block_on(raftkv::bench::run(a)),
+        Sub::Certs { dir, nodes } => raftkv::tls::make_certs(&dir, nodes).map(|()| {
+            println!(
+                "raftkv: CA and certificates for nodes 1..={nodes} in {}",
+                dir.display()
+            );
+        }),
     };
     if let Err(e) = res {
         eprintln!("raftkv: error: {e}");
@@ -113,6 +132,10 @@ fn main() {
 async fn serve(a: ServeArgs) -> Result<(), String> {
     let peers = raftkv::server::parse_id_map(&a.peers)?;
     let clients = raftkv::server::parse_id_map(&a.peer_clients)?;
+    let tls = match &a.tls_dir {
+        Some(d) => Some(raftkv::tls::load(d, a.id)?),
+        None => None,
+    };
     let opts = NodeOptions {
         id: a.id,
         data_dir: a.data_dir,
@@ -127,6 +150,7 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
         segment_size: a.segment_size,
         frame_limit: raftkv::transport::DEFAULT_FRAME_LIMIT,
         fault_injection: a.fault_injection,
+        tls,
     };
     raftkv::server::serve(opts, a.listen_client, a.listen_peer).await
 }

@@ -52,6 +52,8 @@ pub struct NodeOptions {
     pub frame_limit: usize,
     /// Serve the fault-injection endpoints (tests).
     pub fault_injection: bool,
+    /// Mutual TLS between peers.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// A request to the node thread.
@@ -345,6 +347,7 @@ pub fn start(
         metrics.clone(),
         isolated,
         opts.frame_limit,
+        opts.tls.clone(),
     );
     for (id, addr) in &opts.peers {
         transport.add_peer(*id, addr.clone());

@@ -37,7 +37,7 @@ pub async fn serve(
     if !opts.join && !opts.peers.contains_key(&opts.id) {
         return Err(format!("--peers must name this node ({})", opts.id));
     }
-    if !is_loopback(&listen_peer) {
+    if opts.tls.is_none() && !is_loopback(&listen_peer) {
         tracing::warn!(
             listen_peer,
             "peer traffic is plain TCP and trusts the network for peer identity"
@@ -59,6 +59,7 @@ pub async fn serve(
         shared.metrics.clone(),
         shared.isolated.clone(),
         opts.frame_limit,
+        opts.tls.clone(),
     ));
     let app = crate::http::router(shared);
     eprintln!(

@@ -20,6 +20,10 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::metrics::Metrics;
+use crate::tls::{cert_names_node, node_name, TlsConfig};
+
+type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
 /// Frames larger than this are refused by the receiver and never sent by the sender.
 pub const DEFAULT_FRAME_LIMIT: usize = 128 << 20;
@@ -58,6 +62,7 @@ pub struct Transport {
     /// Test fault: when set, nothing is sent or received.
     pub isolated: Arc<AtomicBool>,
     frame_limit: usize,
+    tls: Option<TlsConfig>,
 }
 
 impl Transport {
@@ -69,6 +74,7 @@ impl Transport {
         metrics: Arc<Metrics>,
         isolated: Arc<AtomicBool>,
         frame_limit: usize,
+        tls: Option<TlsConfig>,
     ) -> Transport {
         Transport {
             id,
@@ -79,6 +85,7 @@ impl Transport {
             metrics,
             isolated,
             frame_limit,
+            tls,
         }
     }
 
@@ -89,15 +96,14 @@ impl Transport {
         }
         self.remove_peer(id);
         let (tx, rx) = mpsc::channel(PEER_QUEUE);
-        let task = self.rt.spawn(sender_task(
-            self.id,
-            id,
-            addr.clone(),
-            rx,
-            self.reports.clone(),
-            self.metrics.clone(),
-            self.frame_limit,
-        ));
+        let ctx = SenderCtx {
+            from: self.id,
+            reports: self.reports.clone(),
+            metrics: self.metrics.clone(),
+            limit: self.frame_limit,
+            tls: self.tls.clone(),
+        };
+        let task = self.rt.spawn(sender_task(ctx, id, addr.clone(), rx));
         self.peers.insert(id, PeerSender { tx, task });
         self.addrs.insert(id, addr);
     }
@@ -143,18 +149,27 @@ impl Drop for Transport {
     }
 }
 
-async fn sender_task(
+/// What every sender task shares.
+#[derive(Clone)]
+struct SenderCtx {
     from: u64,
-    to: u64,
-    addr: String,
-    mut rx: mpsc::Receiver<Message>,
     reports: mpsc::Sender<Report>,
     metrics: Arc<Metrics>,
     limit: usize,
-) {
+    tls: Option<TlsConfig>,
+}
+
+async fn sender_task(ctx: SenderCtx, to: u64, addr: String, mut rx: mpsc::Receiver<Message>) {
+    let SenderCtx {
+        from,
+        reports,
+        metrics,
+        limit,
+        tls,
+    } = ctx;
     let mut backoff = Duration::from_millis(50);
     loop {
-        let stream = match TcpStream::connect(&addr).await {
+        let stream = match connect(&addr, to, tls.as_ref()).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(peer = to, %addr, error = %e, "connect failed");
@@ -171,7 +186,6 @@ async fn sender_task(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         backoff = Duration::from_millis(50);
         let mut sink = FramedWrite::new(stream, codec(limit));
         let mut hello = BytesMut::with_capacity(12);
@@ -232,6 +246,22 @@ async fn sender_task(
     }
 }
 
+async fn connect(addr: &str, to: u64, tls: Option<&TlsConfig>) -> std::io::Result<Writer> {
+    let stream = TcpStream::connect(addr).await?;
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => Ok(Box::new(stream)),
+        Some(t) => {
+            let name = rustls::pki_types::ServerName::try_from(node_name(to))
+                .map_err(std::io::Error::other)?;
+            let conn = tokio_rustls::TlsConnector::from(t.client.clone())
+                .connect(name, stream)
+                .await?;
+            Ok(Box::new(conn))
+        }
+    }
+}
+
 fn fail(batch: &[Message], to: u64, reports: &mpsc::Sender<Report>, metrics: &Metrics) {
     tracing::debug!(peer = to, "send failed; reconnecting");
     let _ = reports.try_send(Report::Unreachable(to));
@@ -250,6 +280,7 @@ pub async fn serve_peers(
     metrics: Arc<Metrics>,
     isolated: Arc<AtomicBool>,
     limit: usize,
+    tls: Option<TlsConfig>,
 ) {
     loop {
         let (stream, remote) = match listener.accept().await {
@@ -264,8 +295,37 @@ pub async fn serve_peers(
         let to_node = to_node.clone();
         let metrics = metrics.clone();
         let isolated = isolated.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let mut frames = FramedRead::new(stream, codec(limit));
+            let tls_on = tls.is_some();
+            let (reader, cert): (Reader, _) = match tls {
+                None => (Box::new(stream), None),
+                Some(t) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(t.server.clone());
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(conn)) => {
+                            let cert = conn
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .map(|c| c.clone().into_owned());
+                            (Box::new(conn), cert)
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(%remote, error = %e, "peer TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::warn!(%remote, "peer TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            let mut frames = FramedRead::new(reader, codec(limit));
             let peer = match frames.next().await {
                 Some(Ok(f)) if f.len() == 12 && &f[..4] == HELLO => {
                     u64::from_be_bytes(f[4..12].try_into().expect("8 bytes"))
@@ -275,6 +335,14 @@ pub async fn serve_peers(
                     return;
                 }
             };
+            if tls_on {
+                // The certificate must name the node the hello claims to be.
+                if !cert.as_ref().is_some_and(|c| cert_names_node(c, peer)) {
+                    tracing::warn!(%remote, peer, "peer certificate does not name the claimed node id");
+                    metrics.received_dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
             while let Some(frame) = frames.next().await {
                 let frame = match frame {
                     Ok(f) => f,
@@ -302,5 +370,86 @@ pub async fn serve_peers(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn send_as(addr: &str, tls: Option<&TlsConfig>, claimed: u64, from: u64) -> Writer {
+        let stream = connect(addr, 1, tls).await.expect("connect");
+        let mut sink = FramedWrite::new(stream, codec(DEFAULT_FRAME_LIMIT));
+        let mut hello = BytesMut::new();
+        hello.put_slice(HELLO);
+        hello.put_u64(claimed);
+        sink.send(hello.freeze()).await.unwrap();
+        let m = Message {
+            r#type: MessageType::MsgHeartbeat as i32,
+            from,
+            to: 1,
+            term: 1,
+            ..Default::default()
+        };
+        sink.send(Bytes::from(m.encode_to_vec())).await.unwrap();
+        sink.into_inner()
+    }
+
+    async fn listen(tls: Option<TlsConfig>) -> (String, mpsc::Receiver<Message>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(serve_peers(
+            listener,
+            tx,
+            Arc::new(Metrics::default()),
+            Arc::new(AtomicBool::new(false)),
+            DEFAULT_FRAME_LIMIT,
+            tls,
+        ));
+        (addr, rx)
+    }
+
+    #[tokio::test]
+    async fn tls_peer_must_hold_a_certificate_naming_the_id_it_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::tls::make_certs(dir.path(), 3).unwrap();
+        let t1 = crate::tls::load(dir.path(), 1).unwrap();
+        let t2 = crate::tls::load(dir.path(), 2).unwrap();
+        let (addr, mut rx) = listen(Some(t1)).await;
+        // Node 2's certificate, claiming to be node 3: dropped.
+        let _c = send_as(&addr, Some(&t2), 3, 3).await;
+        let got = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await;
+        assert!(got.is_err(), "an impostor's message was delivered: {got:?}");
+        // Node 2 as itself: delivered.
+        let _c = send_as(&addr, Some(&t2), 2, 2).await;
+        let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("delivered")
+            .unwrap();
+        assert_eq!(m.from, 2);
+        // Plain TCP to a TLS listener gets nowhere.
+        let _c = send_as(&addr, None, 2, 2).await;
+        let got = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await;
+        assert!(got.is_err());
+    }
+
+    #[tokio::test]
+    async fn plain_tcp_drops_messages_whose_sender_differs_from_the_hello_and_oversized_frames() {
+        let (addr, mut rx) = listen(None).await;
+        let _c = send_as(&addr, None, 2, 3).await;
+        let got = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await;
+        assert!(got.is_err());
+        // A frame over the limit closes that connection without harm to the listener.
+        let mut raw = TcpStream::connect(&addr).await.unwrap();
+        use tokio::io::AsyncWriteExt;
+        raw.write_all(&(u32::MAX).to_be_bytes()).await.unwrap();
+        raw.write_all(b"garbage").await.unwrap();
+        let _c = send_as(&addr, None, 2, 2).await;
+        let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("delivered")
+            .unwrap();
+        assert_eq!(m.from, 2);
     }
 }

@@ -543,3 +543,35 @@ fn snapshot_scenario(flags: &[&str]) {
         assert_eq!(c.get(down, "s7").await.as_deref(), Some("v7"));
     });
 }
+
+/// Peers over mutual TLS with certificates from `raftkv certs`.
+#[test]
+fn cluster_replicates_over_mutual_tls() {
+    run(Duration::from_secs(60), async {
+        let certs = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_raftkv"))
+            .args(["certs", "--nodes", "3", "--dir"])
+            .arg(certs.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let flag = format!("--tls-dir={}", certs.path().display());
+        let c = Cluster::start(3, &[flag.as_str()]).await;
+        for k in 0..10 {
+            let r = c
+                .put(k % 3, &format!("t{k}"), &format!("v{k}"))
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        for i in 0..3 {
+            for k in 0..10 {
+                assert_eq!(c.get(i, &format!("t{k}")).await, Some(format!("v{k}")));
+            }
+        }
+    });
+}
