@@ -249,9 +249,15 @@ impl StateMachine {
 
     /// Applies a batch in one transaction. Entries at or below the applied index are skipped
     /// (a restart replays the log from the snapshot). Returns the outcome per request id.
+    ///
+    /// The commit is not fsynced (`Durability::Eventual`): the WAL is the durability point. A
+    /// power loss may roll the store back to an earlier applied index, data and index together;
+    /// the restart replays the log from there, or restores the snapshot file when the log was
+    /// compacted past it. Snapshots and restores are fsynced.
     pub fn apply(&self, items: &[ApplyItem]) -> Result<Vec<(u64, ApplyResult)>, redb::Error> {
         let mut out = Vec::new();
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::Eventual);
         {
             let mut meta = txn.open_table(META)?;
             let mut kv = txn.open_table(KV)?;
