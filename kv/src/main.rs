@@ -65,9 +65,13 @@ struct ServeArgs {
     /// Run the plain Ready loop (persist, send, apply, advance) in one thread.
     #[arg(long)]
     sync_storage: bool,
-    /// Tick interval in milliseconds (the heartbeat interval; elections take 10-20 ticks).
+    /// Tick interval in milliseconds: the heartbeat interval, which also bounds how late a
+    /// follower learns that an entry committed when no other append follows it.
     #[arg(long, default_value_t = 100)]
     tick_ms: u64,
+    /// Election timeout in ticks (a follower campaigns after 1 to 2 times this).
+    #[arg(long, default_value_t = 10)]
+    election_ticks: usize,
     /// Entries applied between snapshots (and log compactions).
     #[arg(long, default_value_t = 10_000)]
     snapshot_entries: u64,
@@ -145,7 +149,7 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
         join: a.join,
         sync_storage: a.sync_storage,
         tick: Duration::from_millis(a.tick_ms.max(1)),
-        election_tick: 10,
+        election_tick: a.election_ticks.max(2),
         snapshot_entries: a.snapshot_entries,
         segment_size: a.segment_size,
         frame_limit: raftkv::transport::DEFAULT_FRAME_LIMIT,

@@ -386,6 +386,7 @@ pub fn start(
         shared: shared.clone(),
         apply_tx,
         pending_reads: HashMap::new(),
+        read_batch: Vec::new(),
         conf_state,
         role: StateRole::Follower,
         leader: 0,
@@ -419,7 +420,11 @@ struct NodeLoop {
     transport: Transport,
     shared: Arc<Shared>,
     apply_tx: mpsc::Sender<ApplyMsg>,
-    pending_reads: HashMap<u64, oneshot::Sender<u64>>,
+    /// Reads waiting for their read index, by the id of the `read_index` call that covers
+    /// them (reads that arrive together share one call).
+    pending_reads: HashMap<u64, Vec<oneshot::Sender<u64>>>,
+    /// Reads received in this loop turn, not yet asked for.
+    read_batch: Vec<(u64, oneshot::Sender<u64>)>,
     conf_state: ConfState,
     role: StateRole,
     leader: u64,
@@ -428,30 +433,49 @@ struct NodeLoop {
 }
 
 /// The append thread (asynchronous storage writes): writes each `MsgStorageAppend` to the WAL
-/// (fsync when it carries entries or a new term or vote) and hands it back to the node thread,
-/// which updates the in-memory log and delivers the message's responses.
+/// and hands it back to the node thread, which updates the in-memory log and delivers the
+/// message's responses. Jobs that queued up meanwhile share one fsync (group commit): none is
+/// handed back before the fsync that covers it.
 fn append_worker(
     files: Arc<Mutex<WalFiles>>,
     mut rx: mpsc::Receiver<Message>,
     done: mpsc::Sender<Message>,
     metrics: Arc<Metrics>,
 ) {
-    while let Some(m) = rx.blocking_recv() {
-        let hs = stored_hard_state(&m);
-        let res = {
-            let mut f = files.lock().expect("wal lock");
-            let written = f.written_hard_state();
-            let must_sync = !m.entries.is_empty()
-                || hs.is_some_and(|h| h.term != written.term || h.vote != written.vote);
-            f.write(m.snapshot.as_ref(), &m.entries, hs.as_ref(), must_sync)
-        };
-        match res {
-            Ok(Some(d)) => metrics.fsync(d),
-            Ok(None) => {}
-            Err(e) => fatal("writing the WAL", e),
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < 64 {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
         }
-        if done.blocking_send(m).is_err() {
-            return;
+        {
+            let mut f = files.lock().expect("wal lock");
+            let mut need_sync = false;
+            for m in &batch {
+                let hs = stored_hard_state(m);
+                let written = f.written_hard_state();
+                need_sync |= !m.entries.is_empty()
+                    || hs.is_some_and(|h| h.term != written.term || h.vote != written.vote);
+                // A snapshot is synced inside the write (its record must follow its file).
+                match f.write(m.snapshot.as_ref(), &m.entries, hs.as_ref(), false) {
+                    Ok(Some(d)) => metrics.fsync(d),
+                    Ok(None) => {}
+                    Err(e) => fatal("writing the WAL", e),
+                }
+            }
+            if need_sync {
+                match f.sync() {
+                    Ok(d) => metrics.fsync(d),
+                    Err(e) => fatal("syncing the WAL", e),
+                }
+            }
+        }
+        for m in batch {
+            if done.blocking_send(m).is_err() {
+                return;
+            }
         }
     }
 }
@@ -485,7 +509,10 @@ impl NodeLoop {
                 biased;
                 _ = ticker.tick() => {
                     self.node.tick();
-                    self.pending_reads.retain(|_, tx| !tx.is_closed());
+                    self.pending_reads.retain(|_, txs| {
+                        txs.retain(|tx| !tx.is_closed());
+                        !txs.is_empty()
+                    });
                 }
                 Some(m) = peer_rx.recv() => {
                     self.step(m);
@@ -504,6 +531,7 @@ impl NodeLoop {
                             Err(_) => break,
                         }
                     }
+                    self.flush_reads();
                 }
                 Some(m) = append_done_rx.recv() => self.append_done(m).await,
                 Some(resps) = apply_done_rx.recv() => {
@@ -561,16 +589,24 @@ impl NodeLoop {
                 }
                 let _ = reply.send(r.is_ok());
             }
-            Cmd::ReadIndex { id, reply } => {
-                if self
-                    .node
-                    .read_index(Bytes::copy_from_slice(&id.to_be_bytes()))
-                    .is_ok()
-                {
-                    self.pending_reads.insert(id, reply);
-                }
-            }
+            Cmd::ReadIndex { id, reply } => self.read_batch.push((id, reply)),
             Cmd::Transfer(to) => self.node.transfer_leader(to),
+        }
+    }
+
+    /// One `read_index` for all the reads received in this loop turn (a read that is lost is
+    /// asked again by its request).
+    fn flush_reads(&mut self) {
+        let Some(&(id, _)) = self.read_batch.first() else {
+            return;
+        };
+        let batch: Vec<_> = self.read_batch.drain(..).map(|(_, tx)| tx).collect();
+        if self
+            .node
+            .read_index(Bytes::copy_from_slice(&id.to_be_bytes()))
+            .is_ok()
+        {
+            self.pending_reads.insert(id, batch);
         }
     }
 
@@ -592,7 +628,7 @@ impl NodeLoop {
         for rs in rd.read_states.drain(..) {
             if rs.request_ctx.len() == 8 {
                 let id = u64::from_be_bytes(rs.request_ctx[..].try_into().expect("8 bytes"));
-                if let Some(tx) = self.pending_reads.remove(&id) {
+                for tx in self.pending_reads.remove(&id).unwrap_or_default() {
                     let _ = tx.send(rs.index);
                 }
             }

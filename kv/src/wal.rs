@@ -336,7 +336,8 @@ impl WalFiles {
         Ok(())
     }
 
-    fn sync(&mut self) -> io::Result<Duration> {
+    /// Fsyncs the active segment; returns how long it took.
+    pub fn sync(&mut self) -> io::Result<Duration> {
         let t = Instant::now();
         self.active.sync_data()?;
         Ok(t.elapsed())
