@@ -215,6 +215,8 @@ pub fn snapshot_members(data: &[u8]) -> Vec<MemberInfo> {
 /// The state machine.
 pub struct StateMachine {
     db: Database,
+    /// Apply batches since the last one that was handed to the disk.
+    batches: std::sync::atomic::AtomicU64,
 }
 
 impl StateMachine {
@@ -228,7 +230,10 @@ impl StateMachine {
             txn.open_table(MEMBERS)?;
         }
         txn.commit()?;
-        Ok(StateMachine { db })
+        Ok(StateMachine {
+            db,
+            batches: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     fn meta(&self, name: &str) -> Result<u64, redb::Error> {
@@ -250,14 +255,23 @@ impl StateMachine {
     /// Applies a batch in one transaction. Entries at or below the applied index are skipped
     /// (a restart replays the log from the snapshot). Returns the outcome per request id.
     ///
-    /// The commit is not fsynced (`Durability::Eventual`): the WAL is the durability point. A
-    /// power loss may roll the store back to an earlier applied index, data and index together;
+    /// The commit is not fsynced (`Durability::None`, every 32nd batch `Eventual`): the WAL is
+    /// the durability point. A crash may roll the store back to an earlier applied index, data
+    /// and index together;
     /// the restart replays the log from there, or restores the snapshot file when the log was
     /// compacted past it. Snapshots and restores are fsynced.
     pub fn apply(&self, items: &[ApplyItem]) -> Result<Vec<(u64, ApplyResult)>, redb::Error> {
         let mut out = Vec::new();
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(redb::Durability::Eventual);
+        // Most batches stay in redb's memory; every 32nd is written out (and frees pages).
+        let n = self
+            .batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        txn.set_durability(if n % 32 == 31 {
+            redb::Durability::Eventual
+        } else {
+            redb::Durability::None
+        });
         {
             let mut meta = txn.open_table(META)?;
             let mut kv = txn.open_table(KV)?;
