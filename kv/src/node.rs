@@ -896,6 +896,9 @@ impl ApplyWorker {
                     }
                     let idx = self.last.0;
                     self.shared.applied.send_modify(|a| *a = (*a).max(idx));
+                    if let Err(e) = self.sm.flush(32) {
+                        fatal("writing the store", e);
+                    }
                     if !responses.is_empty() && self.done_tx.blocking_send(responses).is_err() {
                         return;
                     }

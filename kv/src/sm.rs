@@ -255,23 +255,18 @@ impl StateMachine {
     /// Applies a batch in one transaction. Entries at or below the applied index are skipped
     /// (a restart replays the log from the snapshot). Returns the outcome per request id.
     ///
-    /// The commit is not fsynced (`Durability::None`, every 32nd batch `Eventual`): the WAL is
-    /// the durability point. A crash may roll the store back to an earlier applied index, data
+    /// The commit stays in redb's memory (`Durability::None`) until [`StateMachine::flush`]:
+    /// the WAL is the durability point. A crash may roll the store back to an earlier applied index, data
     /// and index together;
     /// the restart replays the log from there, or restores the snapshot file when the log was
     /// compacted past it. Snapshots and restores are fsynced.
     pub fn apply(&self, items: &[ApplyItem]) -> Result<Vec<(u64, ApplyResult)>, redb::Error> {
         let mut out = Vec::new();
         let mut txn = self.db.begin_write()?;
-        // Most batches stay in redb's memory; every 32nd is written out (and frees pages).
-        let n = self
-            .batches
+        // Batches stay in redb's memory; `flush` writes them out (and frees pages).
+        txn.set_durability(redb::Durability::None);
+        self.batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        txn.set_durability(if n % 32 == 31 {
-            redb::Durability::Eventual
-        } else {
-            redb::Durability::None
-        });
         {
             let mut meta = txn.open_table(META)?;
             let mut kv = txn.open_table(KV)?;
@@ -344,6 +339,20 @@ impl StateMachine {
         }
         txn.commit()?;
         Ok(out)
+    }
+
+    /// Writes the batches applied since the last flush out to the file (without fsync) when
+    /// at least `every` have accumulated. The apply worker calls it after answering the
+    /// batch's requests, so the write is off their path.
+    pub fn flush(&self, every: u64) -> Result<(), redb::Error> {
+        if self.batches.load(std::sync::atomic::Ordering::Relaxed) < every {
+            return Ok(());
+        }
+        self.batches.store(0, std::sync::atomic::Ordering::Relaxed);
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::Eventual);
+        txn.commit()?;
+        Ok(())
     }
 
     /// A key's value.
