@@ -575,3 +575,148 @@ fn cluster_replicates_over_mutual_tls() {
         }
     });
 }
+
+/// Bad input gets a JSON error with the documented status, never a crash.
+#[test]
+fn bad_requests_get_json_errors_with_the_documented_codes() {
+    run(Duration::from_secs(60), async {
+        let c = Cluster::start(1, &[]).await;
+        let url = c.url(0);
+        let h = &c.http;
+        let check = |r: reqwest::Response, status: u16, code: &'static str| async move {
+            assert_eq!(r.status().as_u16(), status);
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["error"], code, "{body}");
+            assert!(body["message"].is_string(), "{body}");
+        };
+        let big = vec![b'x'; (1 << 20) + 1];
+        check(
+            h.put(format!("{url}/kv/big"))
+                .body(big)
+                .send()
+                .await
+                .unwrap(),
+            413,
+            "too_large",
+        )
+        .await;
+        let long_key = "k".repeat(1025);
+        check(
+            h.put(format!("{url}/kv/{long_key}"))
+                .body("v")
+                .send()
+                .await
+                .unwrap(),
+            413,
+            "too_large",
+        )
+        .await;
+        check(
+            h.put(format!("{url}/kv/")).body("v").send().await.unwrap(),
+            400,
+            "bad_request",
+        )
+        .await;
+        check(
+            h.put(format!("{url}/kv/a?if_version=x"))
+                .body("v")
+                .send()
+                .await
+                .unwrap(),
+            400,
+            "bad_request",
+        )
+        .await;
+        check(
+            h.get(format!("{url}/kv/a?consistency=weird"))
+                .send()
+                .await
+                .unwrap(),
+            400,
+            "bad_request",
+        )
+        .await;
+        check(
+            h.get(format!("{url}/kv?limit=0")).send().await.unwrap(),
+            400,
+            "bad_request",
+        )
+        .await;
+        check(
+            h.get(format!("{url}/kv/absent")).send().await.unwrap(),
+            404,
+            "not_found",
+        )
+        .await;
+        check(
+            h.delete(format!("{url}/members/9")).send().await.unwrap(),
+            404,
+            "not_found",
+        )
+        .await;
+        check(
+            h.post(format!("{url}/members"))
+                .body("{")
+                .send()
+                .await
+                .unwrap(),
+            400,
+            "bad_request",
+        )
+        .await;
+        check(
+            h.post(format!("{url}/leader/transfer/9"))
+                .send()
+                .await
+                .unwrap(),
+            400,
+            "bad_request",
+        )
+        .await;
+        check(
+            h.post(format!("{url}/debug/isolate")).send().await.unwrap(),
+            404,
+            "not_found",
+        )
+        .await;
+        // Percent-encoded keys, binary values and the listing's base64 form.
+        let r = h
+            .put(format!("{url}/kv/a%2Fb"))
+            .body(vec![0xffu8, 0x00])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let list: serde_json::Value = h
+            .get(format!("{url}/kv?prefix=a/"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["items"][0]["key"], "a/b", "{list}");
+        assert_eq!(list["items"][0]["value_b64"], "/wA=", "{list}");
+        let r = h.get(format!("{url}/kv/a%2Fb")).send().await.unwrap();
+        assert_eq!(r.headers()["x-raftkv-version"], "1");
+        assert_eq!(&r.bytes().await.unwrap()[..], &[0xff, 0x00]);
+        let health: serde_json::Value = h
+            .get(format!("{url}/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["ok"], true);
+        let metrics = h
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(metrics.contains("raftkv_fsync_seconds_bucket"), "{metrics}");
+    });
+}
