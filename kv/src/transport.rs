@@ -360,7 +360,10 @@ pub async fn serve_peers(
                         continue;
                     }
                 };
-                if m.from != peer || isolated.load(Ordering::Relaxed) {
+                // A follower forwards a leadership transfer request with the transferee in
+                // `from` (etcd's convention): it grants nothing, so it may name another node.
+                let forwarded_transfer = m.r#type == MessageType::MsgTransferLeader as i32;
+                if (m.from != peer && !forwarded_transfer) || isolated.load(Ordering::Relaxed) {
                     metrics.received_dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -378,6 +381,16 @@ mod tests {
     use super::*;
 
     async fn send_as(addr: &str, tls: Option<&TlsConfig>, claimed: u64, from: u64) -> Writer {
+        send_typed(addr, tls, claimed, from, MessageType::MsgHeartbeat).await
+    }
+
+    async fn send_typed(
+        addr: &str,
+        tls: Option<&TlsConfig>,
+        claimed: u64,
+        from: u64,
+        ty: MessageType,
+    ) -> Writer {
         let stream = connect(addr, 1, tls).await.expect("connect");
         let mut sink = FramedWrite::new(stream, codec(DEFAULT_FRAME_LIMIT));
         let mut hello = BytesMut::new();
@@ -385,7 +398,7 @@ mod tests {
         hello.put_u64(claimed);
         sink.send(hello.freeze()).await.unwrap();
         let m = Message {
-            r#type: MessageType::MsgHeartbeat as i32,
+            r#type: ty as i32,
             from,
             to: 1,
             term: 1,
@@ -451,5 +464,15 @@ mod tests {
             .expect("delivered")
             .unwrap();
         assert_eq!(m.from, 2);
+        // A follower forwarding a transfer request names the transferee in `from`.
+        let _c = send_typed(&addr, None, 2, 3, MessageType::MsgTransferLeader).await;
+        let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("delivered")
+            .unwrap();
+        assert_eq!(
+            (m.r#type, m.from),
+            (MessageType::MsgTransferLeader as i32, 3)
+        );
     }
 }
