@@ -714,6 +714,33 @@ fn bad_requests_get_json_errors_with_the_documented_codes() {
         let r = h.get(format!("{url}/kv/a%2Fb")).send().await.unwrap();
         assert_eq!(r.headers()["x-raftkv-version"], "1");
         assert_eq!(&r.bytes().await.unwrap()[..], &[0xff, 0x00]);
+        // A learner joins the configuration without a quorum change, and leaves it.
+        let body = json!({"id": 7, "peer_addr": "127.0.0.1:9", "client_addr": "127.0.0.1:10", "learner": true});
+        let r = h
+            .post(format!("{url}/members"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let m: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(m["learners"][0]["id"], 7, "{m}");
+        assert_eq!(m["learners"][0]["client_addr"], "127.0.0.1:10", "{m}");
+        assert_eq!(m["voters"].as_array().unwrap().len(), 1, "{m}");
+        check(
+            h.post(format!("{url}/members"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+            409,
+            "conflict",
+        )
+        .await;
+        let r = h.delete(format!("{url}/members/7")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let m: serde_json::Value = r.json().await.unwrap();
+        assert!(m["learners"].as_array().unwrap().is_empty(), "{m}");
         let health: serde_json::Value = h
             .get(format!("{url}/health"))
             .send()
