@@ -993,6 +993,25 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_segment_is_refused_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = open(dir.path());
+        for i in 1..=40 {
+            st.persist(None, &[ent(i, 1)], Some(&hs(1, 1, i)), true)
+                .unwrap();
+        }
+        let second = st.files().lock().unwrap().segments[1].path.clone();
+        drop(st);
+        fs::remove_file(&second).unwrap();
+        match DiskStorage::open(dir.path(), WalOptions { segment_size: 512 }) {
+            Err(WalError::Corrupt { reason, .. }) => {
+                assert!(reason.contains("missing"), "{reason}")
+            }
+            other => panic!("expected corruption, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
     fn snapshots_compact_whole_segments_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let mut st = open(dir.path());
