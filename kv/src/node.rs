@@ -373,6 +373,7 @@ pub fn start(
         every: opts.snapshot_entries.max(1),
         conf: conf_state.clone(),
         last_snap: snap_meta.index,
+        bytes_since_snap: 0,
         last: (applied, 0),
     };
     std::thread::Builder::new()
@@ -851,6 +852,9 @@ impl NodeLoop {
     }
 }
 
+/// A snapshot (and log compaction) also follows this many bytes of applied keys and values.
+const SNAPSHOT_BYTES: u64 = 64 << 20;
+
 struct ApplyWorker {
     shared: Arc<Shared>,
     sm: Arc<StateMachine>,
@@ -860,6 +864,9 @@ struct ApplyWorker {
     every: u64,
     conf: ConfState,
     last_snap: u64,
+    /// Key and value bytes applied since the last snapshot: the log kept in memory is bounded
+    /// by bytes as well as by entries.
+    bytes_since_snap: u64,
     /// Index and term of the last entry handed to the store.
     last: (u64, u64),
 }
@@ -902,7 +909,13 @@ impl ApplyWorker {
                     if !responses.is_empty() && self.done_tx.blocking_send(responses).is_err() {
                         return;
                     }
-                    if idx >= self.last_snap + self.every {
+                    for it in &items {
+                        if let ApplyItem::Command { cmd, .. } = it {
+                            self.bytes_since_snap += (cmd.key.len() + cmd.value.len()) as u64;
+                        }
+                    }
+                    if idx >= self.last_snap + self.every || self.bytes_since_snap >= SNAPSHOT_BYTES
+                    {
                         self.build();
                     }
                 }
@@ -914,6 +927,7 @@ impl ApplyWorker {
                     }
                     self.conf = meta.conf_state.clone().unwrap_or_default();
                     self.last_snap = meta.index;
+                    self.bytes_since_snap = 0;
                     self.last = (meta.index, meta.term);
                     self.shared.applied.send_modify(|a| *a = meta.index);
                 }
@@ -927,6 +941,10 @@ impl ApplyWorker {
     }
 
     fn build(&mut self) {
+        // Only at an index whose term is known (not while replaying entries the store holds).
+        if self.sm.applied().ok() != Some(self.last.0) || self.last.1 == 0 {
+            return;
+        }
         let (applied, data) = match self.sm.snapshot() {
             Ok(x) => x,
             Err(e) => {
@@ -943,6 +961,7 @@ impl ApplyWorker {
             return;
         }
         self.last_snap = applied;
+        self.bytes_since_snap = 0;
         self.shared
             .metrics
             .snapshots_built
