@@ -374,6 +374,7 @@ pub fn start(
         conf: conf_state.clone(),
         last_snap: snap_meta.index,
         bytes_since_snap: 0,
+        building: Arc::new(AtomicBool::new(false)),
         last: (applied, 0),
     };
     std::thread::Builder::new()
@@ -867,6 +868,8 @@ struct ApplyWorker {
     /// Key and value bytes applied since the last snapshot: the log kept in memory is bounded
     /// by bytes as well as by entries.
     bytes_since_snap: u64,
+    /// A snapshot is being written.
+    building: Arc<AtomicBool>,
     /// Index and term of the last entry handed to the store.
     last: (u64, u64),
 }
@@ -940,38 +943,64 @@ impl ApplyWorker {
         }
     }
 
+    /// Starts a snapshot: takes a consistent view of the store here, serializes and writes it
+    /// on a thread of its own (batches go on being applied), then tells the node thread.
     fn build(&mut self) {
-        // Only at an index whose term is known (not while replaying entries the store holds).
-        if self.sm.applied().ok() != Some(self.last.0) || self.last.1 == 0 {
+        // Only at an index whose term is known (not while replaying entries the store holds),
+        // and one at a time.
+        if self.sm.applied().ok() != Some(self.last.0)
+            || self.last.1 == 0
+            || self.building.load(Ordering::Acquire)
+        {
             return;
         }
-        let (applied, data) = match self.sm.snapshot() {
-            Ok(x) => x,
+        let reader = match self.sm.begin_snapshot() {
+            Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "snapshot failed");
                 return;
             }
         };
-        if applied != self.last.0 || self.last.1 == 0 {
+        if reader.applied().ok() != Some(self.last.0) {
             return;
         }
-        let term = self.last.1;
-        if let Err(e) = write_snapshot_file(&self.snap_dir, applied, term, &data) {
-            tracing::error!(error = %e, "writing a snapshot failed");
-            return;
-        }
+        let (applied, term) = self.last;
         self.last_snap = applied;
         self.bytes_since_snap = 0;
-        self.shared
-            .metrics
-            .snapshots_built
-            .fetch_add(1, Ordering::Relaxed);
         let meta = SnapshotMetadata {
             conf_state: Some(self.conf.clone()),
             index: applied,
             term,
         };
-        // Never block on the node thread: a missed notice only delays compaction.
-        let _ = self.snap_tx.try_send(meta);
+        let snap_dir = self.snap_dir.clone();
+        let snap_tx = self.snap_tx.clone();
+        let building = self.building.clone();
+        let metrics = self.shared.metrics.clone();
+        building.store(true, Ordering::Release);
+        let spawned = std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                let res = reader
+                    .serialize()
+                    .map_err(|e| e.to_string())
+                    .and_then(|data| {
+                        write_snapshot_file(&snap_dir, applied, term, &data)
+                            .map_err(|e| e.to_string())
+                    });
+                match res {
+                    Ok(()) => {
+                        metrics.snapshots_built.fetch_add(1, Ordering::Relaxed);
+                        // Never block on the node thread: a missed notice only delays
+                        // compaction.
+                        let _ = snap_tx.try_send(meta);
+                    }
+                    Err(e) => tracing::error!(error = %e, "writing a snapshot failed"),
+                }
+                building.store(false, Ordering::Release);
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the snapshot thread");
+            self.building.store(false, Ordering::Release);
+        }
     }
 }

@@ -212,6 +212,40 @@ pub fn snapshot_members(data: &[u8]) -> Vec<MemberInfo> {
         .unwrap_or_default()
 }
 
+/// A read transaction of the whole store, for a snapshot.
+pub struct SnapshotReader(redb::ReadTransaction);
+
+impl SnapshotReader {
+    /// The applied index the view reflects.
+    pub fn applied(&self) -> Result<u64, redb::Error> {
+        let meta = self.0.open_table(META)?;
+        Ok(meta.get("applied")?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// The snapshot data.
+    pub fn serialize(self) -> Result<Vec<u8>, redb::Error> {
+        let r = self.0;
+        let meta = r.open_table(META)?;
+        let revision = meta.get("revision")?.map(|v| v.value()).unwrap_or(0);
+        let mut data = SnapshotData {
+            revision,
+            ..Default::default()
+        };
+        for kv in r.open_table(KV)?.iter()? {
+            let (k, v) = kv?;
+            data.pairs.push(SnapshotPair {
+                key: k.value().to_vec(),
+                raw: v.value().to_vec(),
+            });
+        }
+        for kv in r.open_table(MEMBERS)?.iter()? {
+            let (_, v) = kv?;
+            data.members.push(v.value().to_vec());
+        }
+        Ok(data.encode_to_vec())
+    }
+}
+
 /// The state machine.
 pub struct StateMachine {
     db: Database,
@@ -413,26 +447,15 @@ impl StateMachine {
 
     /// Serializes the whole store (as of the applied index, returned with it).
     pub fn snapshot(&self) -> Result<(u64, Vec<u8>), redb::Error> {
-        let r = self.db.begin_read()?;
-        let meta = r.open_table(META)?;
-        let applied = meta.get("applied")?.map(|v| v.value()).unwrap_or(0);
-        let revision = meta.get("revision")?.map(|v| v.value()).unwrap_or(0);
-        let mut data = SnapshotData {
-            revision,
-            ..Default::default()
-        };
-        for kv in r.open_table(KV)?.iter()? {
-            let (k, v) = kv?;
-            data.pairs.push(SnapshotPair {
-                key: k.value().to_vec(),
-                raw: v.value().to_vec(),
-            });
-        }
-        for kv in r.open_table(MEMBERS)?.iter()? {
-            let (_, v) = kv?;
-            data.members.push(v.value().to_vec());
-        }
-        Ok((applied, data.encode_to_vec()))
+        let r = self.begin_snapshot()?;
+        let applied = r.applied()?;
+        Ok((applied, r.serialize()?))
+    }
+
+    /// A consistent view of the store to serialize, on another thread if need be, while
+    /// batches go on being applied.
+    pub fn begin_snapshot(&self) -> Result<SnapshotReader, redb::Error> {
+        Ok(SnapshotReader(self.db.begin_read()?))
     }
 
     /// Replaces the store with a snapshot taken at `index`. Returns false (and changes
