@@ -268,24 +268,21 @@ pub fn start(
     let fresh = storage.last() == 0 && storage.hard_state().term == 0 && snap_meta.index == 0;
 
     let logger = slog::Logger::root(slog::Fuse(TracingDrain), slog::o!("id" => opts.id));
-    let cfg = Config {
-        id: opts.id,
-        election_tick: opts.election_tick,
-        heartbeat_tick: 1,
-        // Entries after the snapshot are handed out again: the store skips what it holds,
-        // and conf changes are re-applied to the core in order.
-        applied: snap_meta.index,
-        max_size_per_msg: 1 << 20,
-        max_inflight_msgs: 256,
-        max_uncommitted_entries_size: 64 << 20,
-        check_quorum: true,
-        pre_vote: true,
-        step_down_on_removal: true,
-        async_storage_writes: !opts.sync_storage,
-        seed: rand::random(),
-        logger,
-        ..Default::default()
-    };
+    let mut cfg = Config::new(opts.id);
+    cfg.election_tick = opts.election_tick;
+    cfg.heartbeat_tick = 1;
+    // Entries after the snapshot are handed out again: the store skips what it holds, and
+    // conf changes are re-applied to the core in order.
+    cfg.applied = snap_meta.index;
+    cfg.max_size_per_msg = 1 << 20;
+    cfg.max_inflight_msgs = 256;
+    cfg.max_uncommitted_entries_size = 64 << 20;
+    cfg.check_quorum = true;
+    cfg.pre_vote = true;
+    cfg.step_down_on_removal = true;
+    cfg.async_storage_writes = !opts.sync_storage;
+    cfg.seed = rand::random();
+    cfg.logger = logger;
     let conf_state = snap_meta.conf_state.clone().unwrap_or_default();
     let mut node = RawNode::new(&cfg, storage).map_err(|e| format!("starting raft: {e}"))?;
     if fresh && !opts.join {
