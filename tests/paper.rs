@@ -239,41 +239,32 @@ fn stale_term_messages_are_ignored_or_answered_per_etcd() {
     assert_eq!(resp[0].term, 3);
     assert_eq!(resp[0].to, 2);
 
-    // With check_quorum, a stale append or heartbeat is answered by an empty MsgAppResp at the
-    // higher term, so a leader cut off by a partition learns it was deposed.
-    for t in [MessageType::MsgApp, MessageType::MsgHeartbeat] {
-        let mut n = stale_node(true);
-        handle(&mut n);
-        let mut m = msg(t, 2, 1, 2);
-        m.index = 1;
-        m.log_term = 1;
-        n.step(m).unwrap();
-        let out = handle(&mut n);
-        assert_eq!(out.len(), 1, "{out:?}");
-        assert_eq!(out[0].msg_type(), Some(MessageType::MsgAppResp));
-        assert_eq!((out[0].to, out[0].term, out[0].reject), (2, 3, false));
-        assert_eq!(term(&n), 3);
-    }
-
-    // raftcore's default (`answer_stale_leader`): answered without check-quorum too, since
-    // after a membership change no vote request may ever reach the old leader.
-    for t in [MessageType::MsgApp, MessageType::MsgHeartbeat] {
+    // With check_quorum (etcd), or by raftcore's default `answer_stale_leader` (after a
+    // membership change no vote request may ever reach the old leader), a stale append or
+    // heartbeat is answered by an empty MsgAppResp at the higher term, so a leader cut off by a
+    // partition learns it was deposed.
+    let default_node = || {
         let mut s = storage_with_voters(&[1, 2, 3], &[]);
         s.set_hard_state(HardState {
             term: 3,
             vote: 0,
             commit: 1,
         });
-        let mut n = raw_on(1, s, |_| {});
-        handle(&mut n);
-        let mut m = msg(t, 2, 1, 2);
-        m.index = 1;
-        m.log_term = 1;
-        n.step(m).unwrap();
-        let out = handle(&mut n);
-        assert_eq!(out.len(), 1, "{out:?}");
-        assert_eq!(out[0].msg_type(), Some(MessageType::MsgAppResp));
-        assert_eq!((out[0].to, out[0].term, out[0].reject), (2, 3, false));
+        raw_on(1, s, |_| {})
+    };
+    for t in [MessageType::MsgApp, MessageType::MsgHeartbeat] {
+        for mut n in [stale_node(true), default_node()] {
+            handle(&mut n);
+            let mut m = msg(t, 2, 1, 2);
+            m.index = 1;
+            m.log_term = 1;
+            n.step(m).unwrap();
+            let out = handle(&mut n);
+            assert_eq!(out.len(), 1, "{out:?}");
+            assert_eq!(out[0].msg_type(), Some(MessageType::MsgAppResp));
+            assert_eq!((out[0].to, out[0].term, out[0].reject), (2, 3, false));
+            assert_eq!(term(&n), 3);
+        }
     }
 
     // A leader ignores a stale acknowledgement: it does not count toward the commit.
