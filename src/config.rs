@@ -100,7 +100,8 @@ pub struct Config {
     pub append_mode: AppendMode,
     /// Seed of the random election timeouts. The same seed and inputs give the same outputs.
     pub seed: u64,
-    /// Where the node logs. Default: discard.
+    /// Where the node logs (short messages with key-values; every line carries `raft_id`, so
+    /// one logger can serve many groups). Default: discard.
     pub logger: slog::Logger,
 }
 
