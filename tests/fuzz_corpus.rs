@@ -17,6 +17,9 @@ mod step_message;
 
 use std::path::{Path, PathBuf};
 
+mod common;
+use common::msg;
+
 use bytes::Bytes;
 use raftcore::raftpb::{
     ConfChange, ConfChangeType, ConfState, Entry, EntryType, Message, MessageType, Snapshot,
@@ -68,16 +71,6 @@ fn api_sequence_corpus() {
 #[test]
 fn roundtrip_corpus() {
     replay("roundtrip", roundtrip::run);
-}
-
-fn msg(t: MessageType, from: u64, to: u64, term: u64) -> Message {
-    Message {
-        r#type: t as i32,
-        from,
-        to,
-        term,
-        ..Default::default()
-    }
 }
 
 fn entry(term: u64, index: u64, data: &'static [u8]) -> Entry {

@@ -3,7 +3,10 @@
 //! from non-members, the term space, forwarded proposals, acknowledgements that outlive their
 //! entries, and `ready()` called twice before `advance()`.
 
+mod common;
+
 use bytes::Bytes;
+use common::msg;
 use raftcore::raftpb::{ConfState, Entry, Message, MessageType, Snapshot, SnapshotMetadata};
 use raftcore::{
     Config, Error, MemStorage, RawNode, Reason, StateRole, MAX_REMOTE_VALUE, MAX_TERM_JUMP,
@@ -161,16 +164,6 @@ fn elected(check_quorum: bool) -> Group {
     g.node(1).propose(Bytes::from_static(b"first")).unwrap();
     g.stabilize();
     g
-}
-
-fn msg(t: MessageType, from: u64, to: u64, term: u64) -> Message {
-    Message {
-        r#type: t as i32,
-        from,
-        to,
-        term,
-        ..Default::default()
-    }
 }
 
 fn refused(r: raftcore::Result<()>, why: Reason) {

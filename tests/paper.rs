@@ -12,7 +12,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{config, prefix_related, storage_with_voters, Cluster};
+use common::{config, msg, prefix_related, storage_with_voters, Cluster};
 use proptest::prelude::*;
 use raftcore::raftpb::{Entry, HardState, Message, MessageType};
 use raftcore::{AppendMode, Config, MemStorage, RawNode, StateRole, Storage, NONE};
@@ -71,16 +71,6 @@ fn handle(n: &mut RawNode<MemStorage>) -> Vec<Message> {
     let mut out = rd.messages;
     out.extend(rd.persisted_messages);
     out
-}
-
-fn msg(t: MessageType, from: u64, to: u64, term: u64) -> Message {
-    Message {
-        r#type: t as i32,
-        from,
-        to,
-        term,
-        ..Default::default()
-    }
 }
 
 fn of_type(ms: &[Message], t: MessageType) -> Vec<Message> {

@@ -21,24 +21,17 @@ impl<S: Storage> Raft<S> {
                         "raft_id" => self.id, "term" => self.term, "lead" => self.lead);
                     return Err(Error::ProposalDropped(DropReason::ForwardingDisabled));
                 }
-                m.to = self.lead;
-                m.term = 0;
-                self.send(m);
+                self.forward_to_leader(m);
             }
-            MessageType::MsgApp => {
+            MessageType::MsgApp | MessageType::MsgHeartbeat | MessageType::MsgSnap => {
+                // The leader of this term spoke: the election timer starts over.
                 self.election_elapsed = 0;
                 self.lead = m.from;
-                return self.handle_append_entries(m);
-            }
-            MessageType::MsgHeartbeat => {
-                self.election_elapsed = 0;
-                self.lead = m.from;
-                self.handle_heartbeat(m);
-            }
-            MessageType::MsgSnap => {
-                self.election_elapsed = 0;
-                self.lead = m.from;
-                return self.handle_snapshot(m);
+                match t {
+                    MessageType::MsgApp => return self.handle_append_entries(m),
+                    MessageType::MsgSnap => return self.handle_snapshot(m),
+                    _ => self.handle_heartbeat(m),
+                }
             }
             MessageType::MsgTransferLeader => {
                 if self.lead == NONE {
@@ -46,9 +39,7 @@ impl<S: Storage> Raft<S> {
                         "raft_id" => self.id, "term" => self.term);
                     return Ok(());
                 }
-                m.to = self.lead;
-                m.term = 0;
-                self.send(m);
+                self.forward_to_leader(m);
             }
             MessageType::MsgForgetLeader => {
                 if self.cfg.read_only_option == ReadOnlyOption::LeaseBased {
@@ -74,9 +65,7 @@ impl<S: Storage> Raft<S> {
                         "raft_id" => self.id, "term" => self.term);
                     return Ok(());
                 }
-                m.to = self.lead;
-                m.term = 0;
-                self.send(m);
+                self.forward_to_leader(m);
             }
             MessageType::MsgReadIndexResp => {
                 // The gate let through only responses with exactly one entry.
@@ -264,6 +253,15 @@ impl<S: Storage> Raft<S> {
             "raft_id" => self.id, "snapshot_index" => sindex, "snapshot_term" => sterm,
             "commit" => self.raft_log.committed, "last_index" => li, "last_term" => lt);
         true
+    }
+
+    /// Hands a request (proposal, read, transfer) on to the leader, term-less: the leader does
+    /// not care about the forwarder's term. The caller checked that a leader is known.
+    fn forward_to_leader(&mut self, mut m: Message) {
+        debug_assert!(self.lead != NONE);
+        m.to = self.lead;
+        m.term = 0;
+        self.send(m);
     }
 
     /// The highest index acknowledged to another node by a `MsgAppResp` waiting for this

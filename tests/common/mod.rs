@@ -449,3 +449,14 @@ impl Cluster {
         }
     }
 }
+
+/// A message of type `t` from `from` to `to` at `term`, every other field empty.
+pub fn msg(t: MessageType, from: u64, to: u64, term: u64) -> Message {
+    Message {
+        r#type: t as i32,
+        from,
+        to,
+        term,
+        ..Default::default()
+    }
+}
