@@ -94,6 +94,16 @@ pub struct Config {
     /// a membership change they may never reach it (the candidate's configuration may not
     /// list it), and the old leader would lead a term nobody else is in for ever.
     pub answer_stale_leader: bool,
+    /// Quiescence: a leader whose followers hold and know every committed entry, with nothing
+    /// pending (no proposal, read, transfer or configuration change), lets the group go quiet:
+    /// it stops heartbeating and its followers stop their election timers. Any message (other
+    /// than the quiescing exchange itself), proposal, read, configuration change,
+    /// [`RawNode::wake`](crate::RawNode::wake) or
+    /// [`RawNode::report_peer_down`](crate::RawNode::report_peer_down) wakes a node. A quiet
+    /// group relies on the application's failure detector: a follower whose leader is
+    /// reported down resumes its election timer (docs/quiescence.md). Default: false (etcd's
+    /// behaviour: every idle group heartbeats for ever).
+    pub quiesce: bool,
     /// Storage is written and applied through `MsgStorageAppend` / `MsgStorageApply` messages.
     pub async_storage_writes: bool,
     /// When append messages are built; see [`AppendMode`].
@@ -125,6 +135,7 @@ impl Default for Config {
             step_down_on_removal: true,
             vote_rejection_carries_commit: true,
             answer_stale_leader: true,
+            quiesce: false,
             async_storage_writes: false,
             append_mode: AppendMode::default(),
             seed: 0,
@@ -168,6 +179,7 @@ impl std::fmt::Debug for Config {
                 &self.vote_rejection_carries_commit,
             )
             .field("answer_stale_leader", &self.answer_stale_leader)
+            .field("quiesce", &self.quiesce)
             .field("async_storage_writes", &self.async_storage_writes)
             .field("append_mode", &self.append_mode)
             .field("seed", &self.seed)

@@ -91,6 +91,7 @@ impl MessageType {
             MessageType::MsgAppResp
                 | MessageType::MsgVoteResp
                 | MessageType::MsgHeartbeatResp
+                | MessageType::MsgQuiesceResp
                 | MessageType::MsgUnreachable
                 | MessageType::MsgReadIndexResp
                 | MessageType::MsgPreVoteResp

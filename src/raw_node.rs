@@ -243,6 +243,8 @@ impl<S: Storage> RawNode<S> {
     /// invalid change is refused with an error and leaves the configuration unchanged (the
     /// same decision on every node).
     pub fn apply_conf_change(&mut self, cc: &ConfChangeI) -> Result<ConfState> {
+        // A new configuration may have members that never heard of the quiet round.
+        self.raft.wake(false);
         self.raft.apply_conf_change(&cc.as_v2())
     }
 
@@ -333,6 +335,27 @@ impl<S: Storage> RawNode<S> {
     /// Asks the leader to hand leadership to `transferee`.
     pub fn transfer_leader(&mut self, transferee: u64) {
         let _ = self.step_request(MessageType::MsgTransferLeader, transferee, Vec::new());
+    }
+
+    /// Quiescence (`Config::quiesce`): wakes a quiet node. A follower tells its leader, which
+    /// heartbeats again; a leader heartbeats again. The group goes quiet again at a later
+    /// heartbeat if it is still idle. No-op on a node that is not quiet.
+    pub fn wake(&mut self) {
+        self.raft.wake(true);
+    }
+
+    /// Quiescence: the application's failure detector reports peer `id` down (it has the
+    /// information the core cannot have while nobody speaks). A quiet follower whose leader
+    /// `id` is wakes and runs its election timer again, so the group elects a new leader; a
+    /// quiet leader wakes and heartbeats again. Other reports change nothing. Safe to call on
+    /// a false suspicion: it costs at most an election.
+    pub fn report_peer_down(&mut self, id: u64) {
+        self.raft.report_peer_down(id);
+    }
+
+    /// Quiescence: whether this node is quiet (its tick only counts time).
+    pub fn is_quiet(&self) -> bool {
+        self.raft.is_quiet()
     }
 
     /// A follower forgets its leader (so it may grant pre-votes at once); no-op elsewhere.

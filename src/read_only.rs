@@ -61,6 +61,11 @@ impl ReadOnly {
         true
     }
 
+    /// Whether any read waits (held or pending confirmation).
+    pub fn has_pending(&self) -> bool {
+        !self.held.is_empty() || !self.pending.is_empty()
+    }
+
     /// The heartbeat context for the newest pending request, if any.
     pub fn last_pending_ctx(&self) -> Option<bytes::Bytes> {
         self.pending

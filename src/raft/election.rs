@@ -25,6 +25,7 @@ impl<S: Storage> Raft<S> {
         self.uncommitted_size = 0;
         self.read_only = None;
         self.lease_revoked = false;
+        self.quiet = false;
     }
 
     pub(super) fn become_follower(&mut self, term: u64, lead: u64) {
@@ -56,6 +57,7 @@ impl<S: Storage> Raft<S> {
         self.trk.reset_votes();
         self.trk.progress = ProgressMap::default();
         self.lead = NONE;
+        self.quiet = false;
         self.state = StateRole::PreCandidate;
         info!(self.cfg.logger, "became pre-candidate"; "raft_id" => self.id, "term" => self.term);
     }
@@ -112,6 +114,10 @@ impl<S: Storage> Raft<S> {
 
     pub(crate) fn tick(&mut self) {
         self.ticks += 1;
+        if self.quiet {
+            // A quiet group's tick only counts time: no heartbeats, no election timer.
+            return;
+        }
         match self.state {
             StateRole::Leader => self.tick_heartbeat(),
             _ => self.tick_election(),
@@ -311,6 +317,10 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgHeartbeat => {
                 self.become_follower(m.term, m.from);
                 self.handle_heartbeat(m);
+            }
+            MessageType::MsgQuiesce => {
+                self.become_follower(m.term, m.from);
+                self.handle_quiesce(m);
             }
             MessageType::MsgSnap => {
                 self.become_follower(m.term, m.from);

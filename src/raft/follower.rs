@@ -23,13 +23,17 @@ impl<S: Storage> Raft<S> {
                 }
                 self.forward_to_leader(m);
             }
-            MessageType::MsgApp | MessageType::MsgHeartbeat | MessageType::MsgSnap => {
+            MessageType::MsgApp
+            | MessageType::MsgHeartbeat
+            | MessageType::MsgQuiesce
+            | MessageType::MsgSnap => {
                 // The leader of this term spoke: the election timer starts over.
                 self.election_elapsed = 0;
                 self.lead = m.from;
                 match t {
                     MessageType::MsgApp => return self.handle_append_entries(m),
                     MessageType::MsgSnap => return self.handle_snapshot(m),
+                    MessageType::MsgQuiesce => self.handle_quiesce(m),
                     _ => self.handle_heartbeat(m),
                 }
             }

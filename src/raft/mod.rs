@@ -34,6 +34,7 @@ use crate::tracker::{Progress, ProgressMap, ProgressState, ProgressTracker};
 mod conf;
 mod election;
 mod follower;
+mod quiesce;
 mod read;
 mod ready;
 mod replication;
@@ -135,6 +136,8 @@ pub(crate) struct Raft<S: Storage> {
     /// that ignores leases, so lease reads stop.
     lease_revoked: bool,
     randomized_election_timeout: usize,
+    /// Quiescence: the group is idle and this node's tick only counts time (quiesce.rs).
+    quiet: bool,
     /// The highest term this node heard from a member of its configuration (or loaded from
     /// storage). A non-member may move the term at most `MAX_UNCONFIRMED_TERM_JUMP` above it.
     confirmed_term: u64,
@@ -185,6 +188,7 @@ impl<S: Storage> Raft<S> {
             ticks: 0,
             lease_revoked: false,
             randomized_election_timeout: cfg.election_tick,
+            quiet: false,
             confirmed_term: 0,
             msgs: Vec::new(),
             msgs_after_append: Vec::new(),

@@ -244,6 +244,9 @@ impl<S: Storage> Raft<S> {
                 .and_then(|r| r.last_pending_ctx())
                 .unwrap_or_default()
         };
+        if self.cfg.quiesce && self.bcast_quiesce(&ctx) {
+            return;
+        }
         let ids: Vec<u64> = self.trk.progress.ids().collect();
         for id in ids {
             if id != self.id {

@@ -23,6 +23,9 @@ impl<S: Storage> Raft<S> {
         let t = m
             .msg_type()
             .ok_or(Error::InvalidMessage(Reason::UnknownType))?;
+        if self.cfg.quiesce {
+            self.quiesce_on_step(&m, t);
+        }
         if m.reject && matches!(t, MessageType::MsgVoteResp | MessageType::MsgPreVoteResp) {
             self.learn_commit(m.commit, m.log_term);
         }
@@ -55,7 +58,10 @@ impl<S: Storage> Raft<S> {
                         "msg_term" => m.term, "term" => self.term);
                     if matches!(
                         t,
-                        MessageType::MsgApp | MessageType::MsgHeartbeat | MessageType::MsgSnap
+                        MessageType::MsgApp
+                            | MessageType::MsgHeartbeat
+                            | MessageType::MsgQuiesce
+                            | MessageType::MsgSnap
                     ) {
                         self.become_follower(m.term, m.from);
                     } else {
@@ -65,7 +71,10 @@ impl<S: Storage> Raft<S> {
             }
         } else if m.term < self.term {
             if (self.cfg.check_quorum || self.cfg.pre_vote || self.cfg.answer_stale_leader)
-                && matches!(t, MessageType::MsgHeartbeat | MessageType::MsgApp)
+                && matches!(
+                    t,
+                    MessageType::MsgHeartbeat | MessageType::MsgQuiesce | MessageType::MsgApp
+                )
             {
                 // A leader cut off by a partition keeps sending at its old term. Answer so it
                 // learns the new term and steps down; otherwise, with check_quorum or pre-vote,
@@ -245,6 +254,7 @@ impl<S: Storage> Raft<S> {
         match t {
             MessageType::MsgAppResp => self.handle_append_response(&m),
             MessageType::MsgHeartbeatResp => self.handle_heartbeat_response(&m),
+            MessageType::MsgQuiesceResp => self.handle_quiesce_response(&m),
             MessageType::MsgSnapStatus => {
                 let pr = self.trk.progress.get_mut(from).expect("checked");
                 if pr.state != ProgressState::Snapshot {

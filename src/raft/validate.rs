@@ -315,7 +315,7 @@ impl<S: Storage> Raft<S> {
         let campaigning = matches!(self.state, StateRole::Candidate | StateRole::PreCandidate);
         let restricted = m.term > self.term
             || matches!(t, MsgVote | MsgPreVote | MsgSnap | MsgTransferLeader)
-            || (campaigning && matches!(t, MsgApp | MsgHeartbeat));
+            || (campaigning && matches!(t, MsgApp | MsgHeartbeat | MsgQuiesce));
         if !restricted {
             return Ok(known);
         }
@@ -385,7 +385,7 @@ impl<S: Storage> Raft<S> {
                 }
                 Ok(Some(false))
             }
-            MsgApp | MsgHeartbeat => {
+            MsgApp | MsgHeartbeat | MsgQuiesce => {
                 // A leader this node does not know yet may be honest: its configuration may lag
                 // (a new member, or one that missed the change that added the leader). But a
                 // stranger does not end this node's own campaign in the same term.

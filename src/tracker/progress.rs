@@ -30,6 +30,13 @@ pub struct Progress {
     pub(crate) inflights: Inflights,
     /// Whether the peer is a learner.
     pub(crate) is_learner: bool,
+    /// Quiescence: the peer answered this round's `MsgQuiesce` and is quiet.
+    pub(crate) quiet: bool,
+    /// Quiescence: the round (the leader's tick, mod 2^16 - 1, plus 1) of the last
+    /// `MsgQuiesce` sent to the peer; 0 for none. Only the answer carrying it counts. 16 bits
+    /// keep `Progress` at 96 bytes; an old answer mistaken for a current one (65,535 ticks
+    /// apart) could only let the leader go quiet before that peer, which then wakes the group.
+    pub(crate) quiesce_round: u16,
 }
 
 impl Progress {
@@ -91,6 +98,8 @@ impl Progress {
             msg_app_flow_paused: false,
             inflights: Inflights::new(max_inflight, max_inflight_bytes),
             is_learner: false,
+            quiet: false,
+            quiesce_round: 0,
         }
     }
 

@@ -1,0 +1,253 @@
+//! Quiescence (`Config::quiesce`): an idle group goes quiet, stays silent while ticking, wakes
+//! on work, messages and `wake()`, and elects a new leader once the application reports the
+//! quiet leader down.
+
+mod common;
+
+use common::{config, msg, Cluster};
+use raftcore::raftpb::MessageType;
+use raftcore::{AppendMode, StateRole};
+
+fn quiet_cluster(n: u64, tune: impl Fn(&mut raftcore::Config)) -> Cluster {
+    let voters: Vec<u64> = (1..=n).collect();
+    let configs = voters
+        .iter()
+        .map(|&id| {
+            let mut c = config(id, AppendMode::default());
+            c.quiesce = true;
+            tune(&mut c);
+            c
+        })
+        .collect();
+    let mut c = Cluster::with_configs(configs, &voters);
+    c.campaign(1);
+    assert_eq!(c.leader(), Some(1));
+    c
+}
+
+/// Ticks every node once and handles everything; returns the messages the tick caused.
+fn tick_count(c: &mut Cluster) -> usize {
+    c.tick_all();
+    let mut sent = 0;
+    for _ in 0..100 {
+        let a = c.process_readies();
+        sent += c.queue.len();
+        let b = c.deliver();
+        if !a && !b {
+            break;
+        }
+    }
+    sent
+}
+
+fn all_quiet(c: &Cluster) -> bool {
+    c.nodes.iter().flatten().all(|n| n.is_quiet())
+}
+
+#[test]
+fn an_idle_group_goes_quiet_and_stays_silent() {
+    for (pre_vote, check_quorum) in [(false, false), (true, true)] {
+        let mut c = quiet_cluster(3, |cfg| {
+            cfg.pre_vote = pre_vote;
+            cfg.check_quorum = check_quorum;
+        });
+        c.propose(1, "a").unwrap();
+        c.stabilize();
+        // One heartbeat round carries MsgQuiesce and its answers.
+        for _ in 0..2 {
+            tick_count(&mut c);
+        }
+        assert!(
+            all_quiet(&c),
+            "pre_vote={pre_vote} check_quorum={check_quorum}"
+        );
+        let term = c.term(1);
+        // Far past any election timeout and check-quorum window: nothing is sent, no Ready.
+        for _ in 0..200 {
+            assert_eq!(tick_count(&mut c), 0);
+            assert!(c.nodes.iter().flatten().all(|n| !n.has_ready()));
+        }
+        assert_eq!(c.leader(), Some(1));
+        assert_eq!(c.term(1), term);
+        assert!(all_quiet(&c));
+    }
+}
+
+#[test]
+fn without_the_option_an_idle_group_keeps_heartbeating() {
+    let mut c = Cluster::new(3, AppendMode::default());
+    c.campaign(1);
+    for _ in 0..20 {
+        // Each tick of an etcd-style leader sends a heartbeat to each follower and gets
+        // answers: four messages.
+        assert_eq!(tick_count(&mut c), 4);
+        assert!(c.nodes.iter().flatten().all(|n| !n.is_quiet()));
+    }
+}
+
+#[test]
+fn a_proposal_wakes_the_group_commits_and_the_group_goes_quiet_again() {
+    let mut c = quiet_cluster(3, |_| {});
+    tick_count(&mut c);
+    tick_count(&mut c);
+    assert!(all_quiet(&c));
+    for (i, at) in [1u64, 2, 3].into_iter().enumerate() {
+        // At the leader, or forwarded by a quiet follower.
+        c.propose(at, format!("p{i}")).unwrap();
+        c.stabilize();
+        assert!(!c.node_ref(1).is_quiet(), "the leader woke");
+        let commit = c.committed(1);
+        assert!((1..=3).all(|id| c.committed(id) == commit));
+        assert_eq!(c.payloads(2).len(), i + 1);
+        for _ in 0..3 {
+            tick_count(&mut c);
+        }
+        assert!(all_quiet(&c), "quiet again after proposal {i}");
+    }
+}
+
+#[test]
+fn a_lagging_follower_keeps_the_leader_awake() {
+    let mut c = quiet_cluster(3, |_| {});
+    c.isolate(3);
+    c.propose(1, "x").unwrap();
+    c.stabilize();
+    for _ in 0..30 {
+        let sent = tick_count(&mut c);
+        // The leader keeps contacting node 3 (whose link is cut).
+        assert!(sent > 0);
+        assert!(!c.node_ref(1).is_quiet());
+    }
+    c.heal();
+    // Node 3 campaigned while cut off (no pre-vote): an election may follow; then quiet.
+    for _ in 0..60 {
+        tick_count(&mut c);
+        if all_quiet(&c) {
+            break;
+        }
+    }
+    assert!(all_quiet(&c));
+    let l = c.leader().expect("a leader");
+    assert_eq!(c.committed(3), c.committed(l));
+    assert_eq!(c.payloads(3), c.payloads(l));
+}
+
+#[test]
+fn a_quiet_group_elects_once_the_leader_is_reported_down() {
+    let mut c = quiet_cluster(3, |cfg| cfg.pre_vote = true);
+    c.propose(1, "a").unwrap();
+    c.stabilize();
+    tick_count(&mut c);
+    tick_count(&mut c);
+    assert!(all_quiet(&c));
+    c.stop_node(1);
+    // Nobody notices on its own: the followers' timers are stopped.
+    for _ in 0..200 {
+        tick_count(&mut c);
+    }
+    assert_eq!(c.node_ref(2).basic_status().soft_state.leader_id, 1);
+    assert!(c.node_ref(2).is_quiet() && c.node_ref(3).is_quiet());
+    // The application's failure detector tells one follower.
+    c.node(2).report_peer_down(1);
+    assert!(!c.node_ref(2).is_quiet());
+    let mut elected = None;
+    for _ in 0..60 {
+        tick_count(&mut c);
+        if let Some(l) = [2u64, 3]
+            .into_iter()
+            .find(|&id| c.node_ref(id).role() == StateRole::Leader)
+        {
+            elected = Some(l);
+            break;
+        }
+    }
+    let l = elected.expect("a new leader within 60 ticks of the report");
+    c.propose(l, "b").unwrap();
+    c.stabilize();
+    assert_eq!(c.payloads(2).len(), 2);
+    assert_eq!(c.payloads(3).len(), 2);
+}
+
+#[test]
+fn a_report_about_a_follower_does_not_wake_a_quiet_follower() {
+    let mut c = quiet_cluster(3, |_| {});
+    tick_count(&mut c);
+    tick_count(&mut c);
+    assert!(all_quiet(&c));
+    c.node(2).report_peer_down(3);
+    assert!(c.node_ref(2).is_quiet());
+    // On the leader it does: the leader heartbeats (and so probes) again.
+    c.node(1).report_peer_down(3);
+    assert!(!c.node_ref(1).is_quiet());
+    assert!(tick_count(&mut c) > 0);
+}
+
+#[test]
+fn a_stray_message_wakes_a_follower_which_wakes_its_leader() {
+    let mut c = quiet_cluster(3, |_| {});
+    tick_count(&mut c);
+    tick_count(&mut c);
+    assert!(all_quiet(&c));
+    let term = c.term(2);
+    // A stray message from node 3 to node 2 (a response it should not get).
+    let r = c
+        .node(2)
+        .step(msg(MessageType::MsgHeartbeatResp, 3, 2, term));
+    assert!(r.is_ok(), "{r:?}");
+    assert!(!c.node_ref(2).is_quiet());
+    c.stabilize();
+    assert!(!c.node_ref(1).is_quiet(), "the follower told its leader");
+    for _ in 0..3 {
+        tick_count(&mut c);
+    }
+    assert!(all_quiet(&c), "and the group went quiet again");
+    assert_eq!(c.term(2), term, "without an election");
+}
+
+#[test]
+fn wake_on_a_follower_resumes_heartbeats_without_an_election() {
+    let mut c = quiet_cluster(5, |cfg| cfg.check_quorum = true);
+    tick_count(&mut c);
+    tick_count(&mut c);
+    assert!(all_quiet(&c));
+    let term = c.term(1);
+    c.node(4).wake();
+    c.stabilize();
+    assert!(!c.node_ref(1).is_quiet());
+    for _ in 0..50 {
+        tick_count(&mut c);
+    }
+    assert_eq!(c.leader(), Some(1));
+    assert_eq!(c.term(1), term);
+    assert!(all_quiet(&c));
+}
+
+#[test]
+fn duplicated_old_answers_do_not_quiet_the_leader_early() {
+    let mut c = quiet_cluster(3, |_| {});
+    // Capture node 3's answer to the first MsgQuiesce round.
+    c.tick_all();
+    c.process_readies();
+    c.deliver();
+    c.process_readies();
+    let old: Vec<_> = c
+        .queue
+        .iter()
+        .filter(|m| m.msg_type() == Some(MessageType::MsgQuiesceResp) && m.from == 3)
+        .cloned()
+        .collect();
+    assert_eq!(old.len(), 1);
+    c.stabilize();
+    assert!(all_quiet(&c));
+    // Node 3 wakes (and tells the leader); the old answer arrives again before the new round.
+    c.node(3).wake();
+    c.stabilize();
+    assert!(!c.node_ref(1).is_quiet());
+    c.node(1).step(old[0].clone()).unwrap();
+    c.stabilize();
+    assert!(!c.node_ref(1).is_quiet(), "an old answer does not count");
+    for _ in 0..3 {
+        tick_count(&mut c);
+    }
+    assert!(all_quiet(&c));
+}
