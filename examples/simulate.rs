@@ -190,6 +190,9 @@ struct Totals {
     lease_beyond_reads: u64,
     lease_quick: u64,
     lease_stale: u64,
+    quiesce_runs: u64,
+    quiesce_ticks: u64,
+    quiet_ticks: u64,
 }
 
 fn report_failure(o: &Opts, r: &RunReport) {
@@ -293,6 +296,11 @@ fn main() -> ExitCode {
                 None => {}
             }
             t.lease_stale += r.lease_stale;
+            if r.quiesce {
+                t.quiesce_runs += 1;
+                t.quiesce_ticks += r.ticks;
+                t.quiet_ticks += r.quiet_ticks;
+            }
             t.lease_quick += r.lease_quick;
             if r.violation.is_some() {
                 t.violations += 1;
@@ -380,6 +388,13 @@ fn main() -> ExitCode {
         t.lease_beyond_runs,
         t.lease_beyond_reads,
         t.lease_stale
+    );
+    out!(
+        "quiescence: runs={} ticks_while_quiet={} of {} ({:.1}%)",
+        t.quiesce_runs,
+        t.quiet_ticks,
+        t.quiesce_ticks,
+        100.0 * t.quiet_ticks as f64 / t.quiesce_ticks.max(1) as f64
     );
     out!(
         "seeds={} events={} violations={} liveness={} events_per_sec={:.0}",

@@ -42,6 +42,10 @@ pub struct ClusterSpec {
     pub max_committed_size_per_ready: u64,
     /// `Config::step_down_on_removal`.
     pub step_down_on_removal: bool,
+    /// `Config::quiesce`. Runs with it have idle spells in their workload (so groups go
+    /// quiet), random `wake()` calls, and a failure detector that reports crashed, stopped and
+    /// cut-off peers (`report_peer_down`).
+    pub quiesce: bool,
     /// `Config::read_only_option`. Lease-based reads (which need `check_quorum`) rely on
     /// bounded clock drift: a stale lease read is a violation only in runs within the bound
     /// (see [`SimConfig::lease_within_bound`]), and is counted apart beyond it.
@@ -64,6 +68,7 @@ impl Default for ClusterSpec {
             max_inflight_msgs: 64,
             max_committed_size_per_ready: 0,
             step_down_on_removal: false,
+            quiesce: false,
             read_only_option: ReadOnlyOption::Safe,
         }
     }
@@ -181,6 +186,13 @@ pub struct Workload {
     pub compact_every: u64,
     /// Mean time between leadership transfers.
     pub transfer_every: u64,
+    /// Mean time between idle spells (no proposals, reads, membership changes or transfers),
+    /// 0 for none.
+    pub idle_every: u64,
+    /// Longest idle spell.
+    pub idle_len: u64,
+    /// Mean time between `wake()` calls on a random node, 0 for none.
+    pub wake_every: u64,
 }
 
 impl Default for Workload {
@@ -192,6 +204,9 @@ impl Default for Workload {
             conf_change_every: 20 * TICK,
             compact_every: 8 * TICK,
             transfer_every: 40 * TICK,
+            idle_every: 0,
+            idle_len: 0,
+            wake_every: 0,
         }
     }
 }
@@ -249,6 +264,7 @@ impl SimConfig {
             max_inflight_msgs: [1, 2, 4, 16, 256][r.index(5)],
             max_committed_size_per_ready: [0, 0, 0, 100, 1 << 20][r.index(5)],
             step_down_on_removal: r.coin(),
+            quiesce: false,
             read_only_option: ReadOnlyOption::Safe,
         };
         let scale = |r: &mut SimRng, base: u64| base / 2 + r.below(base + 1);
@@ -279,6 +295,9 @@ impl SimConfig {
             conf_change_every: scale(&mut r, 20 * TICK),
             compact_every: scale(&mut r, 8 * TICK),
             transfer_every: scale(&mut r, 40 * TICK),
+            idle_every: 0,
+            idle_len: 0,
+            wake_every: 0,
         };
         let mut cfg = SimConfig {
             seed,
@@ -289,6 +308,15 @@ impl SimConfig {
             workload,
             breach: None,
         };
+        // Quiescence, from a stream of its own (the draws above stay as they were): idle spells
+        // long enough for the group to go quiet, and wake-ups.
+        let mut q = SimRng::new(seed).fork(0x0051_E7CE);
+        if q.chance(350_000) {
+            cfg.cluster.quiesce = true;
+            cfg.workload.idle_every = q.range(5, 30) * TICK;
+            cfg.workload.idle_len = q.range(3, 40) * TICK;
+            cfg.workload.wake_every = [0, 4 * TICK, 20 * TICK][q.index(3)];
+        }
         // Lease-based reads, from a stream of their own (the draws above stay as they were).
         let mut l = SimRng::new(seed).fork(0x001E_A5E5);
         if cfg.cluster.check_quorum && l.chance(400_000) {
@@ -353,10 +381,20 @@ impl SimConfig {
     pub fn summary(&self) -> String {
         let c = &self.cluster;
         format!(
-            "seed={} voters={} learners={} spare={} election_tick={} pre_vote={} check_quorum={} mode={:?} async={} max_size_per_msg={} max_inflight={} step_down_on_removal={} drop={}ppm dup={}ppm{}",
+            "seed={} voters={} learners={} spare={} election_tick={} pre_vote={} check_quorum={} mode={:?} async={} max_size_per_msg={} max_inflight={} step_down_on_removal={} drop={}ppm dup={}ppm{}{}",
             self.seed, c.voters, c.learners, c.spare, c.election_tick, c.pre_vote, c.check_quorum,
             c.append_mode, c.async_storage_writes, c.max_size_per_msg, c.max_inflight_msgs,
             c.step_down_on_removal, self.faults.drop_ppm, self.faults.dup_ppm,
+            if c.quiesce {
+                format!(
+                    " quiesce(idle every {} for up to {} ticks, wake every {})",
+                    self.workload.idle_every / TICK,
+                    self.workload.idle_len / TICK,
+                    self.workload.wake_every / TICK
+                )
+            } else {
+                String::new()
+            },
             match self.lease_within_bound() {
                 None => "",
                 Some(true) => " reads=lease(within bound)",

@@ -58,6 +58,7 @@ pub fn cluster_spec() -> impl Strategy<Value = ClusterSpec> {
                 max_inflight_msgs: infl,
                 max_committed_size_per_ready: 0,
                 step_down_on_removal: sdr,
+                quiesce: false,
                 read_only_option: ReadOnlyOption::Safe,
             },
         )
@@ -113,22 +114,39 @@ pub fn workload() -> impl Strategy<Value = Workload> {
             conf_change_every: cc * TICK,
             compact_every: co * TICK,
             transfer_every: tr * TICK,
+            idle_every: 0,
+            idle_len: 0,
+            wake_every: 0,
         })
 }
 
 /// Whole runs of `events` events: a seed, a cluster, a fault plan and a workload.
 pub fn sim_config(events: u64) -> impl Strategy<Value = SimConfig> {
-    (any::<u64>(), cluster_spec(), fault_plan(), workload()).prop_map(
-        move |(seed, cluster, faults, workload)| SimConfig {
-            seed,
-            events,
-            liveness: true,
-            cluster,
-            faults,
-            workload,
-            breach: None,
-        },
+    (
+        any::<u64>(),
+        cluster_spec(),
+        fault_plan(),
+        workload(),
+        prop_oneof![Just(None), (1u64..=30, 1u64..=40).prop_map(Some)],
     )
+        .prop_map(move |(seed, mut cluster, faults, mut workload, quiet)| {
+            // Quiescence: idle spells, wake-ups and the failure detector.
+            if let Some((every, len)) = quiet {
+                cluster.quiesce = true;
+                workload.idle_every = every * TICK;
+                workload.idle_len = len * TICK;
+                workload.wake_every = 10 * TICK;
+            }
+            SimConfig {
+                seed,
+                events,
+                liveness: true,
+                cluster,
+                faults,
+                workload,
+                breach: None,
+            }
+        })
 }
 
 /// One action of an explicit schedule. Deliveries, ticks and Ready handling are the most

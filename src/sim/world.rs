@@ -122,6 +122,12 @@ pub struct RunReport {
     /// Stale reads released in a lease-based run beyond the clock bound: counted here, not
     /// reported as a violation (within the bound a stale read is one).
     pub lease_stale: u64,
+    /// Whether the run's nodes had `Config::quiesce`.
+    pub quiesce: bool,
+    /// Ticks taken by quiet nodes (their tick only counts time), out of `ticks`.
+    pub quiet_ticks: u64,
+    /// Ticks taken by all nodes.
+    pub ticks: u64,
     /// The record of the run for a chart, when [`World::record_chart`] asked for one.
     pub chart: Option<Box<ChartLog>>,
 }
@@ -152,6 +158,15 @@ enum Event {
     Compact,
     Transfer,
     Probe,
+    /// Quiescence runs: the workload pauses.
+    IdleSpell,
+    /// Quiescence runs: `wake()` on a random node.
+    Wake,
+    /// Quiescence runs: the failure detector reports a crashed or stopped node down to the
+    /// others.
+    ReportDown(usize),
+    /// Quiescence runs: the failure detector reports the nodes a partition cuts off.
+    ReportCut(u64),
 }
 
 struct Scheduled {
@@ -343,6 +358,8 @@ pub struct World {
     msg_seq: u64,
     /// The record a chart is drawn from, when asked for.
     chart: Option<Box<ChartLog>>,
+    /// Quiescence runs: the workload is idle until then.
+    idle_until: u64,
 }
 
 impl World {
@@ -416,9 +433,11 @@ impl World {
             liveness: None,
             msg_seq: 0,
             chart: None,
+            idle_until: 0,
             report: RunReport {
                 seed: cfg.seed,
                 lease: cfg.lease_within_bound(),
+                quiesce: cfg.cluster.quiesce,
                 ..Default::default()
             },
             cfg,
@@ -465,6 +484,8 @@ impl World {
         first(self, wl.conf_change_every, Event::ConfChange);
         first(self, wl.compact_every, Event::Compact);
         first(self, wl.transfer_every, Event::Transfer);
+        first(self, wl.idle_every, Event::IdleSpell);
+        first(self, wl.wake_every, Event::Wake);
     }
 
     // ---------------------------------------------------------------------------------------
@@ -518,6 +539,7 @@ impl World {
         cfg.pre_vote = c.pre_vote;
         cfg.read_only_option = c.read_only_option;
         cfg.step_down_on_removal = c.step_down_on_removal;
+        cfg.quiesce = c.quiesce;
         cfg.async_storage_writes = c.async_storage_writes;
         cfg.append_mode = c.append_mode;
         cfg.seed = self.cfg.seed.wrapping_add((inc as u64) << 40);
@@ -1287,6 +1309,7 @@ impl World {
             why: stage,
         });
         self.chart_lane(id, Lane::Down);
+        self.detect_down(s);
         if self.timed && self.phase == Phase::Chaos {
             // A crash aimed inside a Ready is mostly a process that restarts at once.
             let down = if quick {
@@ -1470,6 +1493,50 @@ impl World {
         self.slots[s].inc += 1;
         self.tr(id, What::Lifecycle("stop (removed from the group)"));
         self.chart_lane(id, Lane::Absent);
+        self.detect_down(s);
+    }
+
+    /// Quiescence runs: the application's failure detector notices that slot `s` is gone, a
+    /// little later.
+    fn detect_down(&mut self, s: usize) {
+        if self.cfg.cluster.quiesce && self.timed {
+            let d = self.rng.range(TICK / 2, 3 * TICK);
+            self.schedule(d, Event::ReportDown(s));
+        }
+    }
+
+    /// Quiescence runs: every running node is told that the node of slot `s` is down, and
+    /// handles what follows.
+    fn report_down(&mut self, s: usize) -> Res {
+        let id = self.slots[s].id;
+        self.tr(0, What::Note(format!("failure detector: {id} is down")));
+        for t in 0..self.slots.len() {
+            if t != s {
+                if let Some(r) = self.slots[t].running() {
+                    r.raw.report_peer_down(id);
+                    self.post(t)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Quiescence runs: the nodes that partition `pid` (if still in place) cuts off from a
+    /// peer are told that the peer is down.
+    fn report_cut(&mut self, pid: u64) -> Res {
+        let Some((_, pairs)) = self.partitions.iter().find(|p| p.0 == pid) else {
+            return Ok(());
+        };
+        let pairs = pairs.clone();
+        self.tr(0, What::Note(format!("failure detector: partition p{pid}")));
+        for (a, b) in pairs {
+            let down = self.slots[a].id;
+            if let Some(r) = self.slots[b].running() {
+                r.raw.report_peer_down(down);
+                self.post(b)?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether crashing `s` leaves a live majority in every half of the latest configuration.
@@ -1813,6 +1880,10 @@ impl World {
             return;
         }
         let pid = self.add_partition(pairs, text);
+        if self.cfg.cluster.quiesce {
+            let d = self.rng.range(TICK / 2, 3 * TICK);
+            self.schedule(d, Event::ReportCut(pid));
+        }
         let len = self
             .rng
             .range(TICK, self.cfg.faults.partition_len.max(TICK));
@@ -2008,9 +2079,13 @@ impl World {
                     return Ok(false);
                 }
                 let id = self.slots[s].id;
+                let mut quiet = false;
                 if let Some(r) = self.slots[s].running() {
+                    quiet = r.raw.is_quiet();
                     r.raw.tick();
                 }
+                self.report.ticks += 1;
+                self.report.quiet_ticks += quiet as u64;
                 self.tr(id, What::Tick);
                 self.post(s)?;
                 let every = self.slots[s].tick_every;
@@ -2105,16 +2180,25 @@ impl World {
                 }
                 let d = self.rng.around(self.cfg.workload.propose_every);
                 self.schedule(d, Event::Propose);
+                if self.now < self.idle_until {
+                    return Ok(false);
+                }
                 self.propose(None)?;
             }
             Event::Read => {
                 let d = self.rng.around(self.cfg.workload.read_every);
                 self.schedule(d, Event::Read);
+                if self.now < self.idle_until {
+                    return Ok(false);
+                }
                 self.read(None)?;
             }
             Event::ConfChange => {
                 let d = self.rng.around(self.cfg.workload.conf_change_every);
                 self.schedule(d, Event::ConfChange);
+                if self.now < self.idle_until {
+                    return Ok(false);
+                }
                 self.conf_change(None)?;
             }
             Event::Compact => {
@@ -2128,9 +2212,39 @@ impl World {
                 }
                 let d = self.rng.around(self.cfg.workload.transfer_every);
                 self.schedule(d, Event::Transfer);
+                if self.now < self.idle_until {
+                    return Ok(false);
+                }
                 self.transfer(None)?;
             }
             Event::Probe => self.probe()?,
+            Event::IdleSpell => {
+                if !chaos {
+                    return Ok(false);
+                }
+                let len = self.rng.range(TICK, self.cfg.workload.idle_len.max(TICK));
+                self.idle_until = self.now + len;
+                let d = self.rng.around(self.cfg.workload.idle_every);
+                self.schedule(len + d, Event::IdleSpell);
+                self.tr(0, What::Note(format!("workload idle for {len}")));
+            }
+            Event::Wake => {
+                if !chaos {
+                    return Ok(false);
+                }
+                let d = self.rng.around(self.cfg.workload.wake_every);
+                self.schedule(d, Event::Wake);
+                if let Some(s) = self.random_up() {
+                    let id = self.slots[s].id;
+                    if let Some(r) = self.slots[s].running() {
+                        r.raw.wake();
+                    }
+                    self.tr(id, What::Note("wake".into()));
+                    self.post(s)?;
+                }
+            }
+            Event::ReportDown(s) => self.report_down(s)?,
+            Event::ReportCut(pid) => self.report_cut(pid)?,
         }
         Ok(true)
     }
