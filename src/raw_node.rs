@@ -167,10 +167,12 @@ impl<S: Storage> RawNode<S> {
     /// term 1. Seeding the storage with a snapshot that holds the configuration is the
     /// preferred way; this exists for convenience.
     pub fn bootstrap(&mut self, peers: &[Peer]) -> Result<()> {
+        self.raft.unsettle();
         self.raft.bootstrap(&mut self.cursor, peers)
     }
 
     /// Advances the logical clock by one tick.
+    #[inline]
     pub fn tick(&mut self) {
         self.raft.tick();
     }
@@ -187,12 +189,14 @@ impl<S: Storage> RawNode<S> {
 
     /// Starts an election (or a pre-vote round) now.
     pub fn campaign(&mut self) -> Result<()> {
+        self.raft.unsettle();
         self.step_request(MessageType::MsgHup, self.raft.id(), Vec::new())
     }
 
     /// Proposes data to be appended to the log. `Error::ProposalDropped` says why a proposal
     /// was not taken (and so whether to retry).
     pub fn propose(&mut self, data: Bytes) -> Result<()> {
+        self.raft.unsettle();
         let data = match self.raft.propose_fast(data) {
             Ok(res) => return res,
             Err(data) => data,
@@ -206,6 +210,7 @@ impl<S: Storage> RawNode<S> {
 
     /// Proposes several entries in one step (one append message per follower in etcd mode).
     pub fn propose_batch(&mut self, data: impl IntoIterator<Item = Bytes>) -> Result<()> {
+        self.raft.unsettle();
         let entries: Vec<Entry> = data
             .into_iter()
             .map(|data| Entry {
@@ -221,6 +226,7 @@ impl<S: Storage> RawNode<S> {
 
     /// Proposes a configuration change (V1 or V2; an empty V2 leaves a joint configuration).
     pub fn propose_conf_change(&mut self, cc: impl Into<ConfChangeI>) -> Result<()> {
+        self.raft.unsettle();
         let (ty, data) = match cc.into() {
             ConfChangeI::V1(c) => (
                 EntryType::EntryConfChange,
@@ -243,6 +249,7 @@ impl<S: Storage> RawNode<S> {
     /// invalid change is refused with an error and leaves the configuration unchanged (the
     /// same decision on every node).
     pub fn apply_conf_change(&mut self, cc: &ConfChangeI) -> Result<ConfState> {
+        self.raft.unsettle();
         // A new configuration may have members that never heard of the quiet round.
         self.raft.wake(false);
         self.raft.apply_conf_change(&cc.as_v2())
@@ -253,6 +260,7 @@ impl<S: Storage> RawNode<S> {
     /// `Error::InvalidMessage(reason)` and changes nothing. Local message types are refused
     /// (`Error::StepLocalMsg`): storage responses go through `step_local`.
     pub fn step(&mut self, m: Message) -> Result<()> {
+        self.raft.unsettle();
         self.raft.step_remote(m)
     }
 
@@ -262,6 +270,7 @@ impl<S: Storage> RawNode<S> {
     /// travelled in a `MsgStorageAppend`'s responses. Anything else is refused: these messages
     /// carry trust that network input must not have.
     pub fn step_local(&mut self, m: Message) -> Result<()> {
+        self.raft.unsettle();
         let id = self.raft.id();
         let ok = match m.msg_type() {
             Some(MessageType::MsgStorageAppendResp) => m.from == LOCAL_APPEND_THREAD && m.to == id,
@@ -272,10 +281,14 @@ impl<S: Storage> RawNode<S> {
         if !ok {
             return Err(Error::AsyncStorageMisuse("not a local storage response"));
         }
-        self.raft.step(m)
+        let r = self.raft.step(m);
+        // The storage responses are what leaves an asynchronous node idle.
+        self.raft.settle(&self.cursor);
+        r
     }
 
     /// Whether `ready` would return something to do.
+    #[inline]
     pub fn has_ready(&self) -> bool {
         self.raft.has_ready(&self.cursor)
     }
@@ -285,6 +298,7 @@ impl<S: Storage> RawNode<S> {
     /// second Ready holds only what is new, and the next `advance` acknowledges both (so
     /// persist and apply both before calling it).
     pub fn ready(&mut self) -> Ready {
+        self.raft.unsettle();
         self.raft.ready(&mut self.cursor)
     }
 
@@ -319,11 +333,13 @@ impl<S: Storage> RawNode<S> {
 
     /// Tells the leader that `id` could not be reached: its append stream falls back to probing.
     pub fn report_unreachable(&mut self, id: u64) {
+        self.raft.unsettle();
         let _ = self.step_request(MessageType::MsgUnreachable, id, Vec::new());
     }
 
     /// Reports the outcome of sending a snapshot to `id`.
     pub fn report_snapshot(&mut self, id: u64, status: SnapshotStatus) {
+        self.raft.unsettle();
         let _ = self.raft.step(Message {
             r#type: MessageType::MsgSnapStatus as i32,
             from: id,
@@ -334,6 +350,7 @@ impl<S: Storage> RawNode<S> {
 
     /// Asks the leader to hand leadership to `transferee`.
     pub fn transfer_leader(&mut self, transferee: u64) {
+        self.raft.unsettle();
         let _ = self.step_request(MessageType::MsgTransferLeader, transferee, Vec::new());
     }
 
@@ -341,6 +358,7 @@ impl<S: Storage> RawNode<S> {
     /// heartbeats again; a leader heartbeats again. The group goes quiet again at a later
     /// heartbeat if it is still idle. No-op on a node that is not quiet.
     pub fn wake(&mut self) {
+        self.raft.unsettle();
         self.raft.wake(true);
     }
 
@@ -350,6 +368,7 @@ impl<S: Storage> RawNode<S> {
     /// quiet leader wakes and heartbeats again. Other reports change nothing. Safe to call on
     /// a false suspicion: it costs at most an election.
     pub fn report_peer_down(&mut self, id: u64) {
+        self.raft.unsettle();
         self.raft.report_peer_down(id);
     }
 
@@ -360,6 +379,7 @@ impl<S: Storage> RawNode<S> {
 
     /// A follower forgets its leader (so it may grant pre-votes at once); no-op elsewhere.
     pub fn forget_leader(&mut self) -> Result<()> {
+        self.raft.unsettle();
         self.step_request(MessageType::MsgForgetLeader, 0, Vec::new())
     }
 
@@ -368,6 +388,7 @@ impl<S: Storage> RawNode<S> {
     /// it). A read can be lost (no leader, a leader change): give it a timeout and retry.
     /// `docs/reads.md` in the repository compares the safe and lease-based modes.
     pub fn read_index(&mut self, ctx: Bytes) -> Result<()> {
+        self.raft.unsettle();
         let entry = Entry {
             data: ctx,
             ..Default::default()
@@ -382,6 +403,7 @@ impl<S: Storage> RawNode<S> {
 
     /// The storage, to persist a Ready's entries and hard state.
     pub fn store_mut(&mut self) -> &mut S {
+        self.raft.unsettle();
         self.raft.store_mut()
     }
 
@@ -389,6 +411,7 @@ impl<S: Storage> RawNode<S> {
     /// who campaigns first; feature `test-hooks`).
     #[cfg(any(test, feature = "test-hooks"))]
     pub fn set_randomized_election_timeout(&mut self, ticks: usize) {
+        self.raft.unsettle();
         self.raft.set_randomized_election_timeout(ticks);
     }
 
@@ -466,7 +489,7 @@ mod size_tests {
     #[test]
     fn hot_structs_stay_small() {
         assert!(
-            size_of::<RawNode<MemStorage>>() <= 800,
+            size_of::<RawNode<MemStorage>>() <= 832,
             "RawNode {}",
             size_of::<RawNode<MemStorage>>()
         );

@@ -12,7 +12,7 @@ impl<S: Storage> Raft<S> {
             self.vote = NONE;
         }
         self.lead = NONE;
-        self.election_elapsed = 0;
+        self.clk.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
         self.reset_randomized_election_timeout();
         self.abort_leader_transfer();
@@ -25,7 +25,7 @@ impl<S: Storage> Raft<S> {
         self.uncommitted_size = 0;
         self.read_only = None;
         self.lease_revoked = false;
-        self.quiet = false;
+        self.clk.quiet = false;
     }
 
     pub(super) fn become_follower(&mut self, term: u64, lead: u64) {
@@ -57,7 +57,7 @@ impl<S: Storage> Raft<S> {
         self.trk.reset_votes();
         self.trk.progress = ProgressMap::default();
         self.lead = NONE;
-        self.quiet = false;
+        self.clk.quiet = false;
         self.state = StateRole::PreCandidate;
         info!(self.cfg.logger, "became pre-candidate"; "raft_id" => self.id, "term" => self.term);
     }
@@ -112,23 +112,29 @@ impl<S: Storage> Raft<S> {
     // ---------------------------------------------------------------------------------------
     // Ticks.
 
+    #[inline]
     pub(crate) fn tick(&mut self) {
-        self.ticks += 1;
-        if self.quiet {
+        self.clk.ticks += 1;
+        if self.clk.quiet {
             // A quiet group's tick only counts time: no heartbeats, no election timer.
             return;
         }
         match self.state {
-            StateRole::Leader => self.tick_heartbeat(),
+            StateRole::Leader => {
+                self.unsettle();
+                self.tick_heartbeat()
+            }
+            // Anything beyond the clock goes through `step`, which unsettles.
             _ => self.tick_election(),
         }
     }
 
+    #[inline]
     pub(super) fn tick_election(&mut self) {
-        self.election_elapsed += 1;
+        self.clk.election_elapsed += 1;
         // The cheap clock test first: an idle follower's tick is an increment and a compare.
         if self.past_election_timeout() && self.promotable() {
-            self.election_elapsed = 0;
+            self.clk.election_elapsed = 0;
             self.hup_local();
         }
     }
@@ -143,9 +149,9 @@ impl<S: Storage> Raft<S> {
 
     pub(super) fn tick_heartbeat(&mut self) {
         self.heartbeat_elapsed += 1;
-        self.election_elapsed += 1;
-        if self.election_elapsed >= self.election_timeout() {
-            self.election_elapsed = 0;
+        self.clk.election_elapsed += 1;
+        if self.clk.election_elapsed >= self.election_timeout() {
+            self.clk.election_elapsed = 0;
             if self.cfg.check_quorum {
                 let _ = self.step(Message {
                     r#type: MessageType::MsgCheckQuorum as i32,

@@ -28,7 +28,7 @@ impl<S: Storage> Raft<S> {
             | MessageType::MsgQuiesce
             | MessageType::MsgSnap => {
                 // The leader of this term spoke: the election timer starts over.
-                self.election_elapsed = 0;
+                self.clk.election_elapsed = 0;
                 self.lead = m.from;
                 match t {
                     MessageType::MsgApp => return self.handle_append_entries(m),

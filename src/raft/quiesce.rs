@@ -19,7 +19,7 @@ use super::*;
 impl<S: Storage> Raft<S> {
     /// Whether this node is quiet (its tick only counts time).
     pub(crate) fn is_quiet(&self) -> bool {
-        self.quiet
+        self.clk.quiet
     }
 
     /// Whether this leader may let its group go quiet: nothing is pending and every peer holds
@@ -46,7 +46,7 @@ impl<S: Storage> Raft<S> {
             return false;
         }
         let (id, commit) = (self.id, self.raft_log.committed);
-        let round = (self.ticks % u64::from(u16::MAX)) as u16 + 1;
+        let round = (self.clk.ticks % u64::from(u16::MAX)) as u16 + 1;
         let mut to = Vec::new();
         for (pid, pr) in self.trk.progress.iter_mut() {
             if pid != id && !pr.quiet {
@@ -97,12 +97,12 @@ impl<S: Storage> Raft<S> {
             });
             return;
         }
-        if !self.quiet {
+        if !self.clk.quiet {
             debug!(self.cfg.logger, "went quiet";
                 "raft_id" => self.id, "term" => self.term, "lead" => self.lead,
                 "commit" => self.raft_log.committed);
         }
-        self.quiet = true;
+        self.clk.quiet = true;
         self.send(Message {
             r#type: MessageType::MsgQuiesceResp as i32,
             to: m.from,
@@ -135,12 +135,12 @@ impl<S: Storage> Raft<S> {
 
     fn maybe_go_quiet(&mut self) {
         let id = self.id;
-        if self.quiet || !self.trk.progress.iter().all(|(p, pr)| p == id || pr.quiet) {
+        if self.clk.quiet || !self.trk.progress.iter().all(|(p, pr)| p == id || pr.quiet) {
             return;
         }
         info!(self.cfg.logger, "group quiesced";
             "raft_id" => self.id, "term" => self.term, "commit" => self.raft_log.committed);
-        self.quiet = true;
+        self.clk.quiet = true;
     }
 
     /// What a step does to quiescence: `m` (stepped next) wakes a quiet node unless it is part
@@ -158,7 +158,7 @@ impl<S: Storage> Raft<S> {
         if keeps_quiet {
             return;
         }
-        if !self.quiet {
+        if !self.clk.quiet {
             if self.state == StateRole::Leader && m.from != self.id {
                 if let Some(pr) = self.trk.progress.get_mut(m.from) {
                     pr.quiet = false;
@@ -176,20 +176,20 @@ impl<S: Storage> Raft<S> {
     /// Wakes the node. A follower with `tell_leader` sends its leader a heartbeat answer,
     /// which wakes the leader in turn.
     pub(crate) fn wake(&mut self, tell_leader: bool) {
-        if !self.quiet {
+        if !self.clk.quiet {
             if self.state == StateRole::Leader {
                 // A leader still collecting answers starts the round over.
                 self.forget_quiet_peers();
             }
             return;
         }
-        self.quiet = false;
+        self.clk.quiet = false;
         debug!(self.cfg.logger, "woke"; "raft_id" => self.id, "term" => self.term);
         match self.state {
             StateRole::Leader => {
                 self.forget_quiet_peers();
                 // A full check-quorum window from now: nobody answered while it was quiet.
-                self.election_elapsed = 0;
+                self.clk.election_elapsed = 0;
                 self.heartbeat_elapsed = 0;
             }
             _ => {

@@ -83,7 +83,7 @@ impl<S: Storage> Raft<S> {
         let Some(ro) = self.read_only.as_ref() else {
             return false;
         };
-        let (me, now) = (self.id, self.ticks);
+        let (me, now) = (self.id, self.clk.ticks);
         let acked = |id: u64| {
             if id == me {
                 Some(now)

@@ -85,8 +85,32 @@ impl<S: Storage> Raft<S> {
         Ok(())
     }
 
-    /// Whether `ready` would return something to do.
+    /// Whether `ready` would return something to do. An idle node answers from its clock's
+    /// `settled` flag alone (one cache line).
+    #[inline]
     pub(crate) fn has_ready(&self, cur: &ReadyCursor) -> bool {
+        if self.clk.settled {
+            debug_assert!(
+                !self.has_ready_full(cur),
+                "settled, yet a Ready is pending: an input did not unsettle"
+            );
+            return false;
+        }
+        self.has_ready_full(cur)
+    }
+
+    /// Marks the node changed: `has_ready` looks at everything again. Every input does this.
+    #[inline]
+    pub(crate) fn unsettle(&mut self) {
+        self.clk.settled = false;
+    }
+
+    /// Records whether anything is pending, after the Ready loop acknowledged what it did.
+    pub(crate) fn settle(&mut self, cur: &ReadyCursor) {
+        self.clk.settled = !self.has_ready_full(cur);
+    }
+
+    fn has_ready_full(&self, cur: &ReadyCursor) -> bool {
         if self.soft_state() != cur.prev_soft_state {
             return true;
         }
@@ -252,6 +276,7 @@ impl<S: Storage> Raft<S> {
         if let Some((index, size, payload)) = cur.applied_on_advance.take() {
             self.on_applied(index, size, payload);
         }
+        self.settle(cur);
         Ok(())
     }
 

@@ -151,7 +151,7 @@ impl<S: Storage> Raft<S> {
         // Lease mode stamps appends with their send tick, as it does heartbeats: the answer
         // extends the lease.
         let context = if self.cfg.read_only_option == ReadOnlyOption::LeaseBased {
-            Bytes::copy_from_slice(&self.ticks.to_le_bytes())
+            Bytes::copy_from_slice(&self.clk.ticks.to_le_bytes())
         } else {
             Bytes::new()
         };
@@ -236,7 +236,7 @@ impl<S: Storage> Raft<S> {
         let ctx = if self.cfg.read_only_option == ReadOnlyOption::LeaseBased {
             // Lease mode stamps every heartbeat with the tick it was sent at: an answer proves
             // the follower heard from this leader no earlier than that tick.
-            let ticks = self.ticks;
+            let ticks = self.clk.ticks;
             self.read_only_mut().lease_ctx(ticks)
         } else {
             self.read_only
@@ -277,7 +277,7 @@ impl<S: Storage> Raft<S> {
         }
         if self.cfg.read_only_option == ReadOnlyOption::LeaseBased && from != self.id {
             if let Ok(b) = <[u8; 8]>::try_from(&m.context[..]) {
-                let now = self.ticks;
+                let now = self.clk.ticks;
                 self.read_only_mut()
                     .record_lease(from, u64::from_le_bytes(b), now);
             }
@@ -378,7 +378,7 @@ impl<S: Storage> Raft<S> {
             return;
         }
         let lease = self.cfg.read_only_option == ReadOnlyOption::LeaseBased;
-        let now = self.ticks;
+        let now = self.clk.ticks;
         let Some(ro) = self.read_only.as_mut() else {
             return;
         };

@@ -20,6 +20,7 @@ impl<S: Storage> Raft<S> {
 
     /// Steps a message that passed the gate, or a local one.
     pub(crate) fn step(&mut self, mut m: Message) -> Result<()> {
+        self.unsettle();
         let t = m
             .msg_type()
             .ok_or(Error::InvalidMessage(Reason::UnknownType))?;
@@ -36,14 +37,14 @@ impl<S: Storage> Raft<S> {
                 let force = m.context[..] == *CAMPAIGN_TRANSFER;
                 let in_lease = self.cfg.check_quorum
                     && self.lead != NONE
-                    && self.election_elapsed < self.election_timeout();
+                    && self.clk.election_elapsed < self.election_timeout();
                 if !force && in_lease {
                     // A node that heard from a leader within the election timeout ignores
                     // vote requests: a partitioned node must not disrupt a healthy group.
                     debug!(self.cfg.logger, "ignored vote request: lease not expired";
                         "raft_id" => self.id, "from" => m.from, "type" => t.as_str_name(),
                         "msg_term" => m.term, "term" => self.term, "lead" => self.lead,
-                        "remaining_ticks" => self.election_timeout() - self.election_elapsed);
+                        "remaining_ticks" => self.election_timeout() - self.clk.election_elapsed);
                     return Ok(());
                 }
             }
@@ -157,7 +158,7 @@ impl<S: Storage> Raft<S> {
                         ..Default::default()
                     });
                     if t == MessageType::MsgVote {
-                        self.election_elapsed = 0;
+                        self.clk.election_elapsed = 0;
                         self.vote = m.from;
                     }
                 } else {

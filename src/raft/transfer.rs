@@ -33,7 +33,7 @@ impl<S: Storage> Raft<S> {
         info!(self.cfg.logger, "started leader transfer";
             "raft_id" => self.id, "term" => self.term, "transferee" => transferee);
         // The transfer must finish within an election timeout.
-        self.election_elapsed = 0;
+        self.clk.election_elapsed = 0;
         self.lead_transferee = transferee;
         let matched = self.trk.progress.get(transferee).map_or(0, |p| p.matched);
         if matched == self.raft_log.last_index() {
