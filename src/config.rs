@@ -89,10 +89,14 @@ pub struct Config {
     /// `Log` fields of rejected MsgVoteResp / MsgPreVoteResp on the wire.
     pub vote_rejection_carries_commit: bool,
     /// A node answers an append or heartbeat of a lower term with its own term, so the old
-    /// leader steps down. Default: true. etcd answers only with `check_quorum` or `pre_vote`
-    /// and otherwise counts on vote requests to carry the higher term to the old leader; after
-    /// a membership change they may never reach it (the candidate's configuration may not
-    /// list it), and the old leader would lead a term nobody else is in for ever.
+    /// leader steps down, and rejects a vote request of a lower term at its own term, so the
+    /// candidate catches up. Default: true. etcd answers appends only with `check_quorum` or
+    /// `pre_vote` and otherwise counts on vote requests to carry the higher term to the old
+    /// leader; after a membership change they may never reach it (the candidate's
+    /// configuration may not list it), and the old leader would lead a term nobody else is in
+    /// for ever. etcd ignores a lower-term vote request: a voter ahead in term that cannot win
+    /// itself (a stale log or configuration) then keeps the only electable candidate from
+    /// ever reaching its term.
     pub answer_stale_leader: bool,
     /// Quiescence: a leader whose followers hold and know every committed entry, with nothing
     /// pending (no proposal, read, transfer or configuration change), lets the group go quiet:

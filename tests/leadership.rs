@@ -533,3 +533,40 @@ fn status_shows_progress_on_the_leader_only() {
     let pr3 = &st.progress.iter().find(|(id, _)| *id == 3).unwrap().1;
     assert_eq!(pr3.matched(), last + 1);
 }
+
+// -------------------------------------------------------------------------------------------
+// Lower-term vote requests.
+
+/// A voter ahead in term rejects a candidate's lower-term vote request at its own term, so the
+/// candidate catches up (and can win the next election); etcd's behaviour
+/// (`answer_stale_leader = false`) ignores the request.
+#[test]
+fn a_lower_term_vote_request_is_rejected_at_the_higher_term() {
+    for answer in [true, false] {
+        let mut c = cluster(3, |cfg| cfg.answer_stale_leader = answer);
+        c.campaign(1);
+        // Node 3 campaigns alone, cut off, and moves ahead in term.
+        c.isolate(3);
+        for _ in 0..3 {
+            c.node(3).campaign().unwrap();
+            c.stabilize();
+        }
+        let ahead = term(&mut c, 3);
+        let behind = term(&mut c, 1);
+        assert!(ahead > behind);
+        c.heal();
+        // Node 2 campaigns at a term below node 3's; only node 3 sees the request.
+        c.cut.insert((2, 1));
+        c.node(2).campaign().unwrap();
+        let sent = sent_now(&mut c);
+        assert!(has_msg(&sent, MessageType::MsgVote, 3));
+        c.stabilize();
+        if answer {
+            assert_eq!(term(&mut c, 2), ahead, "the candidate learned the term");
+            assert_eq!(role(&mut c, 2), StateRole::Follower);
+        } else {
+            assert_eq!(term(&mut c, 2), behind + 1, "etcd: ignored");
+            assert_eq!(role(&mut c, 2), StateRole::Candidate);
+        }
+    }
+}

@@ -85,12 +85,18 @@ impl<S: Storage> Raft<S> {
                     to: m.from,
                     ..Default::default()
                 });
-            } else if t == MessageType::MsgPreVote {
-                debug!(self.cfg.logger, "rejected pre-vote request: lower term";
+            } else if t == MessageType::MsgPreVote
+                || (t == MessageType::MsgVote && self.cfg.answer_stale_leader)
+            {
+                // A candidate behind in term learns the term: otherwise a voter that is ahead
+                // in term (it campaigned while cut off, say) ignores it for ever, and if that
+                // voter cannot win itself (its log is behind, or its configuration is stale)
+                // no election can succeed. etcd answers pre-votes only.
+                debug!(self.cfg.logger, "rejected vote request: lower term";
                     "raft_id" => self.id, "from" => m.from, "type" => t.as_str_name(),
                     "msg_term" => m.term, "term" => self.term);
                 self.send(Message {
-                    r#type: MessageType::MsgPreVoteResp as i32,
+                    r#type: t.vote_response() as i32,
                     to: m.from,
                     term: self.term,
                     reject: true,
