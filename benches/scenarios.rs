@@ -21,21 +21,26 @@ use std::process::{exit, Command};
 use std::time::Instant;
 
 use bytes::Bytes;
-use raftcore::AppendMode;
+use raftcore::raftpb::{Message, MessageType};
+use raftcore::{AppendMode, MemStorage, RawNode};
+use std::sync::Arc;
 
 use common::alloc::{self, Counting};
-use common::cluster::{Cluster, FollowerAppend, IdleGroups};
+use common::cluster::{
+    bench_config, bench_storage, handle_ready, ApplyState, Cluster, FollowerAppend, IdleGroups,
+};
 use common::mem::rss_bytes;
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-const SCENARIOS: [&str; 5] = [
+const SCENARIOS: [&str; 6] = [
     "throughput3",
     "throughput5",
     "idle_memory",
     "tick_idle",
     "follower_append",
+    "groups_million",
 ];
 
 struct Args {
@@ -145,6 +150,7 @@ fn main() {
         "idle_memory" => idle_memory(&a),
         "tick_idle" => tick_idle(&a),
         "follower_append" => follower_append(&a),
+        "groups_million" => groups_million(&a),
         other => usage(&format!("unknown scenario {other}")),
     }
 }
@@ -433,4 +439,108 @@ fn follower_append(a: &Args) {
         allocs.bytes as f64 / entries as f64,
         "bytes",
     );
+}
+
+/// groups_million: `groups` (1,000,000) followers (id 2) of their own 3-voter groups with
+/// `Config::quiesce`, each handed one heartbeat from leader 1 and then its `MsgQuiesce`, its
+/// Ready handled after each (the answers dropped). Headline: VmRSS after minus before, per
+/// group. Then passes of `tick()` + `has_ready()` over all groups (after one warm-up pass):
+/// `groups_million.tick_ns` (mean per group), `.tick_best_ns` (best pass), and
+/// `.msgs_per_pass`, the messages the timed passes produced (any Ready is taken and its
+/// messages counted).
+fn groups_million(a: &Args) {
+    const PASSES: usize = 10;
+    let groups = a.groups.unwrap_or(1_000_000);
+    if groups == 0 {
+        usage("--groups must be positive");
+    }
+    let rss = || rss_bytes().unwrap_or_else(|| fail("cannot read VmRSS from /proc/self/status"));
+    let mut cfg = bench_config(2, a.mode);
+    cfg.quiesce = true;
+    let cfg = Arc::new(cfg);
+    let rss0 = rss();
+    let t0 = Instant::now();
+    let mut nodes: Vec<RawNode<MemStorage>> = Vec::with_capacity(groups);
+    let mut sm = ApplyState::default();
+    let mut out = Vec::new();
+    for _ in 0..groups {
+        let mut node = RawNode::with_shared_config(2, 0, Arc::clone(&cfg), bench_storage(3))
+            .unwrap_or_else(|e| fail(&format!("RawNode::with_shared_config: {e}")));
+        for t in [MessageType::MsgHeartbeat, MessageType::MsgQuiesce] {
+            node.step(Message {
+                r#type: t as i32,
+                from: 1,
+                to: 2,
+                term: 1,
+                commit: 1,
+                index: 1,
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| fail(&format!("step {t:?}: {e}")));
+            handle_ready(&mut node, &mut sm, &mut out);
+            out.clear();
+        }
+        if !node.is_quiet() {
+            fail("groups_million: a follower did not go quiet");
+        }
+        nodes.push(node);
+    }
+    let create_secs = t0.elapsed().as_secs_f64();
+    let rss1 = rss();
+    let mut total = 0f64;
+    let mut best = f64::MAX;
+    let mut msgs = 0usize;
+    for pass in 0..=PASSES {
+        let t = Instant::now();
+        let mut ready = 0usize;
+        for node in &mut nodes {
+            node.tick();
+            ready += node.has_ready() as usize;
+        }
+        let dt = t.elapsed().as_secs_f64();
+        if ready > 0 {
+            for node in &mut nodes {
+                if node.has_ready() {
+                    handle_ready(node, &mut sm, &mut out);
+                }
+            }
+            if pass > 0 {
+                msgs += out.len();
+            }
+            out.clear();
+        }
+        if pass > 0 {
+            total += dt;
+            best = best.min(dt);
+        }
+    }
+    if nodes.iter().any(|n| !n.is_quiet()) {
+        fail("groups_million: a group woke while ticking");
+    }
+    eprintln!(
+        "groups_million: groups={groups} rss_before={rss0} rss_after={rss1} create_time={create_secs:.2}s passes={PASSES} size_of RawNode<MemStorage>={}",
+        std::mem::size_of::<RawNode<MemStorage>>()
+    );
+    report(
+        "groups_million",
+        rss1.saturating_sub(rss0) as f64 / groups as f64,
+        "bytes/group",
+    );
+    report(
+        "groups_million.tick_ns",
+        total * 1e9 / (PASSES * groups) as f64,
+        "ns/group",
+    );
+    report(
+        "groups_million.tick_best_ns",
+        best * 1e9 / groups as f64,
+        "ns/group",
+    );
+    report("groups_million.pass_ms", total * 1e3 / PASSES as f64, "ms");
+    report(
+        "groups_million.msgs_per_pass",
+        msgs as f64 / PASSES as f64,
+        "msgs",
+    );
+    drop(nodes);
 }

@@ -489,7 +489,7 @@ mod size_tests {
     #[test]
     fn hot_structs_stay_small() {
         assert!(
-            size_of::<RawNode<MemStorage>>() <= 832,
+            size_of::<RawNode<MemStorage>>() <= 800,
             "RawNode {}",
             size_of::<RawNode<MemStorage>>()
         );

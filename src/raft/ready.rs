@@ -20,7 +20,9 @@ pub(crate) struct ReadyCursor {
     /// What the Readies handed out since the last `advance` gave to apply: the last index, the
     /// entries' encoded size and their payload size (a summary rather than a
     /// `MsgStorageApplyResp` carrying clones of the entries).
-    applied_on_advance: Option<(u64, u64, u64)>,
+    /// Index 0: nothing (no entry has index 0). A plain triple rather than an `Option`: 8
+    /// bytes less per group.
+    applied_on_advance: (u64, u64, u64),
     /// Readies handed out and not yet acknowledged by `advance`.
     readies_outstanding: u32,
 }
@@ -243,11 +245,9 @@ impl<S: Storage> Raft<S> {
             cur.steps_on_advance.extend(append_resp);
             if let Some(last) = rd.committed_entries.last() {
                 let payload = payloads_size(&rd.committed_entries);
-                cur.applied_on_advance = Some(match cur.applied_on_advance {
-                    // An earlier Ready's entries come first: the summaries add up.
-                    Some((_, size, pay)) => (last.index, size + committed_size, pay + payload),
-                    None => (last.index, committed_size, payload),
-                });
+                // An earlier Ready's entries come first: the summaries add up.
+                let (_, size, pay) = cur.applied_on_advance;
+                cur.applied_on_advance = (last.index, size + committed_size, pay + payload);
             }
             cur.readies_outstanding = cur.readies_outstanding.saturating_add(1);
         }
@@ -273,7 +273,8 @@ impl<S: Storage> Raft<S> {
         for m in steps {
             let _ = self.step(m);
         }
-        if let Some((index, size, payload)) = cur.applied_on_advance.take() {
+        let (index, size, payload) = std::mem::take(&mut cur.applied_on_advance);
+        if index != 0 {
             self.on_applied(index, size, payload);
         }
         self.settle(cur);
