@@ -2,6 +2,7 @@
 //! `MemStorage`, an in-memory implementation.
 
 use bytes::Bytes;
+use prost::Message as _;
 
 use crate::error::{Error, Result, StorageError};
 use crate::raftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
@@ -100,8 +101,15 @@ pub fn limit_size(ents: &mut Vec<Entry>, max_size: u64) {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemStorage {
     hard_state: HardState,
-    /// The last snapshot (applied or created). Its metadata is always present.
-    snapshot: Snapshot,
+    /// The last snapshot (applied or created), kept compact: an idle group pays for every
+    /// byte here. Its index and term, its data, and its ConfState encoded (a decoded ConfState
+    /// is 104 bytes inline whatever it holds; encoded, three voters take 5 bytes). It is
+    /// decoded only by `initial_state` and `snapshot`, which run at start and when a leader
+    /// sends a snapshot.
+    snap_index: u64,
+    snap_term: u64,
+    snap_data: Bytes,
+    snap_conf: Box<[u8]>,
     /// `ents[0]` is the dummy at the snapshot's (index, term); `ents[i]` has index
     /// `ents[0].index + i`. Never empty.
     ents: Vec<Entry>,
@@ -118,14 +126,10 @@ impl MemStorage {
     pub fn new() -> MemStorage {
         MemStorage {
             hard_state: HardState::default(),
-            snapshot: Snapshot {
-                data: Bytes::new(),
-                metadata: Some(SnapshotMetadata {
-                    conf_state: Some(ConfState::default()),
-                    index: 0,
-                    term: 0,
-                }),
-            },
+            snap_index: 0,
+            snap_term: 0,
+            snap_data: Bytes::new(),
+            snap_conf: Box::default(),
             ents: vec![Entry::default()],
         }
     }
@@ -153,11 +157,13 @@ impl MemStorage {
     /// Replaces the ConfState carried by the current snapshot's metadata (returned by
     /// `initial_state`). The snapshot's index, term and data are unchanged.
     pub fn set_conf_state(&mut self, cs: ConfState) {
-        self.metadata_mut().conf_state = Some(cs);
+        self.snap_conf = cs.encode_to_vec().into_boxed_slice();
     }
 
-    fn metadata_mut(&mut self) -> &mut SnapshotMetadata {
-        self.snapshot.metadata.get_or_insert_with(Default::default)
+    /// The ConfState of the current snapshot.
+    fn snap_conf_state(&self) -> ConfState {
+        // Encoded by `set_conf_state` from a ConfState: decoding cannot fail.
+        ConfState::decode(&self.snap_conf[..]).expect("MemStorage encoded this ConfState")
     }
 
     /// The index of the dummy entry (the snapshot index).
@@ -186,23 +192,17 @@ impl MemStorage {
     /// follow.
     pub fn apply_snapshot(&mut self, snap: Snapshot) -> Result<()> {
         let index = snap.index();
-        if self.snapshot.index() >= index {
+        if self.snap_index >= index {
             return Err(StorageError::SnapshotOutOfDate.into());
         }
         if index == u64::MAX {
             return Err(StorageError::Other(format!("snapshot index {index} out of range")).into());
         }
         let term = snap.term();
-        self.snapshot = snap;
-        if self
-            .snapshot
-            .metadata
-            .as_ref()
-            .and_then(|m| m.conf_state.as_ref())
-            .is_none()
-        {
-            self.metadata_mut().conf_state = Some(ConfState::default());
-        }
+        self.set_conf_state(snap.conf_state());
+        self.snap_index = index;
+        self.snap_term = term;
+        self.snap_data = snap.data;
         self.ents.clear();
         self.ents.push(Entry {
             index,
@@ -226,7 +226,7 @@ impl MemStorage {
         cs: Option<ConfState>,
         data: Bytes,
     ) -> Result<Snapshot> {
-        if i <= self.snapshot.index() {
+        if i <= self.snap_index {
             return Err(StorageError::SnapshotOutOfDate.into());
         }
         if i > self.last() {
@@ -237,14 +237,25 @@ impl MemStorage {
             return Err(StorageError::Compacted.into());
         }
         let term = self.ents[(i - self.offset()) as usize].term;
-        let md = self.metadata_mut();
-        md.index = i;
-        md.term = term;
+        self.snap_index = i;
+        self.snap_term = term;
         if let Some(cs) = cs {
-            md.conf_state = Some(cs);
+            self.set_conf_state(cs);
         }
-        self.snapshot.data = data;
-        Ok(self.snapshot.clone())
+        self.snap_data = data;
+        Ok(self.current_snapshot())
+    }
+
+    /// The current snapshot, decoded.
+    fn current_snapshot(&self) -> Snapshot {
+        Snapshot {
+            data: self.snap_data.clone(),
+            metadata: Some(SnapshotMetadata {
+                conf_state: Some(self.snap_conf_state()),
+                index: self.snap_index,
+                term: self.snap_term,
+            }),
+        }
     }
 
     /// Discards the entries before `compact_index`; the entry at `compact_index` becomes the
@@ -352,7 +363,7 @@ impl Storage for MemStorage {
     fn initial_state(&self) -> Result<RaftState> {
         Ok(RaftState {
             hard_state: self.hard_state,
-            conf_state: self.snapshot.conf_state(),
+            conf_state: self.snap_conf_state(),
         })
     }
 
@@ -400,7 +411,7 @@ impl Storage for MemStorage {
     }
 
     fn snapshot(&self) -> Result<Snapshot> {
-        Ok(self.snapshot.clone())
+        Ok(self.current_snapshot())
     }
 }
 
