@@ -72,6 +72,20 @@ pub fn limit_len(ents: &[Entry], max_size: u64) -> usize {
     if ents.len() <= 1 || max_size == u64::MAX {
         return ents.len();
     }
+    // A cheap first pass: an entry is at most 44 bytes plus its payload (four tags and four
+    // varints of at most 10 bytes). When the bound fits, every entry does, and the exact sizes
+    // (a few varint lengths per entry) are not needed: the common case of a page well under
+    // its limit costs one load and one add per entry.
+    let mut bound = 0u64;
+    for e in ents {
+        bound = bound.saturating_add(44 + e.data.len() as u64);
+        if bound > max_size {
+            break;
+        }
+    }
+    if bound <= max_size {
+        return ents.len();
+    }
     let mut size = entry_size(&ents[0]);
     for (n, e) in ents.iter().enumerate().skip(1) {
         size = size.saturating_add(entry_size(e));
