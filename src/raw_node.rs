@@ -489,12 +489,12 @@ mod size_tests {
     #[test]
     fn hot_structs_stay_small() {
         assert!(
-            size_of::<RawNode<MemStorage>>() <= 800,
+            size_of::<RawNode<MemStorage>>() <= 736,
             "RawNode {}",
             size_of::<RawNode<MemStorage>>()
         );
         assert!(
-            size_of::<Raft<MemStorage>>() <= 720,
+            size_of::<Raft<MemStorage>>() <= 640,
             "Raft {}",
             size_of::<Raft<MemStorage>>()
         );
@@ -512,6 +512,11 @@ mod size_tests {
             size_of::<crate::tracker::Progress>() <= 96,
             "Progress {}",
             size_of::<crate::tracker::Progress>()
+        );
+        assert!(
+            size_of::<MemStorage>() <= 112,
+            "MemStorage {}",
+            size_of::<MemStorage>()
         );
         // A payload is a `Bytes`: an entry is its header and a pointer, whatever its size.
         assert_eq!(size_of::<Entry>(), 56);
