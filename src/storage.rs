@@ -52,11 +52,6 @@ pub trait Storage {
 pub fn entry_size(e: &Entry) -> u64 {
     // Written out by hand: this runs for every entry of every append and apply page, so it
     // avoids the generic encoder's work; a test checks it against prost plus the zero fields.
-    #[inline]
-    fn varint_len(v: u64) -> u64 {
-        // 1 byte per started 7 bits.
-        (64 - (v | 1).leading_zeros() as u64).div_ceil(7)
-    }
     // Negative enum values are sign-extended to ten bytes.
     let mut n = 3 + varint_len(e.term) + varint_len(e.index) + varint_len(e.r#type as i64 as u64);
     let len = e.data.len() as u64;
@@ -64,6 +59,14 @@ pub fn entry_size(e: &Entry) -> u64 {
         n += 1 + varint_len(len) + len;
     }
     n
+}
+
+/// The bytes of `v` as a protobuf varint: 1 per started 7 bits.
+#[inline]
+pub(crate) fn varint_len(v: u64) -> u64 {
+    // ceil(bits / 7) == (9 * bits + 64) / 64 for bits in 1..=64, without a division.
+    let bits = 64 - (v | 1).leading_zeros() as u64;
+    (9 * bits + 64) >> 6
 }
 
 /// The number of leading entries of `ents` whose sizes sum to at most `max_size` bytes, but at

@@ -170,9 +170,35 @@ pub(super) fn payloads_size(ents: &[Entry]) -> u64 {
     ents.iter().map(|e| e.data.len() as u64).sum()
 }
 
-/// The encoded bytes of entries (what the message and apply size limits count).
+/// The encoded bytes of entries (what the message and apply size limits count), for a slice
+/// of the log: consecutive indexes, terms that never go down.
+///
+/// This runs for every committed entry. In such a slice every entry's index and term take as
+/// many varint bytes as the first's and the last's when those two agree (varint length grows
+/// with the value), so those parts are counted once for the slice, and only the type and the
+/// payload per entry. Otherwise (a page that crosses 2^7k) each entry is counted in full.
 pub(super) fn ents_size(ents: &[Entry]) -> u64 {
-    ents.iter().map(crate::storage::entry_size).sum()
+    use crate::storage::{entry_size, varint_len};
+    let (Some(first), Some(last)) = (ents.first(), ents.last()) else {
+        return 0;
+    };
+    debug_assert!(first.index <= last.index && first.term <= last.term);
+    let (ti, tt) = (varint_len(first.index), varint_len(first.term));
+    if ti != varint_len(last.index) || tt != varint_len(last.term) {
+        return ents.iter().map(entry_size).sum();
+    }
+    let fixed = ents.len() as u64 * (3 + ti + tt);
+    let per_entry: u64 = ents
+        .iter()
+        .map(|e| {
+            let len = e.data.len() as u64;
+            let data = if len == 0 { 0 } else { 1 + varint_len(len) + len };
+            varint_len(e.r#type as i64 as u64) + data
+        })
+        .sum();
+    let n = fixed + per_entry;
+    debug_assert_eq!(n, ents.iter().map(entry_size).sum::<u64>());
+    n
 }
 
 impl<S: Storage> Raft<S> {
