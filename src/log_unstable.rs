@@ -153,17 +153,29 @@ impl Unstable {
         self.entries.drain(..n);
         self.offset = index.saturating_add(1);
         self.offset_in_progress = cmp::max(self.offset_in_progress, self.offset);
-        self.shrink_entries();
+        self.shrink_entries(n);
         StableOutcome::Stabilized
     }
 
-    /// Releases the memory of the entry vector when it is empty, and trims its capacity when it
-    /// uses less than half of it (so a burst of entries does not pin memory afterwards).
-    fn shrink_entries(&mut self) {
+    /// Trims the entry vector after `stabilized` entries left it. A vector this batch filled at
+    /// least half of is kept (emptied) for the next batch: a busy node reuses one buffer
+    /// instead of growing a new one through five reallocations per Ready. Otherwise an empty
+    /// vector is released and a mostly unused one trimmed, so a burst does not pin memory;
+    /// [`Unstable::release_buffers`] frees what a quiet node kept.
+    fn shrink_entries(&mut self, stabilized: usize) {
         if self.entries.is_empty() {
-            self.entries = Vec::new();
+            if self.entries.capacity() > 2 * stabilized {
+                self.entries = Vec::new();
+            }
         } else if self.entries.len() * 2 < self.entries.capacity() {
             self.entries.shrink_to_fit();
+        }
+    }
+
+    /// Frees an empty entry vector's memory (a node going quiet keeps nothing it does not use).
+    pub fn release_buffers(&mut self) {
+        if self.entries.is_empty() {
+            self.entries = Vec::new();
         }
     }
 
@@ -526,10 +538,21 @@ mod tests {
             u.entries.capacity()
         );
         assert_eq!(u.entries[0].index, 91);
+        // The last 10 filled at least half of what is left: the buffer is kept for the next
+        // batch, until the node releases it.
         u.stable_to(100, 1);
-        assert_eq!(u.entries.capacity(), 0);
+        assert!(u.entries.is_empty());
+        assert!(u.entries.capacity() > 0);
         assert_eq!(u.offset, 101);
         assert_eq!(u.offset_in_progress, 101);
+        u.release_buffers();
+        assert_eq!(u.entries.capacity(), 0);
+        // One entry in a large buffer: released at once.
+        let mut v = unstable(None, Vec::with_capacity(64), 1);
+        v.entries.extend(ents(1, &[1]));
+        v.accept_in_progress();
+        v.stable_to(1, 1);
+        assert_eq!(v.entries.capacity(), 0);
     }
 
     #[test]

@@ -103,6 +103,7 @@ impl<S: Storage> Raft<S> {
                 "commit" => self.raft_log.committed);
         }
         self.clk.quiet = true;
+        self.raft_log.unstable.release_buffers();
         self.send(Message {
             r#type: MessageType::MsgQuiesceResp as i32,
             to: m.from,
@@ -141,6 +142,7 @@ impl<S: Storage> Raft<S> {
         info!(self.cfg.logger, "group quiesced";
             "raft_id" => self.id, "term" => self.term, "commit" => self.raft_log.committed);
         self.clk.quiet = true;
+        self.raft_log.unstable.release_buffers();
     }
 
     /// What a step does to quiescence: `m` (stepped next) wakes a quiet node unless it is part
