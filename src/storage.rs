@@ -127,8 +127,12 @@ pub struct MemStorage {
     snap_term: u64,
     snap_data: Bytes,
     snap_conf: Box<[u8]>,
-    /// `ents[0]` is the dummy at the snapshot's (index, term); `ents[i]` has index
-    /// `ents[0].index + i`. Never empty.
+    /// The compaction point: the index and term of the entry just before the first one kept
+    /// (the snapshot's at first). `term` answers for it.
+    offset_index: u64,
+    offset_term: u64,
+    /// The entries after the compaction point: `ents[k]` has index `offset_index + 1 + k`.
+    /// Empty (no memory) when the log holds nothing past the snapshot.
     ents: Vec<Entry>,
 }
 
@@ -147,7 +151,9 @@ impl MemStorage {
             snap_term: 0,
             snap_data: Bytes::new(),
             snap_conf: Box::default(),
-            ents: vec![Entry::default()],
+            offset_index: 0,
+            offset_term: 0,
+            ents: Vec::new(),
         }
     }
 
@@ -183,10 +189,10 @@ impl MemStorage {
         ConfState::decode(&self.snap_conf[..]).expect("MemStorage encoded this ConfState")
     }
 
-    /// The index of the dummy entry (the snapshot index).
+    /// The compaction point's index.
     #[inline]
     fn offset(&self) -> u64 {
-        self.ents[0].index
+        self.offset_index
     }
 
     #[inline]
@@ -197,7 +203,7 @@ impl MemStorage {
 
     #[inline]
     fn last(&self) -> u64 {
-        self.offset() + (self.ents.len() as u64 - 1)
+        self.offset() + self.ents.len() as u64
     }
 
     /// Replaces the log and the snapshot with `snap`: the log becomes empty, starting after the
@@ -220,13 +226,9 @@ impl MemStorage {
         self.snap_index = index;
         self.snap_term = term;
         self.snap_data = snap.data;
-        self.ents.clear();
-        self.ents.push(Entry {
-            index,
-            term,
-            ..Default::default()
-        });
-        self.ents.shrink_to(1);
+        self.ents = Vec::new();
+        self.offset_index = index;
+        self.offset_term = term;
         Ok(())
     }
 
@@ -253,7 +255,7 @@ impl MemStorage {
             // The log was compacted past the snapshot, and the entry's term is gone.
             return Err(StorageError::Compacted.into());
         }
-        let term = self.ents[(i - self.offset()) as usize].term;
+        let term = self.term_in_log(i);
         self.snap_index = i;
         self.snap_term = term;
         if let Some(cs) = cs {
@@ -261,6 +263,15 @@ impl MemStorage {
         }
         self.snap_data = data;
         Ok(self.current_snapshot())
+    }
+
+    /// The term of entry `i`, which is at or past the compaction point and at most the last.
+    fn term_in_log(&self, i: u64) -> u64 {
+        if i == self.offset() {
+            self.offset_term
+        } else {
+            self.ents[(i - self.offset() - 1) as usize].term
+        }
     }
 
     /// The current snapshot, decoded.
@@ -289,12 +300,13 @@ impl MemStorage {
         if compact_index > self.last() {
             return Err(StorageError::Unavailable.into());
         }
-        let k = (compact_index - offset) as usize;
-        self.ents.drain(..k);
-        let dummy = &mut self.ents[0];
-        dummy.data = Bytes::new();
-        dummy.r#type = 0;
-        if self.ents.len() * 2 < self.ents.capacity() {
+        let term = self.term_in_log(compact_index);
+        self.ents.drain(..(compact_index - offset) as usize);
+        self.offset_index = compact_index;
+        self.offset_term = term;
+        if self.ents.is_empty() {
+            self.ents = Vec::new();
+        } else if self.ents.len() * 2 < self.ents.capacity() {
             self.ents.shrink_to_fit();
         }
         Ok(())
@@ -358,7 +370,7 @@ impl MemStorage {
         };
         let entries = &entries[skip..];
         self.ents
-            .truncate((entries[0].index - self.offset()) as usize);
+            .truncate((entries[0].index - self.offset() - 1) as usize);
         self.ents.extend_from_slice(entries);
         Ok(())
     }
@@ -370,7 +382,7 @@ impl MemStorage {
             return Ok(());
         };
         let at = entries[skip].index;
-        self.ents.truncate((at - self.offset()) as usize);
+        self.ents.truncate((at - self.offset() - 1) as usize);
         self.ents.extend(entries.drain(skip..));
         Ok(())
     }
@@ -392,8 +404,7 @@ impl Storage for MemStorage {
         if high > self.last() + 1 {
             return Err(StorageError::Unavailable.into());
         }
-        if self.ents.len() == 1 {
-            // Only the dummy entry.
+        if self.ents.is_empty() {
             return Err(StorageError::Unavailable.into());
         }
         if low > high {
@@ -401,7 +412,7 @@ impl Storage for MemStorage {
                 StorageError::Other(format!("invalid entries range [{low}, {high})")).into(),
             );
         }
-        let ents = &self.ents[(low - offset) as usize..(high - offset) as usize];
+        let ents = &self.ents[(low - offset - 1) as usize..(high - offset - 1) as usize];
         Ok(ents[..limit_len(ents, max_size)].to_vec())
     }
 
@@ -410,9 +421,12 @@ impl Storage for MemStorage {
         if idx < offset {
             return Err(StorageError::Compacted.into());
         }
+        if idx == offset {
+            return Ok(self.offset_term);
+        }
         match self
             .ents
-            .get(usize::try_from(idx - offset).unwrap_or(usize::MAX))
+            .get(usize::try_from(idx - offset - 1).unwrap_or(usize::MAX))
         {
             Some(e) => Ok(e.term),
             None => Err(StorageError::Unavailable.into()),
@@ -520,9 +534,24 @@ mod tests {
     }
 
     /// A storage whose dummy is at (3, 3), with entries 4 and 5 at terms 4 and 5.
+    /// Sets the log as the tests write it: the first entry is the compaction point.
+    fn set_log(s: &mut MemStorage, mut ents: Vec<Entry>) {
+        let first = ents.remove(0);
+        s.offset_index = first.index;
+        s.offset_term = first.term;
+        s.ents = ents;
+    }
+
+    /// The log as the tests write it: the compaction point, then the entries.
+    fn log_of(s: &MemStorage) -> Vec<Entry> {
+        let mut v = vec![ent(s.offset_index, s.offset_term)];
+        v.extend(s.ents.iter().cloned());
+        v
+    }
+
     fn storage_345() -> MemStorage {
         let mut s = MemStorage::new();
-        s.ents = vec![ent(3, 3), ent(4, 4), ent(5, 5)];
+        set_log(&mut s, vec![ent(3, 3), ent(4, 4), ent(5, 5)]);
         s
     }
 
@@ -605,7 +634,7 @@ mod tests {
     fn entries() {
         let s = {
             let mut s = MemStorage::new();
-            s.ents = vec![ent(3, 3), ent(4, 4), ent(5, 5), ent(6, 6)];
+            set_log(&mut s, vec![ent(3, 3), ent(4, 4), ent(5, 5), ent(6, 6)]);
             s
         };
         let sz = entry_size(&ent(4, 4));
@@ -665,9 +694,9 @@ mod tests {
         for (i, err, index, term, len) in cases {
             let mut s = storage_345();
             assert_eq!(s.compact(i).err(), err, "compact({i})");
-            assert_eq!(s.ents[0].index, index, "compact({i})");
-            assert_eq!(s.ents[0].term, term, "compact({i})");
-            assert_eq!(s.ents.len(), len, "compact({i})");
+            assert_eq!(s.offset_index, index, "compact({i})");
+            assert_eq!(s.offset_term, term, "compact({i})");
+            assert_eq!(s.ents.len() + 1, len, "compact({i})");
         }
     }
 
@@ -684,12 +713,14 @@ mod tests {
             .collect();
         s.append(&ents).unwrap();
         s.compact(999).unwrap();
-        assert_eq!(s.ents.len(), 2);
-        assert!(s.ents[0].data.is_empty());
-        assert_eq!(s.ents[1].data, Bytes::from_static(b"payload"));
+        assert_eq!(s.ents.len(), 1);
+        assert_eq!(s.ents[0].data, Bytes::from_static(b"payload"));
         assert!(s.ents.capacity() < 100);
         assert_eq!(s.term(999).unwrap(), 1);
         assert_eq!(s.term(998).unwrap_err(), COMPACTED);
+        s.compact(1000).unwrap();
+        assert_eq!(s.ents.capacity(), 0);
+        assert_eq!(s.term(1000).unwrap(), 1);
     }
 
     #[test]
@@ -779,7 +810,7 @@ mod tests {
         // A newer snapshot replaces the whole log.
         s.append(&[ent(5, 4), ent(6, 4), ent(7, 5)]).unwrap();
         s.apply_snapshot(snap(6, 4, voters(&[1]), b"six")).unwrap();
-        assert_eq!(s.ents, vec![ent(6, 4)]);
+        assert_eq!(log_of(&s), vec![ent(6, 4)]);
         assert_eq!(s.initial_state().unwrap().conf_state, voters(&[1]));
 
         // A snapshot without a ConfState reads as an empty one.
@@ -854,7 +885,7 @@ mod tests {
             match want {
                 Some(w) => {
                     res.unwrap();
-                    assert_eq!(s.ents, w, "case {i}");
+                    assert_eq!(log_of(&s), w, "case {i}");
                 }
                 None => {
                     assert!(

@@ -192,7 +192,11 @@ pub(super) fn ents_size(ents: &[Entry]) -> u64 {
         .iter()
         .map(|e| {
             let len = e.data.len() as u64;
-            let data = if len == 0 { 0 } else { 1 + varint_len(len) + len };
+            let data = if len == 0 {
+                0
+            } else {
+                1 + varint_len(len) + len
+            };
             varint_len(e.r#type as i64 as u64) + data
         })
         .sum();
