@@ -489,12 +489,12 @@ mod size_tests {
     #[test]
     fn hot_structs_stay_small() {
         assert!(
-            size_of::<RawNode<MemStorage>>() <= 736,
+            size_of::<RawNode<MemStorage>>() <= 704,
             "RawNode {}",
             size_of::<RawNode<MemStorage>>()
         );
         assert!(
-            size_of::<Raft<MemStorage>>() <= 640,
+            size_of::<Raft<MemStorage>>() <= 608,
             "Raft {}",
             size_of::<Raft<MemStorage>>()
         );
@@ -504,7 +504,7 @@ mod size_tests {
             size_of::<crate::log_unstable::Unstable>()
         );
         assert!(
-            size_of::<crate::tracker::ProgressTracker>() <= 176,
+            size_of::<crate::tracker::ProgressTracker>() <= 136,
             "ProgressTracker {}",
             size_of::<crate::tracker::ProgressTracker>()
         );

@@ -7,10 +7,12 @@ use std::fmt::{self, Write as _};
 const STACK_VOTERS: usize = 16;
 
 /// A set of voters that decides by simple majority. Ids are kept sorted and unique in a small
-/// vector, so iteration order is always ascending and lookups are a binary search.
+/// boxed slice, so iteration order is always ascending and lookups are a binary search. A
+/// boxed slice rather than a vector: every idle group holds four of these, and a membership
+/// change (the only writer) is rare enough to rebuild the slice.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct MajorityConfig {
-    voters: Vec<u64>,
+    voters: Box<[u64]>,
 }
 
 impl MajorityConfig {
@@ -24,7 +26,9 @@ impl MajorityConfig {
         match self.voters.binary_search(&id) {
             Ok(_) => false,
             Err(pos) => {
-                self.voters.insert(pos, id);
+                let mut v = std::mem::take(&mut self.voters).into_vec();
+                v.insert(pos, id);
+                self.voters = v.into_boxed_slice();
                 true
             }
         }
@@ -34,7 +38,9 @@ impl MajorityConfig {
     pub fn remove(&mut self, id: u64) -> bool {
         match self.voters.binary_search(&id) {
             Ok(pos) => {
-                self.voters.remove(pos);
+                let mut v = std::mem::take(&mut self.voters).into_vec();
+                v.remove(pos);
+                self.voters = v.into_boxed_slice();
                 true
             }
             Err(_) => false,
@@ -58,7 +64,7 @@ impl MajorityConfig {
 
     /// Removes every voter.
     pub fn clear(&mut self) {
-        self.voters.clear();
+        self.voters = Box::default();
     }
 
     /// The ids in ascending order.
@@ -73,7 +79,7 @@ impl MajorityConfig {
 
     /// The ids as a sorted vector (etcd's `Slice`).
     pub fn to_vec(&self) -> Vec<u64> {
-        self.voters.clone()
+        self.voters.to_vec()
     }
 
     /// The number of voters that make a quorum.
@@ -190,15 +196,19 @@ impl FromIterator<u64> for MajorityConfig {
         let mut voters: Vec<u64> = iter.into_iter().collect();
         voters.sort_unstable();
         voters.dedup();
-        MajorityConfig { voters }
+        MajorityConfig {
+            voters: voters.into_boxed_slice(),
+        }
     }
 }
 
 impl Extend<u64> for MajorityConfig {
     fn extend<I: IntoIterator<Item = u64>>(&mut self, iter: I) {
-        self.voters.extend(iter);
-        self.voters.sort_unstable();
-        self.voters.dedup();
+        let mut v = std::mem::take(&mut self.voters).into_vec();
+        v.extend(iter);
+        v.sort_unstable();
+        v.dedup();
+        self.voters = v.into_boxed_slice();
     }
 }
 
