@@ -489,12 +489,12 @@ mod size_tests {
     #[test]
     fn hot_structs_stay_small() {
         assert!(
-            size_of::<RawNode<MemStorage>>() <= 704,
+            size_of::<RawNode<MemStorage>>() <= 672,
             "RawNode {}",
             size_of::<RawNode<MemStorage>>()
         );
         assert!(
-            size_of::<Raft<MemStorage>>() <= 608,
+            size_of::<Raft<MemStorage>>() <= 576,
             "Raft {}",
             size_of::<Raft<MemStorage>>()
         );

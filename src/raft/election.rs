@@ -13,7 +13,7 @@ impl<S: Storage> Raft<S> {
         }
         self.lead = NONE;
         self.clk.election_elapsed = 0;
-        self.heartbeat_elapsed = 0;
+        self.clk.heartbeat_elapsed = 0;
         self.reset_randomized_election_timeout();
         self.abort_leader_transfer();
         self.trk.reset_votes();
@@ -148,7 +148,7 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(super) fn tick_heartbeat(&mut self) {
-        self.heartbeat_elapsed += 1;
+        self.clk.heartbeat_elapsed += 1;
         self.clk.election_elapsed += 1;
         if self.clk.election_elapsed >= self.election_timeout() {
             self.clk.election_elapsed = 0;
@@ -167,8 +167,8 @@ impl<S: Storage> Raft<S> {
         if self.state != StateRole::Leader {
             return;
         }
-        if self.heartbeat_elapsed >= self.cfg.heartbeat_tick {
-            self.heartbeat_elapsed = 0;
+        if self.clk.heartbeat_elapsed as usize >= self.cfg.heartbeat_tick {
+            self.clk.heartbeat_elapsed = 0;
             let _ = self.step(Message {
                 r#type: MessageType::MsgBeat as i32,
                 from: self.id,

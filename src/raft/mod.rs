@@ -110,6 +110,39 @@ pub(super) enum CampaignType {
 /// The context of a MsgVote sent because of a leader transfer: it forces past leases.
 pub(super) const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
 
+/// A vector that costs 8 bytes while it has never been used: for buffers most groups never
+/// touch (released reads, the batched-append list). Once used, its box and capacity stay for
+/// the next use.
+#[derive(Clone, Debug, Default)]
+pub(super) struct LazyVec<T>(Option<Box<Vec<T>>>);
+
+impl<T> LazyVec<T> {
+    pub(super) fn push(&mut self, v: T) {
+        self.0.get_or_insert_with(Default::default).push(v);
+    }
+    pub(super) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |v| v.len())
+    }
+    pub(super) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub(super) fn clear(&mut self) {
+        if let Some(v) = self.0.as_mut() {
+            v.clear();
+        }
+    }
+    pub(super) fn as_slice(&self) -> &[T] {
+        self.0.as_deref().map_or(&[], |v| v.as_slice())
+    }
+    /// Takes the elements out (the buffer's box stays).
+    pub(super) fn take(&mut self) -> Vec<T> {
+        self.0
+            .as_mut()
+            .map(|v| std::mem::take(&mut **v))
+            .unwrap_or_default()
+    }
+}
+
 /// The state an idle node's `tick()` and `has_ready()` touch, together: 32 bytes aligned to
 /// 32 never straddle a cache line, so ticking a million idle groups reads one line per group.
 #[derive(Clone, Debug, Default)]
@@ -117,8 +150,10 @@ pub(super) const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
 struct Clock {
     /// Ticks since the node started (lease reads measure time with it).
     ticks: u64,
-    election_elapsed: usize,
-    randomized_election_timeout: usize,
+    /// u32: `Config::validate` keeps `2 * election_tick` below `u32::MAX`.
+    election_elapsed: u32,
+    randomized_election_timeout: u32,
+    heartbeat_elapsed: u32,
     /// Quiescence: the group is idle and this node's tick only counts time (quiesce.rs).
     quiet: bool,
     /// Nothing is pending for a Ready and nothing changed since that was found (set by
@@ -144,8 +179,7 @@ pub(crate) struct Raft<S: Storage> {
     /// Reads waiting for a heartbeat quorum or for the first commit of the term (leader
     /// only, created on the first read).
     read_only: Option<Box<ReadOnly>>,
-    read_states: Vec<ReadState>,
-    heartbeat_elapsed: usize,
+    read_states: LazyVec<ReadState>,
     /// What an idle node's `tick` and `has_ready` read, kept in one cache line.
     clk: Clock,
     /// Set once this leader sent MsgTimeoutNow in its term: the transferee may win an election
@@ -160,7 +194,7 @@ pub(crate) struct Raft<S: Storage> {
     msgs_after_append: Vec<Message>,
     /// Batched mode: followers owed an append at the next flush.
     dirty_all: bool,
-    dirty: Vec<u64>,
+    dirty: LazyVec<u64>,
     cfg: Arc<Config>,
     rng: Rng,
 }
@@ -225,18 +259,17 @@ impl<S: Storage> Raft<S> {
             pending_conf_index: 0,
             uncommitted_size: 0,
             read_only: None,
-            read_states: Vec::new(),
-            heartbeat_elapsed: 0,
+            read_states: LazyVec::default(),
             lease_revoked: false,
             clk: Clock {
-                randomized_election_timeout: cfg.election_tick,
+                randomized_election_timeout: cfg.election_tick as u32,
                 ..Clock::default()
             },
             confirmed_term: 0,
             msgs: Vec::new(),
             msgs_after_append: Vec::new(),
             dirty_all: false,
-            dirty: Vec::new(),
+            dirty: LazyVec::default(),
             rng: Rng::new(cfg.seed, id),
             cfg,
         };
@@ -301,8 +334,9 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn election_timeout(&self) -> usize {
-        self.cfg.election_tick
+    fn election_timeout(&self) -> u32 {
+        // Validated below u32::MAX / 2.
+        self.cfg.election_tick as u32
     }
 
     /// Whether `id` is a member of the configuration (voter in either half, learner, or a
@@ -320,12 +354,12 @@ impl<S: Storage> Raft<S> {
 
     #[cfg(any(test, feature = "test-hooks"))]
     pub(crate) fn set_randomized_election_timeout(&mut self, t: usize) {
-        self.clk.randomized_election_timeout = t;
+        self.clk.randomized_election_timeout = u32::try_from(t).unwrap_or(u32::MAX);
     }
 
     fn reset_randomized_election_timeout(&mut self) {
         let et = self.election_timeout();
-        self.clk.randomized_election_timeout = self.rng.in_range(et, et);
+        self.clk.randomized_election_timeout = self.rng.in_range(et as usize, et as usize) as u32;
     }
 
     fn past_election_timeout(&self) -> bool {

@@ -192,7 +192,7 @@ impl<S: Storage> Raft<S> {
                 self.forget_quiet_peers();
                 // A full check-quorum window from now: nobody answered while it was quiet.
                 self.clk.election_elapsed = 0;
-                self.heartbeat_elapsed = 0;
+                self.clk.heartbeat_elapsed = 0;
             }
             _ => {
                 if tell_leader && self.lead != NONE && self.lead != self.id {

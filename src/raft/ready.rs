@@ -164,7 +164,7 @@ impl<S: Storage> Raft<S> {
         if self.raft_log.has_next_unstable_snapshot() {
             rd.snapshot = self.raft_log.next_unstable_snapshot().cloned();
         }
-        rd.read_states = std::mem::take(&mut self.read_states);
+        rd.read_states = self.read_states.take();
         let after_append = std::mem::take(&mut self.msgs_after_append);
 
         // What tells the core that this Ready's writes are done: the last unstable entry (the

@@ -43,7 +43,7 @@ impl<S: Storage> Raft<S> {
     /// Appends to `to`, in etcd's way now or at the next flush in batched mode.
     pub(super) fn send_append(&mut self, to: u64) {
         if self.cfg.append_mode == AppendMode::Batched {
-            if !self.dirty_all && !self.dirty.contains(&to) {
+            if !self.dirty_all && !self.dirty.as_slice().contains(&to) {
                 self.dirty.push(to);
             }
             return;
@@ -78,15 +78,22 @@ impl<S: Storage> Raft<S> {
             self.dirty.clear();
             return;
         }
-        let ids = if self.dirty_all {
-            self.trk.progress.ids().collect()
-        } else {
-            let mut d = std::mem::take(&mut self.dirty);
-            d.sort_unstable();
-            d
-        };
+        if self.dirty_all {
+            self.dirty_all = false;
+            self.dirty.clear();
+            // By position: sending changes progress, never the set of peers.
+            let mut k = 0;
+            while let Some(id) = self.trk.progress.id_at(k) {
+                k += 1;
+                if id != self.id && self.maybe_send_append(id, true) {
+                    while self.maybe_send_append(id, false) {}
+                }
+            }
+            return;
+        }
+        let mut ids = self.dirty.take();
+        ids.sort_unstable();
         self.dirty_all = false;
-        self.dirty.clear();
         for id in ids {
             if id == self.id {
                 continue;

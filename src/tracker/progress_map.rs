@@ -55,7 +55,13 @@ impl ProgressMap {
         self.find(id).is_ok()
     }
 
-    /// Number of peers.
+    /// The id of the `k`-th peer in id order (a loop that changes progress, but not the set of
+    /// peers, can walk the map by position without collecting the ids).
+    pub fn id_at(&self, k: usize) -> Option<u64> {
+        self.entries.get(k).map(|(id, _)| *id)
+    }
+
+    /// The number of peers.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
