@@ -1,0 +1,103 @@
+//! Elections: what a vote rejection carries (the rejecter's commit index and the term of the
+//! entry there) and what a node learns from it.
+
+mod common;
+
+use common::{msg, Cluster};
+use raftcore::raftpb::{Message, MessageType};
+use raftcore::AppendMode;
+
+/// A 3-node group led by 1 at term 1, where entry 3 (term 1) is committed on 1 and 2, and
+/// node 3 holds it without knowing it is committed (its commit index is 2).
+fn committed_behind_on_3() -> Cluster {
+    let mut c = Cluster::new(3, AppendMode::Batched);
+    c.campaign(1);
+    assert_eq!(c.term(1), 1);
+    c.propose(1, "x").unwrap();
+    c.process_readies();
+    c.deliver();
+    // The appends reached 2 and 3; what the leader says next does not reach 3.
+    c.cut.insert((1, 3));
+    c.stabilize();
+    assert_eq!(c.committed(1), 3);
+    assert_eq!(c.committed(2), 3);
+    assert_eq!(c.committed(3), 2);
+    assert_eq!(c.node(3).last_index(), 3);
+    c
+}
+
+fn sent(c: &mut Cluster, id: u64) -> Vec<Message> {
+    let rd = c.node(id).ready();
+    let mut out = rd.messages.clone();
+    out.extend(rd.persisted_messages.clone());
+    out
+}
+
+#[test]
+fn vote_rejection_carries_commit_and_its_term() {
+    let mut c = committed_behind_on_3();
+    // A candidate at term 3 whose log is behind: node 2 rejects it.
+    let mut m = msg(MessageType::MsgVote, 3, 2, 3);
+    m.index = 2;
+    m.log_term = 1;
+    c.node(2).step(m).unwrap();
+    let resp: Vec<Message> = sent(&mut c, 2)
+        .into_iter()
+        .filter(|m| m.msg_type() == Some(MessageType::MsgVoteResp))
+        .collect();
+    assert_eq!(resp.len(), 1, "{resp:?}");
+    assert!(resp[0].reject);
+    assert_eq!(resp[0].term, 3);
+    assert_eq!((resp[0].commit, resp[0].log_term), (3, 1));
+}
+
+#[test]
+fn vote_rejection_hint_can_be_turned_off() {
+    let mut cfgs: Vec<_> = (1..=3)
+        .map(|id| common::config(id, AppendMode::Batched))
+        .collect();
+    cfgs[1].vote_rejection_carries_commit = false;
+    let mut c = Cluster::with_configs(cfgs, &[1, 2, 3]);
+    c.campaign(1);
+    c.propose(1, "x").unwrap();
+    c.stabilize();
+    let mut m = msg(MessageType::MsgVote, 3, 2, 3);
+    m.index = 2;
+    m.log_term = 1;
+    c.node(2).step(m).unwrap();
+    let resp = sent(&mut c, 2);
+    let r = resp
+        .iter()
+        .find(|m| m.msg_type() == Some(MessageType::MsgVoteResp))
+        .unwrap();
+    assert!(r.reject);
+    assert_eq!((r.commit, r.log_term), (0, 0));
+}
+
+#[test]
+fn rejected_candidate_learns_commit_it_holds() {
+    let mut c = committed_behind_on_3();
+    let term = c.term(3);
+    let mut r = msg(MessageType::MsgVoteResp, 2, 3, term);
+    r.reject = true;
+    r.commit = 3;
+    r.log_term = 1;
+    c.node(3).step(r).unwrap();
+    assert_eq!(c.node(3).commit(), 3);
+    // The entry is handed out for applying.
+    c.process_readies();
+    assert_eq!(c.payloads(3), vec![bytes::Bytes::from("x")]);
+}
+
+#[test]
+fn rejection_naming_an_entry_not_held_teaches_nothing() {
+    let mut c = committed_behind_on_3();
+    let term = c.term(3);
+    // Same index, another term: not the entry node 3 holds.
+    let mut r = msg(MessageType::MsgVoteResp, 2, 3, term + 1);
+    r.reject = true;
+    r.commit = 3;
+    r.log_term = 2;
+    c.node(3).step(r).unwrap();
+    assert_eq!(c.node(3).commit(), 2);
+}
