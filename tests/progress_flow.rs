@@ -1,0 +1,98 @@
+//! The leader's view of each follower (`Status::progress`) as appends go out and come back:
+//! `next_idx` moves ahead optimistically, the window fills and pauses the flow, probing sends
+//! one append at a time.
+
+mod common;
+
+use common::{config, Cluster};
+use raftcore::tracker::{Progress, ProgressState};
+use raftcore::AppendMode;
+
+fn progress(c: &mut Cluster, leader: u64, id: u64) -> Progress {
+    c.node(leader)
+        .status()
+        .progress
+        .into_iter()
+        .find(|(i, _)| *i == id)
+        .map(|(_, p)| p)
+        .expect("a member's progress")
+}
+
+fn cluster(max_inflight: usize) -> Cluster {
+    let configs = (1..=3)
+        .map(|id| {
+            let mut c = config(id, AppendMode::Batched);
+            c.max_inflight_msgs = max_inflight;
+            c
+        })
+        .collect();
+    let mut c = Cluster::with_configs(configs, &[1, 2, 3]);
+    c.campaign(1);
+    c
+}
+
+#[test]
+fn replicate_moves_next_ahead_and_fills_the_window() {
+    let mut c = cluster(2);
+    let last = c.node(1).last_index();
+    let p = progress(&mut c, 1, 2);
+    assert_eq!(p.state(), ProgressState::Replicate);
+    assert_eq!((p.matched(), p.next_idx()), (last, last + 1));
+    assert_eq!(p.inflights().count(), 0);
+
+    // Sent, not yet acknowledged.
+    c.propose(1, "a").unwrap();
+    c.process_readies();
+    let p = progress(&mut c, 1, 2);
+    assert_eq!(p.next_idx(), last + 2, "next moves past the entry sent");
+    assert_eq!(p.matched(), last);
+    assert_eq!(p.inflights().count(), 1);
+    assert!(!p.msg_app_flow_paused());
+
+    c.propose(1, "b").unwrap();
+    c.process_readies();
+    let p = progress(&mut c, 1, 2);
+    assert_eq!(p.next_idx(), last + 3);
+    assert_eq!(p.inflights().count(), 2);
+    assert!(p.msg_app_flow_paused(), "a full window pauses the flow");
+    let queued = c.queue.len();
+
+    // A third proposal waits for room in the window.
+    c.propose(1, "c").unwrap();
+    c.process_readies();
+    let p = progress(&mut c, 1, 2);
+    assert_eq!(p.next_idx(), last + 3);
+    assert!(c.queue.len() >= queued);
+
+    c.stabilize();
+    let p = progress(&mut c, 1, 2);
+    assert_eq!((p.matched(), p.next_idx()), (last + 3, last + 4));
+    assert_eq!(p.inflights().count(), 0);
+    assert!(!p.msg_app_flow_paused());
+    assert_eq!(c.payloads(2).len(), 3);
+}
+
+#[test]
+fn probe_sends_one_append_then_waits() {
+    let mut c = cluster(8);
+    // Node 3 misses appends; the leader hears it is unreachable and goes back to probing.
+    c.isolate(3);
+    c.propose(1, "a").unwrap();
+    c.stabilize();
+    c.node(1).report_unreachable(3);
+    let p = progress(&mut c, 1, 3);
+    assert_eq!(p.state(), ProgressState::Probe);
+    let next = p.next_idx();
+    assert!(!p.msg_app_flow_paused());
+    c.propose(1, "b").unwrap();
+    c.process_readies();
+    let p = progress(&mut c, 1, 3);
+    assert!(p.msg_app_flow_paused(), "a probe waits for its answer");
+    assert_eq!(p.next_idx(), next, "probing does not move next ahead");
+    assert_eq!(p.inflights().count(), 0);
+    c.heal();
+    c.tick_and_stabilize(3);
+    let p = progress(&mut c, 1, 3);
+    assert_eq!(p.state(), ProgressState::Replicate);
+    assert_eq!(p.matched(), c.node(1).last_index());
+}
