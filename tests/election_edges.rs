@@ -101,3 +101,43 @@ fn rejection_naming_an_entry_not_held_teaches_nothing() {
     c.node(3).step(r).unwrap();
     assert_eq!(c.node(3).commit(), 2);
 }
+
+/// A pre-candidate of {1, 2, 3} at term 1 (pre-vote on).
+fn pre_candidate() -> raftcore::RawNode<raftcore::MemStorage> {
+    let mut cfg = common::config(1, AppendMode::Batched);
+    cfg.pre_vote = true;
+    let mut n = raftcore::RawNode::new(&cfg, common::storage_with_voters(&[1, 2, 3], &[])).unwrap();
+    n.step(msg(MessageType::MsgHeartbeat, 2, 1, 1)).unwrap();
+    n.forget_leader().unwrap();
+    n.campaign().unwrap();
+    assert_eq!(n.role(), raftcore::StateRole::PreCandidate);
+    assert_eq!(n.term(), 1);
+    n
+}
+
+#[test]
+fn rejected_pre_vote_at_a_higher_term_moves_the_term() {
+    let mut n = pre_candidate();
+    let mut r = msg(MessageType::MsgPreVoteResp, 2, 1, 5);
+    r.reject = true;
+    n.step(r).unwrap();
+    assert_eq!(n.role(), raftcore::StateRole::Follower);
+    assert_eq!(n.term(), 5);
+}
+
+#[test]
+fn granted_pre_vote_for_the_next_term_does_not_move_the_term() {
+    let mut n = pre_candidate();
+    // Granted pre-votes carry the term the election will use.
+    n.step(msg(MessageType::MsgPreVoteResp, 2, 1, 2)).unwrap();
+    // Its own pre-vote is counted once its Ready is handled; with 2's, the election starts.
+    while n.has_ready() {
+        let mut rd = n.ready();
+        raftcore::testkit::Persist::take_from_ready(&mut rd)
+            .write(n.store_mut())
+            .unwrap();
+        n.advance().unwrap();
+    }
+    assert_eq!(n.role(), raftcore::StateRole::Candidate);
+    assert_eq!(n.term(), 2);
+}
