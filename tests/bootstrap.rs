@@ -53,7 +53,7 @@ fn bootstrap_commits_one_conf_change_per_peer() {
     // A bootstrapped single voter elects itself.
     let mut solo = node(7);
     solo.bootstrap(&peers(&[7])).unwrap();
-    let mut handle = |n: &mut RawNode<MemStorage>| {
+    let handle = |n: &mut RawNode<MemStorage>| {
         while n.has_ready() {
             let mut rd = n.ready();
             Persist::take_from_ready(&mut rd)
