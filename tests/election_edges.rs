@@ -141,3 +141,33 @@ fn granted_pre_vote_for_the_next_term_does_not_move_the_term() {
     assert_eq!(n.role(), raftcore::StateRole::Candidate);
     assert_eq!(n.term(), 2);
 }
+
+#[test]
+fn candidate_takes_a_snapshot_from_the_leader_of_its_term() {
+    use raftcore::raftpb::{ConfState, Snapshot, SnapshotMetadata};
+    let mut n = raftcore::RawNode::new(
+        &common::config(1, AppendMode::Batched),
+        common::storage_with_voters(&[1, 2, 3], &[]),
+    )
+    .unwrap();
+    n.campaign().unwrap();
+    assert_eq!(n.role(), raftcore::StateRole::Candidate);
+    let t = n.term();
+    let mut m = msg(MessageType::MsgSnap, 2, 1, t);
+    m.snapshot = Some(Snapshot {
+        metadata: Some(SnapshotMetadata {
+            conf_state: Some(ConfState {
+                voters: vec![1, 2, 3],
+                ..Default::default()
+            }),
+            index: 20,
+            term: t,
+        }),
+        ..Default::default()
+    });
+    n.step(m).unwrap();
+    assert_eq!(n.role(), raftcore::StateRole::Follower);
+    assert_eq!(n.leader_id(), 2);
+    let rd = n.ready();
+    assert_eq!(rd.snapshot.as_ref().map(|s| s.index()), Some(20));
+}

@@ -96,3 +96,39 @@ fn probe_sends_one_append_then_waits() {
     assert_eq!(p.state(), ProgressState::Replicate);
     assert_eq!(p.matched(), c.node(1).last_index());
 }
+
+#[test]
+fn an_entry_larger_than_the_byte_window_goes_alone_when_nothing_is_in_flight() {
+    let configs = (1..=3)
+        .map(|id| {
+            let mut c = config(id, AppendMode::Batched);
+            c.max_size_per_msg = 100;
+            c.max_inflight_bytes = 100;
+            c
+        })
+        .collect();
+    let mut c = Cluster::with_configs(configs, &[1, 2, 3]);
+    c.campaign(1);
+    assert_eq!(progress(&mut c, 1, 2).state(), ProgressState::Replicate);
+    let big = bytes::Bytes::from(vec![b'x'; 150]);
+    c.propose(1, big.clone()).unwrap();
+    c.process_readies();
+    let apps: Vec<_> = c
+        .queue
+        .iter()
+        .filter(|m| m.to == 2 && !m.entries.is_empty())
+        .collect();
+    assert_eq!(apps.len(), 1, "the large entry is sent at once");
+    assert_eq!(apps[0].entries[0].data, big);
+    // While it is in flight, nothing more goes to that follower.
+    c.propose(1, "small").unwrap();
+    c.process_readies();
+    let to2 = c
+        .queue
+        .iter()
+        .filter(|m| m.to == 2 && !m.entries.is_empty())
+        .count();
+    assert_eq!(to2, 1, "the window is over its bytes");
+    c.stabilize();
+    assert_eq!(c.payloads(2), vec![big, bytes::Bytes::from("small")]);
+}

@@ -90,3 +90,30 @@ fn nodes_over_one_shared_config() {
     )
     .is_err());
 }
+
+#[test]
+fn ready_is_empty_only_when_it_asks_nothing() {
+    use raftcore::raftpb::{HardState, Message};
+    use raftcore::Ready;
+    assert!(Ready::default().is_empty());
+    type Set = fn(&mut Ready);
+    let each: [Set; 8] = [
+        |r| r.soft_state = Some(Default::default()),
+        |r| r.hard_state = Some(HardState::default()),
+        |r| r.read_states = vec![Default::default()],
+        |r| r.entries = vec![Default::default()],
+        |r| r.snapshot = Some(Default::default()),
+        |r| r.committed_entries = vec![Default::default()],
+        |r| r.messages = vec![Message::default()],
+        |r| r.persisted_messages = vec![Message::default()],
+    ];
+    for (i, set) in each.iter().enumerate() {
+        let mut r = Ready::default();
+        set(&mut r);
+        assert!(!r.is_empty(), "field {i}");
+    }
+    // must_sync alone asks nothing.
+    let mut r = Ready::default();
+    r.must_sync = true;
+    assert!(r.is_empty());
+}
