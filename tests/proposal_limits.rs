@@ -1,5 +1,6 @@
-//! `max_uncommitted_entries_size` at its exact boundary, and the uncommitted bytes released
-//! when several Readies are handed out before one `advance()`.
+//! `max_uncommitted_entries_size` at its exact boundary, the uncommitted bytes released when
+//! several Readies are handed out before one `advance()`, and `max_committed_size_per_ready`
+//! counting the bytes handed out and not yet applied.
 
 mod common;
 
@@ -124,6 +125,45 @@ fn readies_before_one_advance_release_all_their_uncommitted_bytes() {
     // (with a single byte left over, it would not: 1 + 101 > 101).
     c.propose(1, bytes(101))
         .expect("the advance released all 101 bytes");
+}
+
+#[test]
+fn committed_entries_wait_while_the_applying_bytes_reach_the_limit() {
+    let configs = (1..=3)
+        .map(|id| {
+            let mut c = config(id, AppendMode::Batched);
+            c.max_committed_size_per_ready = 100;
+            c
+        })
+        .collect();
+    let mut c = Cluster::with_configs(configs, &[1, 2, 3]);
+    c.campaign(1);
+    c.propose(1, bytes(200)).unwrap();
+    let mut rd = c.node(1).ready();
+    persist(&mut c, &mut rd);
+    c.node(1).advance().unwrap();
+    c.stabilize_followers();
+    // One entry over the limit is handed out alone, and not applied yet.
+    let mut rd_big = c.node(1).ready();
+    assert_eq!(rd_big.committed_entries.len(), 1);
+    persist(&mut c, &mut rd_big);
+    c.propose(1, bytes(1)).unwrap();
+    let mut rd = c.node(1).ready();
+    persist(&mut c, &mut rd);
+    c.stabilize_followers();
+    assert_eq!(c.node(1).commit(), rd_big.committed_entries[0].index + 1);
+    // Committed, but its bytes would go past the limit: it waits for the advance.
+    let mut rd = c.node(1).ready();
+    assert!(
+        rd.committed_entries.is_empty(),
+        "{:?}",
+        rd.committed_entries
+    );
+    persist(&mut c, &mut rd);
+    c.node(1).advance().unwrap();
+    let rd = c.node(1).ready();
+    assert_eq!(rd.committed_entries.len(), 1);
+    assert_eq!(rd.committed_entries[0].data, bytes(1));
 }
 
 trait Followers {
