@@ -62,8 +62,11 @@ fn bootstrap_commits_one_conf_change_per_peer() {
             n.advance().unwrap();
         }
     };
-    // The bootstrap entries are applied first (a node with conf changes to apply does not
-    // campaign).
+    // A node with configuration changes committed and not applied does not campaign.
+    solo.campaign().unwrap();
+    assert_eq!(solo.role(), StateRole::Follower);
+    assert_eq!(solo.term(), 1);
+    // Once the bootstrap entries are applied, it does.
     handle(&mut solo);
     assert_eq!(solo.applied(), 1);
     solo.campaign().unwrap();
