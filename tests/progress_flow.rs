@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{config, Cluster};
+use common::{config, msg, Cluster};
+use raftcore::raftpb::MessageType;
 use raftcore::tracker::{Progress, ProgressState};
 use raftcore::AppendMode;
 
@@ -131,4 +132,55 @@ fn an_entry_larger_than_the_byte_window_goes_alone_when_nothing_is_in_flight() {
     assert_eq!(to2, 1, "the window is over its bytes");
     c.stabilize();
     assert_eq!(c.payloads(2), vec![big, bytes::Bytes::from("small")]);
+}
+
+/// A rejection's hint moves a probing leader back to just after the hint; a hint without a
+/// term (log_term 0) is taken as it is.
+#[test]
+fn rejection_hint_without_a_term_is_taken_as_is() {
+    let mut c = cluster(8);
+    for i in 0..5 {
+        c.propose(1, format!("e{i}")).unwrap();
+    }
+    c.stabilize();
+    let last = c.node(1).last_index();
+    assert_eq!(last, 7);
+    // Node 2 wins an election; its first appends are still queued.
+    c.node(2).campaign().unwrap();
+    for _ in 0..2 {
+        c.process_readies();
+        c.deliver();
+    }
+    c.process_readies();
+    assert_eq!(c.leader(), Some(2));
+    let probe = c
+        .queue
+        .iter()
+        .find(|m| m.from == 2 && m.to == 3 && m.msg_type() == Some(MessageType::MsgApp))
+        .expect("a probe to 3")
+        .clone();
+    let p = progress(&mut c, 2, 3);
+    assert_eq!(p.state(), ProgressState::Probe);
+    assert_eq!(p.next_idx(), probe.index + 1);
+    c.queue.clear();
+    let mut r = msg(MessageType::MsgAppResp, 3, 2, c.node(2).term());
+    r.reject = true;
+    r.index = probe.index;
+    r.reject_hint = 4;
+    r.log_term = 0;
+    c.node(2).step(r).unwrap();
+    let p = progress(&mut c, 2, 3);
+    assert_eq!(p.next_idx(), 5, "probing resumes right after the hint");
+    // The next probe goes from there.
+    c.process_readies();
+    let again = c
+        .queue
+        .iter()
+        .find(|m| m.to == 3 && m.msg_type() == Some(MessageType::MsgApp))
+        .expect("a new probe")
+        .clone();
+    assert_eq!(again.index, 4);
+    c.stabilize();
+    c.tick_and_stabilize(2);
+    assert_eq!(c.node(3).last_index(), c.node(2).last_index());
 }
