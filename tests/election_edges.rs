@@ -171,3 +171,40 @@ fn candidate_takes_a_snapshot_from_the_leader_of_its_term() {
     let rd = n.ready();
     assert_eq!(rd.snapshot.as_ref().map(|s| s.index()), Some(20));
 }
+
+#[test]
+fn no_campaign_while_a_committed_conf_change_is_unapplied() {
+    use raftcore::raftpb::{ConfChange, ConfChangeType};
+    let mut c = Cluster::new(3, AppendMode::Batched);
+    c.campaign(1);
+    c.propose(1, "before").unwrap();
+    c.stabilize();
+    let cc = ConfChange {
+        r#type: ConfChangeType::ConfChangeAddLearnerNode as i32,
+        node_id: 4,
+        ..Default::default()
+    };
+    c.node(1).propose_conf_change(cc).unwrap();
+    let cc_index = c.node(1).last_index();
+    // Replicate, acknowledge, commit, and tell the followers; they do not handle the Ready
+    // that would apply it.
+    for _ in 0..3 {
+        c.process_readies();
+        c.deliver();
+    }
+    assert_eq!(
+        c.node(2).commit(),
+        cc_index,
+        "the change is the last committed entry"
+    );
+    assert!(c.node(2).applied() < cc_index);
+    let term = c.term(2);
+    c.node(2).campaign().unwrap();
+    assert_eq!(c.node(2).role(), raftcore::StateRole::Follower);
+    assert_eq!(c.term(2), term);
+    // Applied, it may.
+    c.stabilize();
+    assert_eq!(c.node(2).applied(), cc_index);
+    c.campaign(2);
+    assert_eq!(c.leader(), Some(2));
+}
