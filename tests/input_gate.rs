@@ -175,6 +175,14 @@ fn values_in_range() {
     // Entries and snapshots.
     let m = app(2, 1, MAX, 1, vec![ent(MAX + 1, 1)]);
     assert_eq!(refused(&mut follower(), m), Some(Reason::OutOfRange));
+    let m = app(2, 1, MAX - 1, 1, vec![ent(MAX, 1)]);
+    assert_ne!(refused(&mut follower(), m), Some(Reason::OutOfRange));
+    let mut m = app(2, MAX, 1, 1, vec![ent(2, MAX)]);
+    m.term = MAX;
+    assert_ne!(refused(&mut follower(), m), Some(Reason::OutOfRange));
+    let mut m = msg(MessageType::MsgSnap, 2, 1, MAX);
+    m.snapshot = Some(snap(MAX, MAX, voters(&[1, 2, 3])));
+    assert_ne!(refused(&mut follower(), m), Some(Reason::OutOfRange));
     let mut m = app(2, 1, 1, 1, vec![ent(2, 1)]);
     m.term = MAX;
     m.entries[0].term = MAX + 1;
