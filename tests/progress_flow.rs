@@ -68,6 +68,11 @@ fn replicate_moves_next_ahead_and_fills_the_window() {
     c.stabilize();
     let p = progress(&mut c, 1, 2);
     assert_eq!((p.matched(), p.next_idx()), (last + 3, last + 4));
+    assert_eq!(
+        p.sent_commit(),
+        c.node(1).commit(),
+        "the follower was told the commit"
+    );
     assert_eq!(p.inflights().count(), 0);
     assert!(!p.msg_app_flow_paused());
     assert_eq!(c.payloads(2).len(), 3);
