@@ -77,3 +77,20 @@ fn lease_heartbeats_carry_their_tick() {
         assert!(tick >= 1, "stamped with the leader's tick");
     }
 }
+
+#[test]
+fn lease_read_is_served_at_once_after_answers_in_the_same_tick() {
+    let mut c = cluster(ReadOnlyOption::LeaseBased);
+    // Heartbeats go out and their answers come back within each tick.
+    c.tick_and_stabilize(12);
+    c.node(1).read_index("lease".into()).unwrap();
+    // No message round: the lease answers.
+    let rd = c.node(1).ready();
+    let ctxs: Vec<_> = rd
+        .read_states
+        .iter()
+        .map(|r| r.request_ctx.clone())
+        .collect();
+    assert_eq!(ctxs, vec![bytes::Bytes::from("lease")]);
+    assert_eq!(rd.read_states[0].index, c.node(1).commit());
+}
