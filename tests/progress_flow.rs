@@ -189,3 +189,63 @@ fn rejection_hint_without_a_term_is_taken_as_is() {
     c.tick_and_stabilize(2);
     assert_eq!(c.node(3).last_index(), c.node(2).last_index());
 }
+
+/// While a snapshot is on its way, an acknowledgement that does not reach the leader's log
+/// (a late answer to an older append) records the match but keeps waiting for the snapshot.
+#[test]
+fn late_ack_during_snapshot_keeps_waiting() {
+    let mut c = cluster(8);
+    c.isolate(3);
+    for i in 0..6 {
+        c.propose(1, format!("e{i}")).unwrap();
+    }
+    c.stabilize();
+    let snap = c.snapshot_and_compact(1).expect("a snapshot");
+    assert!(c.node(1).first_index() > 5);
+    c.node(1).report_unreachable(3);
+    // The next append to 3 would start below the compacted log: a snapshot goes instead.
+    c.propose(1, "x").unwrap();
+    c.process_readies();
+    let p = progress(&mut c, 1, 3);
+    assert_eq!(p.state(), ProgressState::Snapshot);
+    assert_eq!(p.pending_snapshot(), snap);
+    assert!(c
+        .queue
+        .iter()
+        .any(|m| m.to == 3 && m.msg_type() == Some(MessageType::MsgSnap)));
+    c.queue.clear();
+
+    let mut ack = msg(MessageType::MsgAppResp, 3, 1, c.node(1).term());
+    ack.index = 4;
+    c.node(1).step(ack).unwrap();
+    c.process_readies();
+    let p = progress(&mut c, 1, 3);
+    assert_eq!(p.state(), ProgressState::Snapshot);
+    assert_eq!(p.matched(), 4);
+    assert!(
+        !c.queue.iter().any(|m| m.to == 3),
+        "nothing more is sent while the snapshot is pending: {:?}",
+        c.queue
+    );
+}
+
+/// A rejection is a rejection even when it names an index past the leader's log: the
+/// follower goes back to probing.
+#[test]
+fn rejection_past_the_log_sends_the_follower_back_to_probing() {
+    let mut c = cluster(8);
+    c.propose(1, "a").unwrap();
+    c.stabilize();
+    let last = c.node(1).last_index();
+    assert_eq!(progress(&mut c, 1, 2).state(), ProgressState::Replicate);
+    let mut r = msg(MessageType::MsgAppResp, 2, 1, c.node(1).term());
+    r.reject = true;
+    r.index = last + 5;
+    r.reject_hint = last;
+    c.node(1).step(r).unwrap();
+    let p = progress(&mut c, 1, 2);
+    assert_eq!(p.state(), ProgressState::Probe);
+    assert_eq!(p.next_idx(), last + 1);
+    c.stabilize();
+    assert_eq!(progress(&mut c, 1, 2).state(), ProgressState::Replicate);
+}
