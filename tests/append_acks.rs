@@ -62,3 +62,50 @@ fn rewritten_entries_lose_their_ack_and_the_rest_keep_theirs() {
     assert_eq!(n.last_index(), 7);
     assert_eq!(n.term_at(7).unwrap(), 2);
 }
+
+/// In batched mode the leader's own acknowledgements coalesce: a newer one replaces an older
+/// one still waiting, so the storage write carries one, for the last entry.
+#[test]
+fn leaders_own_acks_coalesce_in_batched_mode() {
+    let mut c = Config::new(1);
+    c.election_tick = 10;
+    c.heartbeat_tick = 1;
+    c.max_size_per_msg = 1 << 20;
+    c.async_storage_writes = true;
+    let mut n = RawNode::new(&c, common::storage_with_voters(&[1], &[])).unwrap();
+    n.campaign().unwrap();
+    // Hand the election's writes back, so that the node leads.
+    for _ in 0..4 {
+        let rd = n.ready();
+        for m in rd.messages {
+            if m.msg_type() == Some(MessageType::MsgStorageAppend) {
+                let mut m = m;
+                raftcore::testkit::Persist::take_from_message(&mut m)
+                    .write(n.store_mut())
+                    .unwrap();
+                for r in m.responses {
+                    n.step_local(r).unwrap();
+                }
+            }
+        }
+    }
+    assert_eq!(n.role(), raftcore::StateRole::Leader);
+    n.propose("a".into()).unwrap();
+    n.propose("b".into()).unwrap();
+    n.propose_batch(["c".into(), "d".into()]).unwrap();
+    let last = n.last_index();
+    let rd = n.ready();
+    let write = rd
+        .messages
+        .iter()
+        .find(|m| m.msg_type() == Some(MessageType::MsgStorageAppend))
+        .expect("a storage write");
+    assert_eq!(write.entries.len(), 4);
+    let own: Vec<u64> = write
+        .responses
+        .iter()
+        .filter(|m| m.msg_type() == Some(MessageType::MsgAppResp) && m.to == 1)
+        .map(|m| m.index)
+        .collect();
+    assert_eq!(own, vec![last]);
+}
