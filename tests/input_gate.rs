@@ -437,8 +437,32 @@ fn strangers() {
     assert_eq!(refused(&mut led(), pre), Some(Reason::VoteFromNonMember));
     // ...a leaderless one handles it as etcd does.
     let mut n = follower();
-    assert_eq!(refused(&mut n, m), None);
+    assert_eq!(refused(&mut n, m.clone()), None);
     assert_eq!(n.term(), 2);
+    // So does a learner that follows a leader: it may be a voter of a newer configuration.
+    let mut learner =
+        RawNode::new(&config(4), common::storage_with_voters(&[1, 2, 3], &[4])).unwrap();
+    let mut to_learner = m.clone();
+    to_learner.to = 4;
+    let mut hb = msg(MessageType::MsgHeartbeat, 2, 4, 1);
+    hb.commit = 1;
+    learner.step(hb).unwrap();
+    assert_eq!(learner.leader_id(), 2);
+    assert_eq!(refused(&mut learner, to_learner), None);
+    // And a voter whose log holds a configuration change it has not applied (it may name
+    // the candidate).
+    let mut n = led();
+    let cc = raftcore::raftpb::ConfChange {
+        r#type: raftcore::raftpb::ConfChangeType::ConfChangeAddNode as i32,
+        node_id: STRANGER,
+        ..Default::default()
+    };
+    let mut e = ent(2, 1);
+    e.r#type = EntryType::EntryConfChange as i32;
+    e.data = prost::Message::encode_to_vec(&cc).into();
+    n.step(app(2, 1, 1, 1, vec![e])).unwrap();
+    assert_eq!(n.leader_id(), 2);
+    assert_eq!(refused(&mut n, m), None);
     // A stranger's snapshot must name it, or another voter this node knows, as a voter.
     let mut s = msg(MessageType::MsgSnap, STRANGER, 1, 1);
     s.snapshot = Some(snap(5, 1, voters(&[1, 7])));
