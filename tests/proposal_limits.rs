@@ -58,6 +58,9 @@ fn uncommitted_limit_admits_exactly_the_limit_in_batches() {
         c.node(1).propose_batch([bytes(1)]),
         Err(Error::ProposalDropped(_))
     ));
+    // An empty payload is never refused.
+    c.node(1).propose_batch([Bytes::new()]).unwrap();
+    c.propose(1, Bytes::new()).unwrap();
     c.stabilize();
     c.heal();
     c.tick_and_stabilize(3);
