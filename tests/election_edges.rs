@@ -208,3 +208,28 @@ fn no_campaign_while_a_committed_conf_change_is_unapplied() {
     c.campaign(2);
     assert_eq!(c.leader(), Some(2));
 }
+
+#[test]
+fn only_vote_rejections_teach_the_commit_index() {
+    let mut c = committed_behind_on_3();
+    let term = c.term(3);
+    // A granted vote, or another kind of rejection, carrying the same fields: ignored.
+    let mut granted = msg(MessageType::MsgVoteResp, 2, 3, term);
+    granted.commit = 3;
+    granted.log_term = 1;
+    c.node(3).step(granted).unwrap();
+    assert_eq!(c.node(3).commit(), 2);
+    let mut other = msg(MessageType::MsgHeartbeatResp, 2, 3, term);
+    other.reject = true;
+    other.commit = 3;
+    other.log_term = 1;
+    c.node(3).step(other).unwrap();
+    assert_eq!(c.node(3).commit(), 2);
+    // A rejected pre-vote does.
+    let mut pre = msg(MessageType::MsgPreVoteResp, 2, 3, term);
+    pre.reject = true;
+    pre.commit = 3;
+    pre.log_term = 1;
+    c.node(3).step(pre).unwrap();
+    assert_eq!(c.node(3).commit(), 3);
+}
