@@ -41,6 +41,10 @@ fn replicate_moves_next_ahead_and_fills_the_window() {
     assert_eq!((p.matched(), p.next_idx()), (last, last + 1));
     assert_eq!(p.inflights().count(), 0);
 
+    assert_eq!(p.inflights().size(), 2);
+    assert_eq!(p.inflights().max_bytes(), 0, "no byte limit");
+    assert_eq!(p.inflights().capacity(), 0, "nothing allocated until used");
+
     // Sent, not yet acknowledged.
     c.propose(1, "a").unwrap();
     c.process_readies();
@@ -48,6 +52,7 @@ fn replicate_moves_next_ahead_and_fills_the_window() {
     assert_eq!(p.next_idx(), last + 2, "next moves past the entry sent");
     assert_eq!(p.matched(), last);
     assert_eq!(p.inflights().count(), 1);
+    assert_eq!(p.inflights().bytes(), 1, "one payload byte in flight");
     assert!(!p.msg_app_flow_paused());
 
     c.propose(1, "b").unwrap();
@@ -116,6 +121,7 @@ fn an_entry_larger_than_the_byte_window_goes_alone_when_nothing_is_in_flight() {
     let mut c = Cluster::with_configs(configs, &[1, 2, 3]);
     c.campaign(1);
     assert_eq!(progress(&mut c, 1, 2).state(), ProgressState::Replicate);
+    assert_eq!(progress(&mut c, 1, 2).inflights().max_bytes(), 100);
     let big = bytes::Bytes::from(vec![b'x'; 150]);
     c.propose(1, big.clone()).unwrap();
     c.process_readies();
