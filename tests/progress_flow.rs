@@ -255,3 +255,54 @@ fn rejection_past_the_log_sends_the_follower_back_to_probing() {
     c.stabilize();
     assert_eq!(progress(&mut c, 1, 2).state(), ProgressState::Replicate);
 }
+
+#[test]
+fn check_quorum_marks_silent_followers_inactive() {
+    let configs = (1..=3)
+        .map(|id| {
+            let mut c = config(id, AppendMode::Batched);
+            c.check_quorum = true;
+            c
+        })
+        .collect();
+    let mut c = Cluster::with_configs(configs, &[1, 2, 3]);
+    c.campaign(1);
+    c.isolate(3);
+    // One election timeout of ticks: the quorum check starts a new round of activity.
+    for _ in 0..10 {
+        c.node(1).tick();
+        c.stabilize();
+    }
+    assert_eq!(c.leader(), Some(1));
+    assert!(progress(&mut c, 1, 2).recent_active());
+    assert!(!progress(&mut c, 1, 3).recent_active());
+}
+
+#[test]
+fn a_new_member_is_probed_as_soon_as_it_is_added() {
+    use raftcore::raftpb::{ConfChange, ConfChangeType};
+    let mut c = cluster(8);
+    c.propose(1, "a").unwrap();
+    c.stabilize();
+    c.add_node(config(4, AppendMode::Batched), raftcore::MemStorage::new());
+    let cc = ConfChange {
+        r#type: ConfChangeType::ConfChangeAddLearnerNode as i32,
+        node_id: 4,
+        ..Default::default()
+    };
+    c.node(1).propose_conf_change(cc).unwrap();
+    // No tick: the leader reaches out to the new member when it applies the change.
+    let sent_to_4 = std::rc::Rc::new(std::cell::Cell::new(0));
+    let seen = sent_to_4.clone();
+    c.ready_hook = Some(Box::new(move |id, rd| {
+        if id == 1 {
+            let n = rd.messages.iter().filter(|m| m.to == 4).count();
+            seen.set(seen.get() + n);
+        }
+    }));
+    c.stabilize();
+    assert_eq!(c.node(1).conf_state().learners, vec![4]);
+    assert!(sent_to_4.get() > 0, "the new member was contacted");
+    let p = progress(&mut c, 1, 4);
+    assert!(p.is_learner());
+}
