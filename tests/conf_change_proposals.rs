@@ -57,13 +57,26 @@ fn a_second_change_waits_for_the_first_to_apply() {
 #[test]
 fn changes_in_one_batch_after_a_normal_entry() {
     let mut c = cluster();
-    // A proposal batch: a normal entry, then a change: the change's index is the batch's
-    // second; a change right after it is refused.
+    // One proposal message (as forwarded by a follower) with a normal entry, then a change:
+    // the change is the message's second entry; a change proposed right after is refused.
     let last = c.node(1).last_index();
-    c.node(1).propose_batch([bytes::Bytes::from("n")]).unwrap();
-    c.node(1).propose_conf_change(add_learner(4)).unwrap();
+    let cc = Entry {
+        r#type: EntryType::EntryConfChange as i32,
+        data: prost::Message::encode_to_vec(&add_learner(4)).into(),
+        ..Default::default()
+    };
+    let mut m = common::msg(raftcore::raftpb::MessageType::MsgProp, 2, 1, 0);
+    m.entries = vec![
+        Entry {
+            data: "n".into(),
+            ..Default::default()
+        },
+        cc,
+    ];
+    c.node(1).step(m).unwrap();
     c.node(1).propose_conf_change(add_learner(5)).unwrap();
     c.stabilize();
+    assert_eq!(entry(&mut c, last + 1).data, bytes::Bytes::from("n"));
     assert_eq!(
         entry(&mut c, last + 2).entry_type(),
         EntryType::EntryConfChange
