@@ -202,10 +202,19 @@ fn no_campaign_while_a_committed_conf_change_is_unapplied() {
     c.node(2).campaign().unwrap();
     assert_eq!(c.node(2).role(), raftcore::StateRole::Follower);
     assert_eq!(c.term(2), term);
-    // Applied, it may.
+    // Applied, it may, even with a normal entry committed and not yet applied after it.
     c.stabilize();
     assert_eq!(c.node(2).applied(), cc_index);
-    c.campaign(2);
+    c.propose(1, "after").unwrap();
+    for _ in 0..3 {
+        c.process_readies();
+        c.deliver();
+    }
+    assert_eq!(c.node(2).commit(), cc_index + 1);
+    assert_eq!(c.node(2).applied(), cc_index);
+    c.node(2).campaign().unwrap();
+    assert_eq!(c.node(2).role(), raftcore::StateRole::Candidate);
+    c.stabilize();
     assert_eq!(c.leader(), Some(2));
 }
 
