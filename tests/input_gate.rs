@@ -168,10 +168,15 @@ fn values_in_range() {
             "{name}"
         );
     }
-    // log_term above the bound (and so above the message's term).
+    // log_term above the bound (and so above the message's term), and at it.
     let mut m = msg(MessageType::MsgHeartbeatResp, 2, 1, MAX);
     m.log_term = MAX + 1;
-    assert_eq!(refused(&mut follower(), m), Some(Reason::OutOfRange));
+    assert_eq!(
+        refused(&mut follower(), m.clone()),
+        Some(Reason::OutOfRange)
+    );
+    m.log_term = MAX;
+    assert_ne!(refused(&mut follower(), m), Some(Reason::OutOfRange));
     // Entries and snapshots.
     let m = app(2, 1, MAX, 1, vec![ent(MAX + 1, 1)]);
     assert_eq!(refused(&mut follower(), m), Some(Reason::OutOfRange));
@@ -225,7 +230,14 @@ fn entries_and_fields_of_each_type() {
         Some(Reason::UnexpectedResponses)
     );
     let m = msg(MessageType::MsgProp, 2, 1, 0);
-    assert_eq!(refused(&mut leader(), m), Some(Reason::EmptyProposal));
+    assert_eq!(
+        refused(&mut leader(), m.clone()),
+        Some(Reason::EmptyProposal)
+    );
+    // Whatever the role: a candidate refuses it for its shape, not for having no leader.
+    let mut c = follower();
+    c.campaign().unwrap();
+    assert_eq!(refused(&mut c, m), Some(Reason::EmptyProposal));
     for n in [0, 2] {
         let mut m = msg(MessageType::MsgReadIndex, 2, 1, 0);
         m.entries = vec![Entry::default(); n];

@@ -85,6 +85,9 @@ fn a_proposal_larger_than_the_limit_passes_when_nothing_is_uncommitted() {
             c.propose(1, bytes(1))
         };
         assert!(matches!(second, Err(Error::ProposalDropped(_))));
+        // Over the limit now, an empty payload still passes.
+        c.propose(1, Bytes::new()).unwrap();
+        c.node(1).propose_batch([Bytes::new()]).unwrap();
         c.stabilize();
         c.heal();
         c.tick_and_stabilize(3);
