@@ -172,6 +172,40 @@ fn committed_entries_wait_while_the_applying_bytes_reach_the_limit() {
     assert_eq!(rd.committed_entries[0].data, bytes(1));
 }
 
+#[test]
+fn many_large_readies_before_one_advance() {
+    let configs = (1..=3)
+        .map(|id| {
+            let mut c = config(id, AppendMode::Batched);
+            c.max_size_per_msg = 1 << 20;
+            c.max_committed_size_per_ready = 1 << 30;
+            c
+        })
+        .collect();
+    let mut c = Cluster::with_configs(configs, &[1, 2, 3]);
+    c.campaign(1);
+    let big = 1 << 16;
+    for _ in 0..5 {
+        c.propose(1, bytes(big)).unwrap();
+        let mut rd = c.node(1).ready();
+        persist(&mut c, &mut rd);
+        c.stabilize_followers();
+        let mut rd = c.node(1).ready();
+        assert_eq!(rd.committed_entries.len(), 1);
+        persist(&mut c, &mut rd);
+    }
+    // One advance acknowledges the five Readies' entries (their sizes add up).
+    c.node(1).advance().unwrap();
+    assert_eq!(c.node(1).applied(), c.node(1).commit());
+    c.propose(1, bytes(1)).unwrap();
+    let mut rd = c.node(1).ready();
+    persist(&mut c, &mut rd);
+    c.node(1).advance().unwrap();
+    c.stabilize_followers();
+    let rd = c.node(1).ready();
+    assert_eq!(rd.committed_entries.len(), 1);
+}
+
 trait Followers {
     fn stabilize_followers(&mut self);
 }
