@@ -1,0 +1,96 @@
+//! What heartbeats carry for reads: nothing when no read is pending (Safe mode, as etcd), the
+//! position of the newest pending read while one is (echoed back, it confirms the read), and
+//! with lease-based reads also the tick the heartbeat was sent at.
+
+mod common;
+
+use common::{config, Cluster};
+use raftcore::raftpb::{Message, MessageType};
+use raftcore::{AppendMode, ReadOnlyOption};
+
+fn cluster(opt: ReadOnlyOption) -> Cluster {
+    let configs = (1..=3)
+        .map(|id| {
+            let mut c = config(id, AppendMode::Batched);
+            c.read_only_option = opt;
+            c.check_quorum = opt == ReadOnlyOption::LeaseBased;
+            c
+        })
+        .collect();
+    let mut c = Cluster::with_configs(configs, &[1, 2, 3]);
+    c.campaign(1);
+    c
+}
+
+fn heartbeats(c: &mut Cluster) -> Vec<Message> {
+    c.process_readies();
+    c.queue
+        .iter()
+        .filter(|m| m.msg_type() == Some(MessageType::MsgHeartbeat))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn safe_heartbeats_carry_the_pending_read_only() {
+    let mut c = cluster(ReadOnlyOption::Safe);
+    c.node(1).tick();
+    let hb = heartbeats(&mut c);
+    assert_eq!(hb.len(), 2);
+    assert!(hb.iter().all(|m| m.context.is_empty()), "{hb:?}");
+    c.stabilize();
+
+    c.node(1).read_index("r1".into()).unwrap();
+    let hb = heartbeats(&mut c);
+    assert_eq!(hb.len(), 2);
+    assert!(hb.iter().all(|m| m.context.len() == 8), "{hb:?}");
+    c.stabilize();
+    let rd = c.node(1).ready();
+    assert!(
+        rd.read_states.is_empty(),
+        "released in the Ready the cluster handled"
+    );
+    // The read was released when the echoes came back.
+    c.node(1).read_index("r2".into()).unwrap();
+    c.process_readies();
+    c.deliver();
+    c.process_readies();
+    c.deliver();
+    let rd = c.node(1).ready();
+    let ctxs: Vec<_> = rd
+        .read_states
+        .iter()
+        .map(|r| r.request_ctx.clone())
+        .collect();
+    assert_eq!(ctxs, vec![bytes::Bytes::from("r2")]);
+}
+
+#[test]
+fn lease_heartbeats_carry_their_tick() {
+    let mut c = cluster(ReadOnlyOption::LeaseBased);
+    c.node(1).tick();
+    let hb = heartbeats(&mut c);
+    assert_eq!(hb.len(), 2);
+    for m in &hb {
+        assert_eq!(m.context.len(), 16, "{m:?}");
+        let tick = u64::from_le_bytes(m.context[8..16].try_into().unwrap());
+        assert!(tick >= 1, "stamped with the leader's tick");
+    }
+}
+
+#[test]
+fn lease_read_is_served_at_once_after_answers_in_the_same_tick() {
+    let mut c = cluster(ReadOnlyOption::LeaseBased);
+    // Heartbeats go out and their answers come back within each tick.
+    c.tick_and_stabilize(12);
+    c.node(1).read_index("lease".into()).unwrap();
+    // No message round: the lease answers.
+    let rd = c.node(1).ready();
+    let ctxs: Vec<_> = rd
+        .read_states
+        .iter()
+        .map(|r| r.request_ctx.clone())
+        .collect();
+    assert_eq!(ctxs, vec![bytes::Bytes::from("lease")]);
+    assert_eq!(rd.read_states[0].index, c.node(1).commit());
+}
