@@ -251,3 +251,44 @@ fn duplicated_old_answers_do_not_quiet_the_leader_early() {
     }
     assert!(all_quiet(&c));
 }
+
+#[test]
+fn a_follower_without_quiescence_answers_msg_quiesce_as_a_heartbeat() {
+    // Node 2 has quiescence off: it answers MsgQuiesce with a MsgHeartbeatResp echoing the
+    // context (a read or lease acknowledgement rides on it), and never goes quiet.
+    let voters = [1u64, 2, 3];
+    let configs = voters
+        .iter()
+        .map(|&id| {
+            let mut c = config(id, AppendMode::default());
+            c.quiesce = id != 2;
+            c
+        })
+        .collect();
+    let mut c = Cluster::with_configs(configs, &voters);
+    c.campaign(1);
+    let term = c.term(2);
+    let mut m = msg(MessageType::MsgQuiesce, 1, 2, term);
+    m.commit = c.committed(1);
+    m.index = 7;
+    m.context = bytes::Bytes::from_static(b"ctx");
+    c.node(2).step(m).unwrap();
+    let rd = c.node(2).ready();
+    let answers: Vec<_> = rd
+        .messages
+        .iter()
+        .chain(&rd.persisted_messages)
+        .filter(|m| m.to == 1)
+        .cloned()
+        .collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0].msg_type(), Some(MessageType::MsgHeartbeatResp));
+    assert_eq!(&answers[0].context[..], b"ctx");
+    assert!(!c.node_ref(2).is_quiet());
+    // The group never goes quiet while node 2 answers so.
+    c.node(2).advance().unwrap();
+    for _ in 0..10 {
+        tick_count(&mut c);
+    }
+    assert!(!c.node_ref(1).is_quiet());
+}

@@ -153,8 +153,6 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgQuiesceResp => true,
             MessageType::MsgQuiesce => m.from == self.lead && m.term == self.term,
             MessageType::MsgStorageAppendResp | MessageType::MsgStorageApplyResp => true,
-            // The leader's acknowledgement of its own append (stepped on advance).
-            MessageType::MsgAppResp => m.from == self.id,
             _ => false,
         };
         if keeps_quiet {
