@@ -292,3 +292,59 @@ fn a_follower_without_quiescence_answers_msg_quiesce_as_a_heartbeat() {
     }
     assert!(!c.node_ref(1).is_quiet());
 }
+
+#[test]
+fn a_joint_configuration_keeps_the_group_awake() {
+    use raftcore::raftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2};
+    let mut c = quiet_cluster(3, |_| {});
+    // Demote node 3 with an explicit transition: the group stays joint until told to leave,
+    // with every peer caught up and no read pending.
+    c.node(1)
+        .propose_conf_change(ConfChangeV2 {
+            transition: ConfChangeTransition::JointExplicit as i32,
+            changes: vec![ConfChangeSingle {
+                r#type: ConfChangeType::ConfChangeAddLearnerNode as i32,
+                node_id: 3,
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+    c.stabilize();
+    assert!(!c.conf_state_of(1).voters_outgoing.is_empty(), "joint");
+    for _ in 0..20 {
+        assert!(tick_count(&mut c) > 0);
+    }
+    assert!(!c.node_ref(1).is_quiet());
+    // Leaving the joint configuration lets it go quiet.
+    c.node(1)
+        .propose_conf_change(ConfChangeV2::default())
+        .unwrap();
+    c.stabilize();
+    assert!(c.conf_state_of(1).voters_outgoing.is_empty());
+    for _ in 0..5 {
+        tick_count(&mut c);
+    }
+    assert!(all_quiet(&c));
+}
+
+#[test]
+fn msg_quiesce_carries_the_commit_index() {
+    let mut c = quiet_cluster(3, |_| {});
+    c.propose(1, "x").unwrap();
+    // The append and its acknowledgements, but not the commit index's follow-up.
+    c.process_readies();
+    c.deliver();
+    c.process_readies();
+    c.deliver();
+    c.process_readies();
+    c.queue.clear();
+    let commit = c.committed(1);
+    assert!(c.committed(2) < commit);
+    let term = c.term(1);
+    let mut m = msg(MessageType::MsgQuiesce, 1, 2, term);
+    m.commit = commit;
+    m.index = 5;
+    c.node(2).step(m).unwrap();
+    assert_eq!(c.committed(2), commit, "learned from MsgQuiesce");
+    assert!(c.node_ref(2).is_quiet());
+}
