@@ -348,3 +348,37 @@ fn msg_quiesce_carries_the_commit_index() {
     assert_eq!(c.committed(2), commit, "learned from MsgQuiesce");
     assert!(c.node_ref(2).is_quiet());
 }
+
+#[test]
+fn a_follower_that_appends_and_goes_quiet_in_one_ready_stays_quiet() {
+    let mut c = quiet_cluster(3, |_| {});
+    c.propose(1, "a").unwrap();
+    // Node 2 gets the append, then the leader's MsgQuiesce, before it handles its Ready.
+    c.process_readies();
+    let app: Vec<_> = c
+        .queue
+        .iter()
+        .filter(|m| m.to == 2 && m.msg_type() == Some(MessageType::MsgApp))
+        .cloned()
+        .collect();
+    assert_eq!(app.len(), 1);
+    c.node(2).step(app[0].clone()).unwrap();
+    let term = c.term(1);
+    let mut q = msg(MessageType::MsgQuiesce, 1, 2, term);
+    q.commit = c.committed(2);
+    q.index = 3;
+    c.node(2).step(q).unwrap();
+    assert!(c.node_ref(2).is_quiet());
+    // Handling that Ready acknowledges the node's own append locally: it stays quiet and sends
+    // no wake-up call.
+    c.queue.clear();
+    c.process_readies();
+    assert!(c.node_ref(2).is_quiet());
+    assert!(
+        !c.queue
+            .iter()
+            .any(|m| m.from == 2 && m.msg_type() == Some(MessageType::MsgHeartbeatResp)),
+        "{:?}",
+        c.queue
+    );
+}
