@@ -47,15 +47,16 @@ impl<S: Storage> Raft<S> {
         }
         let (id, commit) = (self.id, self.raft_log.committed);
         let round = (self.clk.ticks % u64::from(u16::MAX)) as u16 + 1;
-        let mut to = Vec::new();
-        for (pid, pr) in self.trk.progress.iter_mut() {
-            if pid != id && !pr.quiet {
-                pr.quiesce_round = round;
-                pr.sent_commit = commit;
-                to.push(pid);
+        // By position, as flush_appends does: no id list allocated per heartbeat.
+        let mut k = 0;
+        while let Some(pid) = self.trk.progress.id_at(k) {
+            k += 1;
+            let pr = self.trk.progress.get_mut(pid).expect("id from the map");
+            if pid == id || pr.quiet {
+                continue;
             }
-        }
-        for pid in to {
+            pr.quiesce_round = round;
+            pr.sent_commit = commit;
             self.send(Message {
                 r#type: MessageType::MsgQuiesce as i32,
                 to: pid,

@@ -312,10 +312,9 @@ impl SimConfig {
         // long enough for the group to go quiet, and wake-ups.
         let mut q = SimRng::new(seed).fork(0x0051_E7CE);
         if q.chance(350_000) {
-            cfg.cluster.quiesce = true;
-            cfg.workload.idle_every = q.range(5, 30) * TICK;
-            cfg.workload.idle_len = q.range(3, 40) * TICK;
-            cfg.workload.wake_every = [0, 4 * TICK, 20 * TICK][q.index(3)];
+            let (every, len) = (q.range(5, 30) * TICK, q.range(3, 40) * TICK);
+            let wake = [0, 4 * TICK, 20 * TICK][q.index(3)];
+            cfg.with_quiescence(every, len, wake);
         }
         // Lease-based reads, from a stream of their own (the draws above stay as they were).
         let mut l = SimRng::new(seed).fork(0x001E_A5E5);
@@ -329,6 +328,15 @@ impl SimConfig {
             }
         }
         cfg
+    }
+
+    /// Turns quiescence on, with idle spells every `idle_every` (each up to `idle_len`) and a
+    /// `wake()` every `wake_every` (0: none), all in simulated time units.
+    pub fn with_quiescence(&mut self, idle_every: u64, idle_len: u64, wake_every: u64) {
+        self.cluster.quiesce = true;
+        self.workload.idle_every = idle_every;
+        self.workload.idle_len = idle_len;
+        self.workload.wake_every = wake_every;
     }
 
     /// The shortest downtime that outlasts a lease promise: a follower refuses votes for

@@ -129,15 +129,8 @@ pub fn sim_config(events: u64) -> impl Strategy<Value = SimConfig> {
         workload(),
         prop_oneof![Just(None), (1u64..=30, 1u64..=40).prop_map(Some)],
     )
-        .prop_map(move |(seed, mut cluster, faults, mut workload, quiet)| {
-            // Quiescence: idle spells, wake-ups and the failure detector.
-            if let Some((every, len)) = quiet {
-                cluster.quiesce = true;
-                workload.idle_every = every * TICK;
-                workload.idle_len = len * TICK;
-                workload.wake_every = 10 * TICK;
-            }
-            SimConfig {
+        .prop_map(move |(seed, cluster, faults, workload, quiet)| {
+            let mut cfg = SimConfig {
                 seed,
                 events,
                 liveness: true,
@@ -145,7 +138,12 @@ pub fn sim_config(events: u64) -> impl Strategy<Value = SimConfig> {
                 faults,
                 workload,
                 breach: None,
+            };
+            // Quiescence: idle spells, wake-ups and the failure detector.
+            if let Some((every, len)) = quiet {
+                cfg.with_quiescence(every * TICK, len * TICK, 10 * TICK);
             }
+            cfg
         })
 }
 
