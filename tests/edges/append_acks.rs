@@ -2,9 +2,7 @@
 //! same Ready rewrites entries that an earlier acknowledgement claimed, that acknowledgement is
 //! taken back; the others still go.
 
-mod common;
-
-use common::msg;
+use crate::common::msg;
 use raftcore::raftpb::{Entry, Message, MessageType};
 use raftcore::{Config, MemStorage, RawNode};
 
@@ -12,7 +10,7 @@ fn follower() -> RawNode<MemStorage> {
     let mut c = Config::new(1);
     c.election_tick = 10;
     c.heartbeat_tick = 1;
-    RawNode::new(&c, common::storage_with_voters(&[1, 2, 3], &[])).unwrap()
+    RawNode::new(&c, crate::common::storage_with_voters(&[1, 2, 3], &[])).unwrap()
 }
 
 fn app(from: u64, term: u64, index: u64, log_term: u64, ents: &[(u64, u64)]) -> Message {
@@ -72,7 +70,7 @@ fn leaders_own_acks_coalesce_in_batched_mode() {
     c.heartbeat_tick = 1;
     c.max_size_per_msg = 1 << 20;
     c.async_storage_writes = true;
-    let mut n = RawNode::new(&c, common::storage_with_voters(&[1], &[])).unwrap();
+    let mut n = RawNode::new(&c, crate::common::storage_with_voters(&[1], &[])).unwrap();
     n.campaign().unwrap();
     // Hand the election's writes back, so that the node leads.
     for _ in 0..4 {

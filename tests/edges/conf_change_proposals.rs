@@ -2,9 +2,7 @@
 //! the previous one is applied; no simple change while joint; no leave-joint outside a joint
 //! configuration. A refused one becomes an empty normal entry, as in etcd.
 
-mod common;
-
-use common::Cluster;
+use crate::common::Cluster;
 use raftcore::raftpb::{
     ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType,
 };
@@ -65,7 +63,7 @@ fn changes_in_one_batch_after_a_normal_entry() {
         data: prost::Message::encode_to_vec(&add_learner(4)).into(),
         ..Default::default()
     };
-    let mut m = common::msg(raftcore::raftpb::MessageType::MsgProp, 2, 1, 0);
+    let mut m = crate::common::msg(raftcore::raftpb::MessageType::MsgProp, 2, 1, 0);
     m.entries = vec![
         Entry {
             data: "n".into(),

@@ -1,9 +1,7 @@
 //! `RawNode`'s read-only views (log bounds and terms, status) after several elections, and
 //! building nodes over a shared config.
 
-mod common;
-
-use common::{config, Cluster};
+use crate::common::{config, Cluster};
 use raftcore::{AppendMode, Config, Error, RawNode, StateRole};
 use std::sync::Arc;
 
@@ -65,7 +63,7 @@ fn nodes_over_one_shared_config() {
                 id,
                 0,
                 cfg.clone(),
-                common::storage_with_voters(&[1, 2, 3], &[]),
+                crate::common::storage_with_voters(&[1, 2, 3], &[]),
             )
             .expect("a validated shared config")
         })
@@ -76,7 +74,12 @@ fn nodes_over_one_shared_config() {
     // A config that was not validated (its derived limit is not filled in) is refused.
     let raw = Arc::new(base.clone());
     assert!(matches!(
-        RawNode::with_shared_config(2, 0, raw, common::storage_with_voters(&[1, 2, 3], &[])),
+        RawNode::with_shared_config(
+            2,
+            0,
+            raw,
+            crate::common::storage_with_voters(&[1, 2, 3], &[])
+        ),
         Err(Error::ConfigInvalid(_))
     ));
     // An invalid one too, whatever the id.
@@ -86,7 +89,7 @@ fn nodes_over_one_shared_config() {
         2,
         0,
         Arc::new(bad),
-        common::storage_with_voters(&[1, 2, 3], &[])
+        crate::common::storage_with_voters(&[1, 2, 3], &[])
     )
     .is_err());
 }

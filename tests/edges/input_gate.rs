@@ -2,9 +2,7 @@
 //! time, on a single node. A refused message changes nothing; a message just inside a bound
 //! is not refused for that bound.
 
-mod common;
-
-use common::msg;
+use crate::common::msg;
 use raftcore::raftpb::{
     ConfState, Entry, EntryType, Message, MessageType, Snapshot, SnapshotMetadata,
 };
@@ -17,7 +15,7 @@ const STRANGER: u64 = 99;
 const MAX: u64 = MAX_REMOTE_VALUE;
 
 fn storage(voters: &[u64]) -> MemStorage {
-    common::storage_with_voters(voters, &[])
+    crate::common::storage_with_voters(voters, &[])
 }
 
 fn config(id: u64) -> Config {
@@ -452,8 +450,11 @@ fn strangers() {
     assert_eq!(refused(&mut n, m.clone()), None);
     assert_eq!(n.term(), 2);
     // So does a learner that follows a leader: it may be a voter of a newer configuration.
-    let mut learner =
-        RawNode::new(&config(4), common::storage_with_voters(&[1, 2, 3], &[4])).unwrap();
+    let mut learner = RawNode::new(
+        &config(4),
+        crate::common::storage_with_voters(&[1, 2, 3], &[4]),
+    )
+    .unwrap();
     let mut to_learner = m.clone();
     to_learner.to = 4;
     let mut hb = msg(MessageType::MsgHeartbeat, 2, 4, 1);

@@ -2,10 +2,8 @@
 //! several Readies are handed out before one `advance()`, and `max_committed_size_per_ready`
 //! counting the bytes handed out and not yet applied.
 
-mod common;
-
+use crate::common::{config, Cluster};
 use bytes::Bytes;
-use common::{config, Cluster};
 use raftcore::testkit::Persist;
 use raftcore::{AppendMode, Error};
 

@@ -1,9 +1,7 @@
 //! A learner promoted to voter while it was cut off learns of it from a snapshot, and may
 //! then campaign like any voter.
 
-mod common;
-
-use common::{config, Cluster};
+use crate::common::{config, Cluster};
 use raftcore::raftpb::{ConfChange, ConfChangeType};
 use raftcore::{AppendMode, StateRole};
 

@@ -2,9 +2,7 @@
 //! `next_idx` moves ahead optimistically, the window fills and pauses the flow, probing sends
 //! one append at a time.
 
-mod common;
-
-use common::{config, msg, Cluster};
+use crate::common::{config, msg, Cluster};
 use raftcore::raftpb::MessageType;
 use raftcore::tracker::{Progress, ProgressState};
 use raftcore::AppendMode;

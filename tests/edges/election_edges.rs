@@ -1,9 +1,7 @@
 //! Elections: what a vote rejection carries (the rejecter's commit index and the term of the
 //! entry there) and what a node learns from it.
 
-mod common;
-
-use common::{msg, Cluster};
+use crate::common::{msg, Cluster};
 use raftcore::raftpb::{Message, MessageType};
 use raftcore::AppendMode;
 
@@ -54,7 +52,7 @@ fn vote_rejection_carries_commit_and_its_term() {
 #[test]
 fn vote_rejection_hint_can_be_turned_off() {
     let mut cfgs: Vec<_> = (1..=3)
-        .map(|id| common::config(id, AppendMode::Batched))
+        .map(|id| crate::common::config(id, AppendMode::Batched))
         .collect();
     cfgs[1].vote_rejection_carries_commit = false;
     let mut c = Cluster::with_configs(cfgs, &[1, 2, 3]);
@@ -104,9 +102,10 @@ fn rejection_naming_an_entry_not_held_teaches_nothing() {
 
 /// A pre-candidate of {1, 2, 3} at term 1 (pre-vote on).
 fn pre_candidate() -> raftcore::RawNode<raftcore::MemStorage> {
-    let mut cfg = common::config(1, AppendMode::Batched);
+    let mut cfg = crate::common::config(1, AppendMode::Batched);
     cfg.pre_vote = true;
-    let mut n = raftcore::RawNode::new(&cfg, common::storage_with_voters(&[1, 2, 3], &[])).unwrap();
+    let mut n =
+        raftcore::RawNode::new(&cfg, crate::common::storage_with_voters(&[1, 2, 3], &[])).unwrap();
     n.step(msg(MessageType::MsgHeartbeat, 2, 1, 1)).unwrap();
     n.forget_leader().unwrap();
     n.campaign().unwrap();
@@ -146,8 +145,8 @@ fn granted_pre_vote_for_the_next_term_does_not_move_the_term() {
 fn candidate_takes_a_snapshot_from_the_leader_of_its_term() {
     use raftcore::raftpb::{ConfState, Snapshot, SnapshotMetadata};
     let mut n = raftcore::RawNode::new(
-        &common::config(1, AppendMode::Batched),
-        common::storage_with_voters(&[1, 2, 3], &[]),
+        &crate::common::config(1, AppendMode::Batched),
+        crate::common::storage_with_voters(&[1, 2, 3], &[]),
     )
     .unwrap();
     n.campaign().unwrap();

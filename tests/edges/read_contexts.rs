@@ -2,9 +2,7 @@
 //! position of the newest pending read while one is (echoed back, it confirms the read), and
 //! with lease-based reads also the tick the heartbeat was sent at.
 
-mod common;
-
-use common::{config, Cluster};
+use crate::common::{config, Cluster};
 use raftcore::raftpb::{Message, MessageType};
 use raftcore::{AppendMode, ReadOnlyOption};
 
