@@ -107,6 +107,44 @@ fn a_proposal_wakes_the_group_commits_and_the_group_goes_quiet_again() {
 }
 
 #[test]
+fn a_proposal_at_the_quiet_leader_survives_the_loss_of_its_appends() {
+    for batch in [false, true] {
+        let mut c = quiet_cluster(3, |_| {});
+        tick_count(&mut c);
+        tick_count(&mut c);
+        assert!(all_quiet(&c));
+        if batch {
+            c.node(1).propose_batch([bytes::Bytes::from("x")]).unwrap();
+        } else {
+            c.propose(1, "x").unwrap();
+        }
+        assert!(
+            !c.node_ref(1).is_quiet(),
+            "batch={batch}: the proposal woke the leader"
+        );
+        // Every append the proposal caused is lost.
+        c.process_readies();
+        assert!(c
+            .queue
+            .iter()
+            .any(|m| m.msg_type() == Some(MessageType::MsgApp)));
+        c.queue.clear();
+        // The awake leader heartbeats; the answers show the followers behind, and it resends.
+        for _ in 0..10 {
+            tick_count(&mut c);
+        }
+        assert!(
+            (1..=3).all(|id| c.payloads(id) == vec![bytes::Bytes::from("x")]),
+            "batch={batch}"
+        );
+        for _ in 0..3 {
+            tick_count(&mut c);
+        }
+        assert!(all_quiet(&c), "batch={batch}: quiet again");
+    }
+}
+
+#[test]
 fn a_lagging_follower_keeps_the_leader_awake() {
     let mut c = quiet_cluster(3, |_| {});
     c.isolate(3);

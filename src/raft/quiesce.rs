@@ -154,9 +154,8 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgQuiesceResp => true,
             MessageType::MsgQuiesce => m.from == self.lead && m.term == self.term,
             MessageType::MsgStorageAppendResp | MessageType::MsgStorageApplyResp => true,
-            // A node's acknowledgement of its own append, stepped on advance: a follower that
-            // appended and went quiet within one Ready gets it after going quiet.
-            MessageType::MsgAppResp => m.from == self.id,
+            // A leader's acknowledgement of its own append needs no arm: a leader is not quiet
+            // while its own match is behind its log, and a proposal wakes it.
             _ => false,
         };
         if keeps_quiet {

@@ -461,6 +461,11 @@ impl<S: Storage> Raft<S> {
         if self.state != StateRole::Leader {
             return Err(data);
         }
+        if self.clk.quiet {
+            // As a stepped MsgProp does: a quiet leader would neither heartbeat nor resend a
+            // lost append for the new entry.
+            self.wake(false);
+        }
         if self.trk.progress.get(self.id).is_none() {
             return Ok(Err(Error::ProposalDropped(DropReason::LeaderRemoved)));
         }
