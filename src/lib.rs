@@ -93,6 +93,7 @@ pub mod confchange;
 pub mod config;
 pub mod describe;
 pub mod error;
+mod lazy_vec;
 mod log;
 mod log_unstable;
 pub mod quorum;

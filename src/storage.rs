@@ -112,9 +112,9 @@ pub fn limit_size(ents: &mut Vec<Entry>, max_size: u64) {
 /// application reaches it through the node's accessors to persist each Ready (append entries,
 /// set the HardState, apply a snapshot) and to compact the log.
 ///
-/// The log is kept as a vector whose first element is a dummy entry carrying the index and term
-/// of the last snapshot (index 0, term 0 for a fresh storage), so `term()` answers for the
-/// snapshot index too.
+/// The log is kept as the index and term of its compaction point (the last snapshot's at
+/// first; index 0, term 0 for a fresh storage), so `term()` answers for it, and a vector of the
+/// entries after it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemStorage {
     hard_state: HardState,
@@ -125,8 +125,9 @@ pub struct MemStorage {
     /// sends a snapshot.
     snap_index: u64,
     snap_term: u64,
-    snap_data: Bytes,
-    snap_conf: Box<[u8]>,
+    /// `None` when empty (an idle group's usual case): 8 bytes instead of a `Bytes`' 32.
+    snap_data: Option<Box<Bytes>>,
+    snap_conf: ConfBytes,
     /// The compaction point: the index and term of the entry just before the first one kept
     /// (the snapshot's at first). `term` answers for it.
     offset_index: u64,
@@ -134,6 +135,48 @@ pub struct MemStorage {
     /// The entries after the compaction point: `ents[k]` has index `offset_index + 1 + k`.
     /// Empty (no memory) when the log holds nothing past the snapshot.
     ents: Vec<Entry>,
+}
+
+/// An encoded ConfState, inline when it is short (a few voters take a few bytes): a heap
+/// allocation costs a small group more than the bytes it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ConfBytes {
+    Inline { len: u8, buf: [u8; CONF_INLINE] },
+    Heap(Box<[u8]>),
+}
+
+/// With the tag and the length, the inline form is as large as the boxed one: 24 bytes.
+const CONF_INLINE: usize = 22;
+
+impl Default for ConfBytes {
+    fn default() -> Self {
+        ConfBytes::Inline {
+            len: 0,
+            buf: [0; CONF_INLINE],
+        }
+    }
+}
+
+impl ConfBytes {
+    fn new(b: &[u8]) -> Self {
+        if b.len() <= CONF_INLINE {
+            let mut buf = [0; CONF_INLINE];
+            buf[..b.len()].copy_from_slice(b);
+            ConfBytes::Inline {
+                len: b.len() as u8,
+                buf,
+            }
+        } else {
+            ConfBytes::Heap(b.into())
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            ConfBytes::Inline { len, buf } => &buf[..usize::from(*len)],
+            ConfBytes::Heap(b) => b,
+        }
+    }
 }
 
 impl Default for MemStorage {
@@ -149,8 +192,8 @@ impl MemStorage {
             hard_state: HardState::default(),
             snap_index: 0,
             snap_term: 0,
-            snap_data: Bytes::new(),
-            snap_conf: Box::default(),
+            snap_data: None,
+            snap_conf: ConfBytes::default(),
             offset_index: 0,
             offset_term: 0,
             ents: Vec::new(),
@@ -180,13 +223,17 @@ impl MemStorage {
     /// Replaces the ConfState carried by the current snapshot's metadata (returned by
     /// `initial_state`). The snapshot's index, term and data are unchanged.
     pub fn set_conf_state(&mut self, cs: ConfState) {
-        self.snap_conf = cs.encode_to_vec().into_boxed_slice();
+        self.snap_conf = ConfBytes::new(&cs.encode_to_vec());
+    }
+
+    fn set_snap_data(&mut self, data: Bytes) {
+        self.snap_data = (!data.is_empty()).then(|| Box::new(data));
     }
 
     /// The ConfState of the current snapshot.
     fn snap_conf_state(&self) -> ConfState {
         // Encoded by `set_conf_state` from a ConfState: decoding cannot fail.
-        ConfState::decode(&self.snap_conf[..]).expect("MemStorage encoded this ConfState")
+        ConfState::decode(self.snap_conf.as_slice()).expect("MemStorage encoded this ConfState")
     }
 
     /// The compaction point's index.
@@ -225,7 +272,7 @@ impl MemStorage {
         self.set_conf_state(snap.conf_state());
         self.snap_index = index;
         self.snap_term = term;
-        self.snap_data = snap.data;
+        self.set_snap_data(snap.data);
         self.ents = Vec::new();
         self.offset_index = index;
         self.offset_term = term;
@@ -261,7 +308,7 @@ impl MemStorage {
         if let Some(cs) = cs {
             self.set_conf_state(cs);
         }
-        self.snap_data = data;
+        self.set_snap_data(data);
         Ok(self.current_snapshot())
     }
 
@@ -277,7 +324,7 @@ impl MemStorage {
     /// The current snapshot, decoded.
     fn current_snapshot(&self) -> Snapshot {
         Snapshot {
-            data: self.snap_data.clone(),
+            data: self.snap_data.as_deref().cloned().unwrap_or_default(),
             metadata: Some(SnapshotMetadata {
                 conf_state: Some(self.snap_conf_state()),
                 index: self.snap_index,
@@ -547,6 +594,39 @@ mod tests {
         let mut v = vec![ent(s.offset_index, s.offset_term)];
         v.extend(s.ents.iter().cloned());
         v
+    }
+
+    #[test]
+    fn conf_state_and_snapshot_data_round_trip_inline_and_on_the_heap() {
+        let small = ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        };
+        // Large ids take ten bytes each: past the inline buffer.
+        let large = ConfState {
+            voters: vec![u64::MAX - 2, u64::MAX - 1, u64::MAX],
+            learners: vec![1 << 60],
+            ..Default::default()
+        };
+        for (cs, inline) in [(small, true), (large, false), (ConfState::default(), true)] {
+            let mut s = MemStorage::new_with_conf_state(cs.clone());
+            assert_eq!(matches!(s.snap_conf, ConfBytes::Inline { .. }), inline);
+            assert_eq!(s.initial_state().unwrap().conf_state, cs);
+            assert!(s.snap_data.is_none());
+            s.append(&[ent(1, 1), ent(2, 1)]).unwrap();
+            let snap = s
+                .create_snapshot(2, None, Bytes::from_static(b"sm"))
+                .unwrap();
+            assert_eq!(snap.data, Bytes::from_static(b"sm"));
+            assert_eq!(snap.conf_state(), cs);
+            assert_eq!(s.snapshot().unwrap(), snap);
+            // Empty data is held as nothing, and reads back empty.
+            let snap = s.create_snapshot(1 + 2, None, Bytes::new());
+            assert!(snap.is_err(), "index 3 is past the log");
+            s.append(&[ent(3, 1)]).unwrap();
+            let snap = s.create_snapshot(3, None, Bytes::new()).unwrap();
+            assert!(snap.data.is_empty() && s.snap_data.is_none());
+        }
     }
 
     fn storage_345() -> MemStorage {

@@ -272,6 +272,7 @@ impl<S: Storage> Raft<S> {
     /// Ready's persist (0 if none). The queue holds a few messages between two Readies.
     fn max_queued_ack(&self) -> u64 {
         self.msgs_after_append
+            .as_slice()
             .iter()
             .filter(|m| m.r#type == MessageType::MsgAppResp as i32 && !m.reject && m.to != self.id)
             .map(|m| m.index)

@@ -20,6 +20,7 @@ use slog::info;
 use crate::confchange::{self, Changer};
 use crate::config::{AppendMode, Config, ReadOnlyOption, NONE};
 use crate::error::{DropReason, Error, Result, StorageError};
+use crate::lazy_vec::LazyVec;
 use crate::log::RaftLog;
 use crate::quorum::VoteResult;
 use crate::raftpb::{
@@ -110,41 +111,6 @@ pub(super) enum CampaignType {
 /// The context of a MsgVote sent because of a leader transfer: it forces past leases.
 pub(super) const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
 
-/// A vector that costs 8 bytes while it has never been used: for buffers most groups never
-/// touch (released reads, the batched-append list). Once used, its box and capacity stay for
-/// the next use.
-#[derive(Clone, Debug, Default)]
-// The box is the point: `Option<Box<Vec>>` is 8 bytes where a `Vec` is 24.
-#[allow(clippy::box_collection)]
-pub(super) struct LazyVec<T>(Option<Box<Vec<T>>>);
-
-impl<T> LazyVec<T> {
-    pub(super) fn push(&mut self, v: T) {
-        self.0.get_or_insert_with(Default::default).push(v);
-    }
-    pub(super) fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |v| v.len())
-    }
-    pub(super) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub(super) fn clear(&mut self) {
-        if let Some(v) = self.0.as_mut() {
-            v.clear();
-        }
-    }
-    pub(super) fn as_slice(&self) -> &[T] {
-        self.0.as_deref().map_or(&[], |v| v.as_slice())
-    }
-    /// Takes the elements out (the buffer's box stays).
-    pub(super) fn take(&mut self) -> Vec<T> {
-        self.0
-            .as_mut()
-            .map(|v| std::mem::take(&mut **v))
-            .unwrap_or_default()
-    }
-}
-
 /// The state an idle node's `tick()` and `has_ready()` touch, together: 32 bytes aligned to
 /// 32 never straddle a cache line, so ticking a million idle groups reads one line per group.
 #[derive(Clone, Debug, Default)]
@@ -191,9 +157,9 @@ pub(crate) struct Raft<S: Storage> {
     /// storage). A non-member may move the term at most `MAX_UNCONFIRMED_TERM_JUMP` above it.
     confirmed_term: u64,
     /// Messages that may be sent at once.
-    msgs: Vec<Message>,
+    msgs: LazyVec<Message>,
     /// Messages that may only be sent once the unstable state is durable.
-    msgs_after_append: Vec<Message>,
+    msgs_after_append: LazyVec<Message>,
     /// Batched mode: followers owed an append at the next flush.
     dirty_all: bool,
     dirty: LazyVec<u64>,
@@ -268,8 +234,8 @@ impl<S: Storage> Raft<S> {
                 ..Clock::default()
             },
             confirmed_term: 0,
-            msgs: Vec::new(),
-            msgs_after_append: Vec::new(),
+            msgs: LazyVec::default(),
+            msgs_after_append: LazyVec::default(),
             dirty_all: false,
             dirty: LazyVec::default(),
             rng: Rng::new(cfg.seed, id),

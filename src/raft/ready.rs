@@ -16,7 +16,7 @@ pub(crate) struct ReadyCursor {
     prev_hard_state: HardState,
     /// Local messages stepped on `advance` (self acks, storage responses). Readies handed out
     /// before one `advance` add to it: that `advance` acknowledges all of them.
-    steps_on_advance: Vec<Message>,
+    steps_on_advance: LazyVec<Message>,
     /// What the Readies handed out since the last `advance` gave to apply: the last index, the
     /// entries' encoded size and their payload size (a summary rather than a
     /// `MsgStorageApplyResp` carrying clones of the entries).
@@ -108,8 +108,23 @@ impl<S: Storage> Raft<S> {
     }
 
     /// Records whether anything is pending, after the Ready loop acknowledged what it did.
-    pub(crate) fn settle(&mut self, cur: &ReadyCursor) {
+    /// A quiet node with nothing pending also drops its empty buffers: a quiet group keeps no
+    /// heap it does not need.
+    pub(crate) fn settle(&mut self, cur: &mut ReadyCursor) {
         self.clk.settled = !self.has_ready_full(cur);
+        if self.clk.quiet && self.clk.settled {
+            self.release_buffers();
+            cur.steps_on_advance.release();
+        }
+    }
+
+    /// Drops the boxes and capacity of the empty message and entry buffers.
+    pub(super) fn release_buffers(&mut self) {
+        self.msgs.release();
+        self.msgs_after_append.release();
+        self.dirty.release();
+        self.read_states.release();
+        self.raft_log.unstable.release_buffers();
     }
 
     fn has_ready_full(&self, cur: &ReadyCursor) -> bool {
@@ -144,7 +159,7 @@ impl<S: Storage> Raft<S> {
         let mut rd = Ready {
             entries: self.raft_log.next_unstable_ents().to_vec(),
             committed_entries: self.raft_log.next_committed_ents(!async_writes),
-            messages: std::mem::take(&mut self.msgs),
+            messages: self.msgs.take(),
             ..Default::default()
         };
         let ss = self.soft_state();
@@ -165,7 +180,7 @@ impl<S: Storage> Raft<S> {
             rd.snapshot = self.raft_log.next_unstable_snapshot().cloned();
         }
         rd.read_states = self.read_states.take();
-        let after_append = std::mem::take(&mut self.msgs_after_append);
+        let after_append = self.msgs_after_append.take();
 
         // What tells the core that this Ready's writes are done: the last unstable entry (the
         // term check on it guards against entries overwritten since), and the snapshot.
@@ -269,7 +284,7 @@ impl<S: Storage> Raft<S> {
             ));
         }
         cur.readies_outstanding = 0;
-        let steps = std::mem::take(&mut cur.steps_on_advance);
+        let steps = cur.steps_on_advance.take();
         for m in steps {
             let _ = self.step(m);
         }

@@ -1,6 +1,7 @@
 //! The leader's (and candidate's) bookkeeping: configuration, per-peer progress, votes.
 
 use super::{Config, ProgressMap};
+use crate::lazy_vec::LazyVec;
 use crate::quorum::VoteResult;
 use crate::raftpb::ConfState;
 
@@ -13,7 +14,7 @@ pub struct ProgressTracker {
     /// The progress of every member (voters, learners and staged learners).
     pub progress: ProgressMap,
     /// The votes received in the current election, sorted by id.
-    votes: Vec<(u64, bool)>,
+    votes: LazyVec<(u64, bool)>,
     /// The inflight window (in messages) of each new progress.
     pub max_inflight: usize,
     /// The inflight window (in payload bytes; 0 for none) of each new progress.
@@ -72,34 +73,36 @@ impl ProgressTracker {
 
     /// Forgets the votes of the last election.
     pub fn reset_votes(&mut self) {
-        self.votes.clear();
+        // Dropped rather than cleared: a follower keeps no buffer from its last election.
+        self.votes = LazyVec::default();
     }
 
     /// Records `id`'s vote; only its first vote in an election counts.
     pub fn record_vote(&mut self, id: u64, granted: bool) {
-        if let Err(pos) = self.votes.binary_search_by_key(&id, |v| v.0) {
-            self.votes.insert(pos, (id, granted));
+        if let Err(pos) = self.votes.as_slice().binary_search_by_key(&id, |v| v.0) {
+            self.votes.vec_mut().insert(pos, (id, granted));
         }
     }
 
     /// The vote recorded for `id`, if any.
     pub fn vote(&self, id: u64) -> Option<bool> {
-        self.votes
+        let votes = self.votes.as_slice();
+        votes
             .binary_search_by_key(&id, |v| v.0)
             .ok()
-            .map(|i| self.votes[i].1)
+            .map(|i| votes[i].1)
     }
 
     /// The votes recorded so far, sorted by id.
     pub fn votes(&self) -> &[(u64, bool)] {
-        &self.votes
+        self.votes.as_slice()
     }
 
     /// Counts the granted and rejected votes of current voters (a vote from a node that is
     /// not a voter is ignored) and says whether the election is won, lost or pending.
     pub fn tally_votes(&self) -> (usize, usize, VoteResult) {
         let (mut granted, mut rejected) = (0, 0);
-        for &(id, v) in &self.votes {
+        for &(id, v) in self.votes.as_slice() {
             if !self.config.voters.contains(id) {
                 continue;
             }
