@@ -1614,6 +1614,22 @@ mod tests {
     }
 
     #[test]
+    fn slice_stops_where_the_storage_cut_even_if_unstable_entries_would_fit() {
+        // Storage: 10 (small), 11 (large); unstable: 12 (small). A limit that holds 10 and 12
+        // but not 11: the slice ends at 10 (no gap where 11 is).
+        let mut s = MemStorage::new();
+        s.apply_snapshot(snap(9, 9)).unwrap();
+        s.append(&[data_ent(10, 10, 8), data_ent(11, 11, 200)])
+            .unwrap();
+        let mut l = RaftLog::new(s, NO_LIMIT).unwrap();
+        l.append(vec![data_ent(12, 12, 8)]);
+        let small = entry_size(&data_ent(10, 10, 8));
+        assert_eq!(small, entry_size(&data_ent(12, 12, 8)));
+        assert_eq!(l.slice(10, 13, 2 * small), Ok(vec![data_ent(10, 10, 8)]));
+        assert_eq!(l.slice(10, 13, NO_LIMIT).unwrap().len(), 3);
+    }
+
+    #[test]
     fn slice_shares_payloads() {
         let mut l = new_log();
         l.append(vec![data_ent(1, 1, 1000)]);
