@@ -26,6 +26,10 @@ impl<T> LazyVec<T> {
     pub(crate) fn len(&self) -> usize {
         self.0.as_ref().map_or(0, |v| v.len())
     }
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.0.as_ref().map_or(0, |v| v.capacity())
+    }
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -70,6 +74,12 @@ impl<T> LazyVec<T> {
 impl<T> Default for LazyVec<T> {
     fn default() -> Self {
         LazyVec(None)
+    }
+}
+
+impl<T> From<Vec<T>> for LazyVec<T> {
+    fn from(v: Vec<T>) -> Self {
+        LazyVec((v.capacity() > 0).then(|| Box::new(v)))
     }
 }
 

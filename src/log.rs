@@ -1634,7 +1634,10 @@ mod tests {
         let mut l = new_log();
         l.append(vec![data_ent(1, 1, 1000)]);
         let got = l.slice(1, 2, NO_LIMIT).unwrap();
-        assert_eq!(got[0].data.as_ptr(), l.unstable.entries[0].data.as_ptr());
+        assert_eq!(
+            got[0].data.as_ptr(),
+            l.unstable.entries.as_slice()[0].data.as_ptr()
+        );
     }
 
     #[test]

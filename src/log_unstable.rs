@@ -11,6 +11,7 @@
 use std::cmp;
 
 use crate::error::{Error, Result, StorageError};
+use crate::lazy_vec::LazyVec;
 use crate::raftpb::{Entry, Snapshot};
 
 /// What [`Unstable::stable_to`] did with a persistence acknowledgement. Everything but
@@ -41,7 +42,7 @@ pub struct Unstable {
     /// Boxed: it is rare, and an idle group should not carry its size.
     pub snapshot: Option<Box<Snapshot>>,
     /// Entries not yet persisted; the first has index `offset`.
-    pub entries: Vec<Entry>,
+    pub entries: LazyVec<Entry>,
     /// The index of `entries[0]` (the index the next unstable entry would get when empty).
     pub offset: u64,
     /// True once the snapshot has been handed out for persisting.
@@ -56,7 +57,7 @@ impl Unstable {
     pub fn new(offset: u64) -> Unstable {
         Unstable {
             snapshot: None,
-            entries: Vec::new(),
+            entries: LazyVec::default(),
             offset,
             snapshot_in_progress: false,
             offset_in_progress: offset,
@@ -77,7 +78,7 @@ impl Unstable {
     /// The last index of the log if it is known here: the last unstable entry, else the unstable
     /// snapshot.
     pub fn maybe_last_index(&self) -> Option<u64> {
-        match self.entries.last() {
+        match self.entries.as_slice().last() {
             Some(e) => Some(e.index),
             None => self.snapshot.as_ref().map(|s| s.index()),
         }
@@ -92,7 +93,7 @@ impl Unstable {
     /// The term of the unstable entry at index `i`, if there is one.
     fn entry_term(&self, i: u64) -> Option<u64> {
         let k = usize::try_from(i.checked_sub(self.offset)?).ok()?;
-        self.entries.get(k).map(|e| e.term)
+        self.entries.as_slice().get(k).map(|e| e.term)
     }
 
     /// The term of the unstable snapshot, if there is one at index `i`.
@@ -109,7 +110,7 @@ impl Unstable {
         let k = usize::try_from(in_progress)
             .unwrap_or(usize::MAX)
             .min(self.entries.len());
-        &self.entries[k..]
+        &self.entries.as_slice()[k..]
     }
 
     /// The snapshot, if one is present and not yet handed out for persisting.
@@ -150,7 +151,7 @@ impl Unstable {
         }
         // `entry_term` found entry `index`, so `index - offset < entries.len()`.
         let n = (index - self.offset) as usize + 1;
-        self.entries.drain(..n);
+        self.entries.vec_mut().drain(..n);
         self.offset = index.saturating_add(1);
         self.offset_in_progress = cmp::max(self.offset_in_progress, self.offset);
         self.shrink_entries(n);
@@ -163,20 +164,19 @@ impl Unstable {
     /// vector is released and a mostly unused one trimmed, so a burst does not pin memory;
     /// [`Unstable::release_buffers`] frees what a quiet node kept.
     fn shrink_entries(&mut self, stabilized: usize) {
-        if self.entries.is_empty() {
-            if self.entries.capacity() > 2 * stabilized {
-                self.entries = Vec::new();
+        let v = self.entries.vec_mut();
+        if v.is_empty() {
+            if v.capacity() > 2 * stabilized {
+                *v = Vec::new();
             }
-        } else if self.entries.len() * 2 < self.entries.capacity() {
-            self.entries.shrink_to_fit();
+        } else if v.len() * 2 < v.capacity() {
+            v.shrink_to_fit();
         }
     }
 
     /// Frees an empty entry vector's memory (a node going quiet keeps nothing it does not use).
     pub fn release_buffers(&mut self) {
-        if self.entries.is_empty() {
-            self.entries = Vec::new();
-        }
+        self.entries.release();
     }
 
     /// The unstable snapshot at index `i` has been persisted: drop it. Any other index is
@@ -195,7 +195,7 @@ impl Unstable {
     pub fn restore(&mut self, s: Snapshot) {
         self.offset = s.index().saturating_add(1);
         self.offset_in_progress = self.offset;
-        self.entries = Vec::new();
+        self.entries = LazyVec::default();
         self.snapshot = Some(Box::new(s));
         self.snapshot_in_progress = false;
     }
@@ -216,18 +216,20 @@ impl Unstable {
         };
         let end = self.end();
         if from == end {
-            if self.entries.is_empty() {
-                self.entries = ents;
+            let v = self.entries.vec_mut();
+            if v.is_empty() {
+                *v = ents;
             } else {
-                self.entries.extend(ents);
+                v.extend(ents);
             }
         } else if from <= self.offset {
-            self.entries = ents;
+            *self.entries.vec_mut() = ents;
             self.offset = from;
             self.offset_in_progress = from;
         } else if from < end {
-            self.entries.truncate((from - self.offset) as usize);
-            self.entries.extend(ents);
+            let v = self.entries.vec_mut();
+            v.truncate((from - self.offset) as usize);
+            v.extend(ents);
             self.offset_in_progress = cmp::min(self.offset_in_progress, from);
         } else {
             return Err(StorageError::Other(format!(
@@ -267,7 +269,7 @@ impl Unstable {
             return Err(StorageError::Unavailable.into());
         }
         // Both bounds are within [offset, offset + len], so the differences fit a usize.
-        Ok(&self.entries[(lo - self.offset) as usize..(hi - self.offset) as usize])
+        Ok(&self.entries.as_slice()[(lo - self.offset) as usize..(hi - self.offset) as usize])
     }
 }
 
@@ -311,7 +313,7 @@ mod tests {
     fn unstable(snapshot: Option<Snapshot>, entries: Vec<Entry>, offset: u64) -> Unstable {
         Unstable {
             snapshot: snapshot.map(Box::new),
-            entries,
+            entries: entries.into(),
             offset,
             snapshot_in_progress: false,
             offset_in_progress: offset,
@@ -374,7 +376,7 @@ mod tests {
     fn restore() {
         let mut u = Unstable {
             snapshot: Some(Box::new(snap(4, 1))),
-            entries: ents(5, &[1]),
+            entries: ents(5, &[1]).into(),
             offset: 5,
             snapshot_in_progress: true,
             offset_in_progress: 6,
@@ -537,7 +539,7 @@ mod tests {
             "capacity {}",
             u.entries.capacity()
         );
-        assert_eq!(u.entries[0].index, 91);
+        assert_eq!(u.entries.as_slice()[0].index, 91);
         // The last 10 filled at least half of what is left: the buffer is kept for the next
         // batch, until the node releases it.
         u.stable_to(100, 1);
@@ -676,7 +678,7 @@ mod tests {
             let mut u = unstable(None, e, off);
             u.offset_in_progress = oip;
             u.truncate_and_append(app).unwrap();
-            assert_eq!(u.entries, want, "case {i}");
+            assert_eq!(u.entries.as_slice(), want, "case {i}");
             assert_eq!(u.offset, w_off, "case {i}");
             assert_eq!(u.offset_in_progress, w_oip, "case {i}");
         }

@@ -509,7 +509,7 @@ mod size_tests {
             size_of::<Raft<MemStorage>>()
         );
         assert!(
-            size_of::<crate::log_unstable::Unstable>() <= 56,
+            size_of::<crate::log_unstable::Unstable>() <= 40,
             "Unstable {}",
             size_of::<crate::log_unstable::Unstable>()
         );

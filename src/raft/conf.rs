@@ -76,7 +76,7 @@ impl<S: Storage> Raft<S> {
         self.raft_log.applied_to(new_applied, size);
         if self.trk.config.auto_leave
             && new_applied >= self.pending_conf_index
-            && self.state == StateRole::Leader
+            && self.clk.state == StateRole::Leader
         {
             // Leave the joint configuration now that it is applied. An empty V2 entry has no
             // payload, so the size limit cannot refuse it; a transfer in progress can, and
@@ -166,7 +166,7 @@ impl<S: Storage> Raft<S> {
         info!(self.cfg.logger, "switched configuration";
             "raft_id" => self.id, "config" => %self.trk.config);
         self.is_learner = self.trk.config.is_learner(self.id);
-        if self.state != StateRole::Leader {
+        if self.clk.state != StateRole::Leader {
             self.trk.progress = ProgressMap::default();
         }
         self.trk.conf_state()
@@ -178,7 +178,7 @@ impl<S: Storage> Raft<S> {
         let cs = self.trk.conf_state();
         let present = self.trk.config.contains(self.id);
         self.is_learner = self.trk.config.is_learner(self.id);
-        if self.state != StateRole::Leader {
+        if self.clk.state != StateRole::Leader {
             self.trk.progress = ProgressMap::default();
             return cs;
         }

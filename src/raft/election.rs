@@ -31,26 +31,26 @@ impl<S: Storage> Raft<S> {
     pub(super) fn become_follower(&mut self, term: u64, lead: u64) {
         self.reset(term);
         self.lead = lead;
-        self.state = StateRole::Follower;
+        self.clk.state = StateRole::Follower;
         info!(self.cfg.logger, "became follower";
             "raft_id" => self.id, "term" => self.term, "lead" => self.lead);
     }
 
     pub(super) fn become_candidate(&mut self) {
         debug_assert!(
-            self.state != StateRole::Leader,
+            self.clk.state != StateRole::Leader,
             "invalid transition [leader -> candidate]"
         );
         let term = self.term + 1;
         self.reset(term);
         self.vote = self.id;
-        self.state = StateRole::Candidate;
+        self.clk.state = StateRole::Candidate;
         info!(self.cfg.logger, "became candidate"; "raft_id" => self.id, "term" => self.term);
     }
 
     pub(super) fn become_pre_candidate(&mut self) {
         debug_assert!(
-            self.state != StateRole::Leader,
+            self.clk.state != StateRole::Leader,
             "invalid transition [leader -> pre-candidate]"
         );
         // A pre-candidate keeps its term and vote: nothing durable changes until it wins.
@@ -58,19 +58,19 @@ impl<S: Storage> Raft<S> {
         self.trk.progress = ProgressMap::default();
         self.lead = NONE;
         self.clk.quiet = false;
-        self.state = StateRole::PreCandidate;
+        self.clk.state = StateRole::PreCandidate;
         info!(self.cfg.logger, "became pre-candidate"; "raft_id" => self.id, "term" => self.term);
     }
 
     pub(super) fn become_leader(&mut self) {
         debug_assert!(
-            self.state != StateRole::Follower,
+            self.clk.state != StateRole::Follower,
             "invalid transition [follower -> leader]"
         );
         let term = self.term;
         self.reset(term);
         self.lead = self.id;
-        self.state = StateRole::Leader;
+        self.clk.state = StateRole::Leader;
         self.build_progress();
         let last = self.raft_log.last_index();
         if let Some(pr) = self.trk.progress.get_mut(self.id) {
@@ -119,7 +119,7 @@ impl<S: Storage> Raft<S> {
             // A quiet group's tick only counts time: no heartbeats, no election timer.
             return;
         }
-        match self.state {
+        match self.clk.state {
             StateRole::Leader => {
                 self.unsettle();
                 self.tick_heartbeat()
@@ -160,11 +160,11 @@ impl<S: Storage> Raft<S> {
                 });
             }
             // A transfer that did not finish within an election timeout is abandoned.
-            if self.state == StateRole::Leader && self.lead_transferee != NONE {
+            if self.clk.state == StateRole::Leader && self.lead_transferee != NONE {
                 self.abort_leader_transfer();
             }
         }
-        if self.state != StateRole::Leader {
+        if self.clk.state != StateRole::Leader {
             return;
         }
         if self.clk.heartbeat_elapsed as usize >= self.cfg.heartbeat_tick {
@@ -181,7 +181,7 @@ impl<S: Storage> Raft<S> {
     // Elections.
 
     pub(super) fn hup(&mut self, t: CampaignType) {
-        if self.state == StateRole::Leader {
+        if self.clk.state == StateRole::Leader {
             debug!(self.cfg.logger, "ignored campaign: already leader";
                 "raft_id" => self.id, "term" => self.term);
             return;
@@ -305,7 +305,7 @@ impl<S: Storage> Raft<S> {
     pub(super) fn step_candidate(&mut self, m: Message, t: MessageType) -> Result<()> {
         // A pre-candidate counts pre-votes, a candidate votes; a vote response of the other
         // kind is stale (for example from an earlier pre-vote round).
-        let my_vote_resp = if self.state == StateRole::PreCandidate {
+        let my_vote_resp = if self.clk.state == StateRole::PreCandidate {
             MessageType::MsgPreVoteResp
         } else {
             MessageType::MsgVoteResp
@@ -339,7 +339,7 @@ impl<S: Storage> Raft<S> {
                     "rejected" => rj, "term" => self.term);
                 match res {
                     VoteResult::Won => {
-                        if self.state == StateRole::PreCandidate {
+                        if self.clk.state == StateRole::PreCandidate {
                             self.campaign(CampaignType::Election);
                         } else if self.trk.vote(self.id) != Some(true)
                             && self.trk.config.voters.contains(self.id)
@@ -369,7 +369,7 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgTimeoutNow => {
                 debug!(self.cfg.logger, "ignored MsgTimeoutNow: not a follower";
                     "raft_id" => self.id, "from" => m.from, "term" => self.term,
-                    "state" => %self.state);
+                    "state" => %self.clk.state);
             }
             _ => {}
         }
@@ -405,7 +405,7 @@ impl<S: Storage> Raft<S> {
     /// campaign itself. Learning the commit index from that refusal lets them apply the change
     /// and elect among themselves (docs/membership.md).
     pub(super) fn learn_commit(&mut self, commit: u64, log_term: u64) {
-        if self.state == StateRole::Leader
+        if self.clk.state == StateRole::Leader
             || commit <= self.raft_log.committed
             || !self.raft_log.match_term(commit, log_term)
         {

@@ -211,11 +211,11 @@ impl<S: Storage> Raft<S> {
         if sindex <= self.raft_log.committed {
             return false;
         }
-        if self.state != StateRole::Follower {
+        if self.clk.state != StateRole::Follower {
             // Only followers restore; a leader or candidate seeing a newer snapshot in its own
             // term is impossible with honest peers. Step down and let the group sort it out.
             warn!(self.cfg.logger, "refused snapshot: not a follower; stepping down";
-                "raft_id" => self.id, "term" => self.term, "state" => %self.state);
+                "raft_id" => self.id, "term" => self.term, "state" => %self.clk.state);
             let term = self.term + 1;
             self.become_follower(term, NONE);
             return false;

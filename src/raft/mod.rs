@@ -128,6 +128,8 @@ struct Clock {
     /// `advance`, cleared by every input but a tick that only counted time): `has_ready`
     /// answers false without looking further.
     settled: bool,
+    /// The node's role: the tick reads it, so it lives here, in the tick's one cache line.
+    state: StateRole,
 }
 
 /// Raft state of one node.
@@ -138,7 +140,6 @@ pub(crate) struct Raft<S: Storage> {
     vote: u64,
     raft_log: RaftLog<S>,
     trk: ProgressTracker,
-    state: StateRole,
     is_learner: bool,
     lead: u64,
     lead_transferee: u64,
@@ -220,7 +221,6 @@ impl<S: Storage> Raft<S> {
             vote: NONE,
             raft_log,
             trk: ProgressTracker::new(cfg.max_inflight_msgs, cfg.max_inflight_bytes),
-            state: StateRole::Follower,
             is_learner: false,
             lead: NONE,
             lead_transferee: NONE,
@@ -290,7 +290,7 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn soft_state(&self) -> SoftState {
         SoftState {
             leader_id: self.lead,
-            raft_state: self.state,
+            raft_state: self.clk.state,
         }
     }
 

@@ -25,7 +25,7 @@ impl<S: Storage> Raft<S> {
     /// Whether this leader may let its group go quiet: nothing is pending and every peer holds
     /// and knows every entry of the log.
     pub(super) fn can_quiesce(&self) -> bool {
-        if !self.cfg.quiesce || self.state != StateRole::Leader {
+        if !self.cfg.quiesce || self.clk.state != StateRole::Leader {
             return false;
         }
         let last = self.raft_log.last_index();
@@ -162,7 +162,7 @@ impl<S: Storage> Raft<S> {
             return;
         }
         if !self.clk.quiet {
-            if self.state == StateRole::Leader && m.from != self.id {
+            if self.clk.state == StateRole::Leader && m.from != self.id {
                 if let Some(pr) = self.trk.progress.get_mut(m.from) {
                     pr.quiet = false;
                     pr.quiesce_round = 0;
@@ -180,7 +180,7 @@ impl<S: Storage> Raft<S> {
     /// which wakes the leader in turn.
     pub(crate) fn wake(&mut self, tell_leader: bool) {
         if !self.clk.quiet {
-            if self.state == StateRole::Leader {
+            if self.clk.state == StateRole::Leader {
                 // A leader still collecting answers starts the round over.
                 self.forget_quiet_peers();
             }
@@ -188,7 +188,7 @@ impl<S: Storage> Raft<S> {
         }
         self.clk.quiet = false;
         debug!(self.cfg.logger, "woke"; "raft_id" => self.id, "term" => self.term);
-        match self.state {
+        match self.clk.state {
             StateRole::Leader => {
                 self.forget_quiet_peers();
                 // A full check-quorum window from now: nobody answered while it was quiet.
@@ -211,7 +211,7 @@ impl<S: Storage> Raft<S> {
     /// The application's failure detector reports `id` down. A follower whose leader it is
     /// resumes its election timer; a leader resumes heartbeating (and probing `id`).
     pub(crate) fn report_peer_down(&mut self, id: u64) {
-        match self.state {
+        match self.clk.state {
             StateRole::Leader => {
                 if id != self.id && self.trk.progress.get(id).is_some() {
                     self.wake(false);

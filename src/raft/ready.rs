@@ -314,7 +314,7 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn role(&self) -> StateRole {
-        self.state
+        self.clk.state
     }
 
     pub(crate) fn log(&self) -> &RaftLog<S> {
@@ -331,7 +331,7 @@ impl<S: Storage> Raft<S> {
 
     /// The progress of every member, in id order, on a leader; nothing elsewhere.
     pub(crate) fn progress(&self) -> impl Iterator<Item = (u64, &Progress)> {
-        let leader = self.state == StateRole::Leader;
+        let leader = self.clk.state == StateRole::Leader;
         self.trk.progress.iter().filter(move |_| leader)
     }
 

@@ -67,7 +67,7 @@ impl<S: Storage> Raft<S> {
 
     /// Whether a batched flush is owed.
     pub(super) fn has_pending_appends(&self) -> bool {
-        self.state == StateRole::Leader && (self.dirty_all || !self.dirty.is_empty())
+        self.clk.state == StateRole::Leader && (self.dirty_all || !self.dirty.is_empty())
     }
 
     /// Batched mode: builds the append messages owed to followers, as many as the size and
@@ -458,7 +458,7 @@ impl<S: Storage> Raft<S> {
     /// case on the hot path). Returns `None` when the node is not a leader that takes
     /// proposals directly, so the caller steps a `MsgProp` instead.
     pub(crate) fn propose_fast(&mut self, data: Bytes) -> std::result::Result<Result<()>, Bytes> {
-        if self.state != StateRole::Leader {
+        if self.clk.state != StateRole::Leader {
             return Err(data);
         }
         if self.clk.quiet {

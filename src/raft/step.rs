@@ -182,7 +182,7 @@ impl<S: Storage> Raft<S> {
                     });
                 }
             }
-            _ => match self.state {
+            _ => match self.clk.state {
                 StateRole::Leader => return self.step_leader(m, t),
                 StateRole::Candidate | StateRole::PreCandidate => return self.step_candidate(m, t),
                 StateRole::Follower => return self.step_follower(m, t),

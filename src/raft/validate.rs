@@ -251,7 +251,7 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgAppResp
                 if !m.reject
                     && m.term == self.term
-                    && self.state == StateRole::Leader
+                    && self.clk.state == StateRole::Leader
                     && m.index > self.raft_log.last_index() =>
             {
                 bad(AckPastLog)
@@ -312,7 +312,10 @@ impl<S: Storage> Raft<S> {
         // The rules below that hold for strangers only ever restrict term increases, votes,
         // snapshots, transfers, and leader messages to a campaigning node. Anything else
         // passes whoever sent it.
-        let campaigning = matches!(self.state, StateRole::Candidate | StateRole::PreCandidate);
+        let campaigning = matches!(
+            self.clk.state,
+            StateRole::Candidate | StateRole::PreCandidate
+        );
         let restricted = m.term > self.term
             || matches!(t, MsgVote | MsgPreVote | MsgSnap | MsgTransferLeader)
             || (campaigning && matches!(t, MsgApp | MsgHeartbeat | MsgQuiesce));
@@ -390,7 +393,10 @@ impl<S: Storage> Raft<S> {
                 // (a new member, or one that missed the change that added the leader). But a
                 // stranger does not end this node's own campaign in the same term.
                 if m.term == self.term
-                    && matches!(self.state, StateRole::Candidate | StateRole::PreCandidate)
+                    && matches!(
+                        self.clk.state,
+                        StateRole::Candidate | StateRole::PreCandidate
+                    )
                     && knows_config
                 {
                     return Err(Reason::LeaderNotMember);
