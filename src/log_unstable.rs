@@ -528,6 +528,34 @@ mod tests {
     }
 
     #[test]
+    fn stable_to_keeps_or_trims_the_buffer_at_its_exact_bounds() {
+        let with_cap = |n: u64, cap: usize| {
+            let mut v = Vec::with_capacity(cap);
+            v.extend(ents(1, &vec![1; n as usize]));
+            assert_eq!(v.capacity(), cap);
+            let mut u = unstable(None, v, 1);
+            u.accept_in_progress();
+            u
+        };
+        // Emptied by a batch of 3: a buffer of 6 (twice the batch) is kept, one of 7 released.
+        let mut u = with_cap(3, 6);
+        u.stable_to(3, 1);
+        assert!(u.entries.is_empty());
+        assert_eq!(u.entries.capacity(), 6);
+        let mut u = with_cap(3, 7);
+        u.stable_to(3, 1);
+        assert_eq!(u.entries.capacity(), 0);
+        // 4 of 8 left in a buffer of 8: exactly half used, kept; 3 of 8 left: trimmed.
+        let mut u = with_cap(8, 8);
+        u.stable_to(4, 1);
+        assert_eq!(u.entries.len(), 4);
+        assert_eq!(u.entries.capacity(), 8);
+        u.stable_to(5, 1);
+        assert_eq!(u.entries.len(), 3);
+        assert!(u.entries.capacity() < 8);
+    }
+
+    #[test]
     fn stable_to_frees_memory() {
         let mut u = unstable(None, ents(1, &[1; 100]), 1);
         u.accept_in_progress();

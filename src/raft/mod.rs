@@ -334,3 +334,41 @@ impl<S: Storage> Raft<S> {
         self.clk.election_elapsed >= self.clk.randomized_election_timeout
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::entry_size;
+
+    fn ent(index: u64, term: u64, len: usize) -> Entry {
+        Entry {
+            index,
+            term,
+            data: Bytes::from(vec![7u8; len]),
+            ..Default::default()
+        }
+    }
+
+    /// The slice shortcut (index and term lengths counted once) agrees with counting every
+    /// entry, whether or not the slice crosses a varint length boundary in its indexes, its
+    /// terms, or both.
+    #[test]
+    fn ents_size_counts_every_entry_across_varint_boundaries() {
+        let cases: Vec<Vec<Entry>> = vec![
+            vec![],
+            vec![ent(5, 1, 0)],
+            // Neither crosses.
+            vec![ent(5, 1, 3), ent(6, 1, 0), ent(7, 2, 200)],
+            // Indexes cross 2^7, terms do not.
+            vec![ent(127, 3, 1), ent(128, 3, 1)],
+            // Terms cross 2^7, indexes do not.
+            vec![ent(200, 127, 1), ent(201, 128, 1)],
+            // Both cross (2^14 for indexes).
+            vec![ent(16_383, 100, 0), ent(16_384, 130, 5)],
+        ];
+        for ents in cases {
+            let want: u64 = ents.iter().map(entry_size).sum();
+            assert_eq!(ents_size(&ents), want, "{ents:?}");
+        }
+    }
+}

@@ -17,4 +17,5 @@ mod proposal_limits;
 mod quorum_edges;
 mod raw_node_views;
 mod read_contexts;
+mod restart;
 mod tracker_edges;
