@@ -63,6 +63,11 @@ impl<T> LazyVec<T> {
             .map(|v| std::mem::take(&mut **v))
             .unwrap_or_default()
     }
+    /// Removes and yields every element, keeping the buffer for the next use (no allocation
+    /// on the next push, unlike [`LazyVec::take`]).
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+        self.0.as_mut().map(|v| v.drain(..)).into_iter().flatten()
+    }
     /// Drops the box if the vector is empty: back to 8 bytes and no heap (a node going quiet).
     pub(crate) fn release(&mut self) {
         if self.is_empty() {
@@ -111,6 +116,9 @@ mod tests {
         assert_eq!(v.as_slice(), &[2, 5]);
         v.release();
         assert_eq!(v.len(), 2, "not released while it holds elements");
+        assert_eq!(v.drain().collect::<Vec<_>>(), vec![2, 5]);
+        assert!(v.is_empty() && v.capacity() >= 2, "drain keeps the buffer");
+        v.extend([2, 5]);
         assert_eq!(v.take(), vec![2, 5]);
         assert!(v.0.is_some() && v.is_empty(), "take keeps the box");
         v.push(7);

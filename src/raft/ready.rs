@@ -180,7 +180,6 @@ impl<S: Storage> Raft<S> {
             rd.snapshot = self.raft_log.next_unstable_snapshot().cloned();
         }
         rd.read_states = self.read_states.take();
-        let after_append = self.msgs_after_append.take();
 
         // What tells the core that this Ready's writes are done: the last unstable entry (the
         // term check on it guards against entries overwritten since), and the snapshot.
@@ -209,7 +208,7 @@ impl<S: Storage> Raft<S> {
             let need_append = !rd.entries.is_empty()
                 || rd.hard_state.is_some()
                 || rd.snapshot.is_some()
-                || !after_append.is_empty();
+                || !self.msgs_after_append.is_empty();
             if need_append {
                 let mut m = Message {
                     r#type: MessageType::MsgStorageAppend as i32,
@@ -217,7 +216,7 @@ impl<S: Storage> Raft<S> {
                     to: LOCAL_APPEND_THREAD,
                     entries: rd.entries.clone(),
                     snapshot: rd.snapshot.clone(),
-                    responses: after_append,
+                    responses: self.msgs_after_append.take(),
                     ..Default::default()
                 };
                 if let Some(hs) = rd.hard_state {
@@ -250,7 +249,8 @@ impl<S: Storage> Raft<S> {
                 warn!(self.cfg.logger, "ready() called again before advance()";
                     "raft_id" => self.id, "outstanding" => cur.readies_outstanding);
             }
-            for m in after_append {
+            // Drained, not taken: the queue keeps its buffer for the next Ready.
+            for m in self.msgs_after_append.drain() {
                 if m.to == self.id {
                     cur.steps_on_advance.push(m);
                 } else {
@@ -284,8 +284,9 @@ impl<S: Storage> Raft<S> {
             ));
         }
         cur.readies_outstanding = 0;
-        let steps = cur.steps_on_advance.take();
-        for m in steps {
+        // Drained, not taken: the cursor keeps the buffer for the next Ready. Stepping never
+        // adds to it (only `ready` does).
+        for m in cur.steps_on_advance.drain() {
             let _ = self.step(m);
         }
         let (index, size, payload) = std::mem::take(&mut cur.applied_on_advance);
