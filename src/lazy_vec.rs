@@ -26,7 +26,6 @@ impl<T> LazyVec<T> {
     pub(crate) fn len(&self) -> usize {
         self.0.as_ref().map_or(0, |v| v.len())
     }
-    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.0.as_ref().map_or(0, |v| v.capacity())
     }
@@ -62,6 +61,14 @@ impl<T> LazyVec<T> {
             .as_mut()
             .map(|v| std::mem::take(&mut **v))
             .unwrap_or_default()
+    }
+    /// Takes `buf` (empty) as the buffer if this vector is empty and `buf` holds more: a
+    /// buffer handed back after use serves the next pushes.
+    pub(crate) fn offer(&mut self, buf: Vec<T>) {
+        debug_assert!(buf.is_empty());
+        if self.is_empty() && buf.capacity() > self.capacity() {
+            *self.vec_mut() = buf;
+        }
     }
     /// Removes and yields every element, keeping the buffer for the next use (no allocation
     /// on the next push, unlike [`LazyVec::take`]).

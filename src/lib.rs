@@ -27,6 +27,9 @@
 //! 5. Calling `ready()` again before `advance()` is allowed: the new Ready holds only what is
 //!    new, and the next `advance()` acknowledges every Ready handed out since the last one, so
 //!    carry out steps 1-3 for all of them before calling it.
+//! 6. Optionally, hand the handled Ready back with [`RawNode::recycle`]: the next Readies fill
+//!    its vectors instead of allocating new ones. Take out what you keep first (drain the
+//!    messages into the transport, move the entries into storage); the rest is dropped.
 //!
 //! Network input goes through one gate ([`RawNode::step`]): a message that breaks a rule is
 //! refused with [`Error::InvalidMessage`] and a [`Reason`], and changes nothing. The trust

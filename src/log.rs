@@ -397,34 +397,42 @@ impl<S: Storage> RaftLog<S> {
     /// snapshot is pending.
     ///
     /// A storage failure (the entries are in range, so the storage is broken) is a
-    /// `debug_assert!` and an empty result; [`RaftLog::try_next_committed_ents`] returns it.
+    /// `debug_assert!` and an empty result.
+    #[cfg(test)]
     pub fn next_committed_ents(&self, allow_unstable: bool) -> Vec<Entry> {
-        match self.try_next_committed_ents(allow_unstable) {
-            Ok(ents) => ents,
-            Err(e) => {
-                debug_assert!(
-                    false,
-                    "unexpected error when getting unapplied entries: {e}"
-                );
-                Vec::new()
-            }
+        let mut out = Vec::new();
+        self.next_committed_ents_into(allow_unstable, &mut out);
+        out
+    }
+
+    /// [`RaftLog::next_committed_ents`], appended to `out` (a buffer the caller reuses).
+    pub fn next_committed_ents_into(&self, allow_unstable: bool, out: &mut Vec<Entry>) {
+        if let Err(e) = self.try_next_committed_ents_into(allow_unstable, out) {
+            debug_assert!(
+                false,
+                "unexpected error when getting unapplied entries: {e}"
+            );
         }
     }
 
-    /// [`RaftLog::next_committed_ents`], returning storage errors.
-    pub fn try_next_committed_ents(&self, allow_unstable: bool) -> Result<Vec<Entry>> {
+    /// [`RaftLog::next_committed_ents_into`], returning storage errors.
+    fn try_next_committed_ents_into(
+        &self,
+        allow_unstable: bool,
+        out: &mut Vec<Entry>,
+    ) -> Result<()> {
         if self.applying_ents_paused || self.has_pending_snapshot() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let hi = self.max_appliable_index(allow_unstable);
         if self.applying >= hi {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let room = self
             .max_applying_ents_size
             .saturating_sub(self.applying_ents_size);
         // applying < hi <= committed <= last_index < u64::MAX, so neither bound overflows.
-        self.slice(self.applying + 1, hi + 1, room)
+        self.slice_into(self.applying + 1, hi + 1, room, out)
     }
 
     /// The unstable entries not yet handed out for persisting.
@@ -517,39 +525,56 @@ impl<S: Storage> RaftLog<S> {
     /// below the first index, `Unavailable` if `hi` is past the last index + 1, `Other` if
     /// `lo > hi`; storage errors are passed on. Entries are clones sharing their payloads.
     pub fn slice(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        self.slice_into(lo, hi, max_size, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`RaftLog::slice`], appending to `out` (a buffer the caller reuses). On error `out`
+    /// holds what it held before.
+    pub fn slice_into(&self, lo: u64, hi: u64, max_size: u64, out: &mut Vec<Entry>) -> Result<()> {
         self.check_out_of_bounds(lo, hi)?;
         if lo == hi {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let offset = self.unstable.offset;
         if lo >= offset {
             let ents = self.unstable.slice(lo, hi)?;
-            return Ok(ents[..limit_len(ents, max_size)].to_vec());
+            out.extend_from_slice(&ents[..limit_len(ents, max_size)]);
+            return Ok(());
         }
         let cut = cmp::min(hi, offset);
-        let mut ents = self.store.entries(lo, cut, max_size)?;
-        if hi <= offset || (ents.len() as u64) < cut - lo {
+        let start = out.len();
+        self.store.entries_into(lo, cut, max_size, out)?;
+        let stored = &out[start..];
+        if hi <= offset || (stored.len() as u64) < cut - lo {
             // All in storage, or the storage already cut the batch at the size limit.
-            return Ok(ents);
+            return Ok(());
         }
-        let unstable = self.unstable.slice(offset, hi)?;
+        let unstable = match self.unstable.slice(offset, hi) {
+            Ok(u) => u,
+            Err(e) => {
+                out.truncate(start);
+                return Err(e);
+            }
+        };
         if max_size == NO_LIMIT {
-            ents.extend_from_slice(unstable);
-            return Ok(ents);
+            out.extend_from_slice(unstable);
+            return Ok(());
         }
-        let size = ents
+        let size = stored
             .iter()
             .fold(0u64, |acc, e| acc.saturating_add(entry_size(e)));
         if size >= max_size {
-            return Ok(ents);
+            return Ok(());
         }
         let n = limit_len(unstable, max_size - size);
         // `limit_len` keeps one entry even above the room left; that one does not fit here.
         if n == 1 && size.saturating_add(entry_size(&unstable[0])) > max_size {
-            return Ok(ents);
+            return Ok(());
         }
-        ents.extend_from_slice(&unstable[..n]);
-        Ok(ents)
+        out.extend_from_slice(&unstable[..n]);
+        Ok(())
     }
 
     /// Visits the entries in `[lo, hi)` in pages of at most `page_size` encoded bytes (a page

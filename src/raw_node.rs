@@ -302,6 +302,17 @@ impl<S: Storage> RawNode<S> {
         self.raft.ready(&mut self.cursor)
     }
 
+    /// Hands a handled Ready back, so that the next Readies fill its vectors (`entries`,
+    /// `committed_entries`, `messages`, `persisted_messages`) instead of allocating new ones.
+    /// Optional: a Ready that is dropped costs only those allocations. Call it once the Ready
+    /// is handled (before or after `advance`); take what you keep out of it first (drain the
+    /// messages you send, move the entries you persist): anything still in it is dropped.
+    /// A vector over 16 KiB of capacity is freed rather than kept, and a quiet node keeps
+    /// none.
+    pub fn recycle(&mut self, rd: Ready) {
+        self.raft.recycle(&mut self.cursor, rd);
+    }
+
     /// Sync mode: tells the node the Readies handed out were persisted and applied. Steps the
     /// node's own acknowledgements (its vote, its appended entries) and marks entries stable
     /// and applied. With asynchronous storage writes this is an error: the storage responses

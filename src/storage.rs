@@ -25,6 +25,14 @@ pub trait Storage {
     /// always at least one entry if any is in range. `StorageError::Compacted` if `low` is at or
     /// below the compaction point, `StorageError::Unavailable` if `high` is past `last_index()+1`.
     fn entries(&self, low: u64, high: u64, max_size: u64) -> Result<Vec<Entry>>;
+    /// [`Storage::entries`], appending to `out` instead of returning a new vector, so that the
+    /// core can fill a buffer it reuses (see `RawNode::recycle`). The default calls `entries`;
+    /// a storage that holds its entries in memory can copy them into `out` without
+    /// allocating. On error `out` must be left as it was.
+    fn entries_into(&self, low: u64, high: u64, max_size: u64, out: &mut Vec<Entry>) -> Result<()> {
+        out.append(&mut self.entries(low, high, max_size)?);
+        Ok(())
+    }
     /// The term of entry `idx`, valid for `[first_index()-1, last_index()]`.
     fn term(&self, idx: u64) -> Result<u64>;
     /// The index of the first entry that may be read (the snapshot index + 1).
@@ -422,6 +430,27 @@ impl MemStorage {
         Ok(())
     }
 
+    /// The entries `Storage::entries` returns, borrowed.
+    fn entries_slice(&self, low: u64, high: u64, max_size: u64) -> Result<&[Entry]> {
+        let offset = self.offset();
+        if low <= offset {
+            return Err(StorageError::Compacted.into());
+        }
+        if high > self.last() + 1 {
+            return Err(StorageError::Unavailable.into());
+        }
+        if self.ents.is_empty() {
+            return Err(StorageError::Unavailable.into());
+        }
+        if low > high {
+            return Err(
+                StorageError::Other(format!("invalid entries range [{low}, {high})")).into(),
+            );
+        }
+        let ents = &self.ents[(low - offset - 1) as usize..(high - offset - 1) as usize];
+        Ok(&ents[..limit_len(ents, max_size)])
+    }
+
     /// [`MemStorage::append`] taking the entries by value: they move into the log rather than
     /// being cloned (a Ready's `entries` can be handed over this way).
     pub fn append_owned(&mut self, mut entries: Vec<Entry>) -> Result<()> {
@@ -444,23 +473,12 @@ impl Storage for MemStorage {
     }
 
     fn entries(&self, low: u64, high: u64, max_size: u64) -> Result<Vec<Entry>> {
-        let offset = self.offset();
-        if low <= offset {
-            return Err(StorageError::Compacted.into());
-        }
-        if high > self.last() + 1 {
-            return Err(StorageError::Unavailable.into());
-        }
-        if self.ents.is_empty() {
-            return Err(StorageError::Unavailable.into());
-        }
-        if low > high {
-            return Err(
-                StorageError::Other(format!("invalid entries range [{low}, {high})")).into(),
-            );
-        }
-        let ents = &self.ents[(low - offset - 1) as usize..(high - offset - 1) as usize];
-        Ok(ents[..limit_len(ents, max_size)].to_vec())
+        Ok(self.entries_slice(low, high, max_size)?.to_vec())
+    }
+
+    fn entries_into(&self, low: u64, high: u64, max_size: u64, out: &mut Vec<Entry>) -> Result<()> {
+        out.extend_from_slice(self.entries_slice(low, high, max_size)?);
+        Ok(())
     }
 
     fn term(&self, idx: u64) -> Result<u64> {

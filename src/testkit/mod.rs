@@ -309,10 +309,13 @@ pub fn handle_ready<M: StateMachine>(
     out.append(&mut rd.persisted_messages);
     apply_committed(node, &rd.committed_entries, sm).map_err(ReadyError::App)?;
     node.advance().map_err(ReadyError::Core)?;
-    Ok(Handled {
+    let handled = Handled {
         soft_state: rd.soft_state,
-        read_states: rd.read_states,
-    })
+        read_states: std::mem::take(&mut rd.read_states),
+    };
+    // Its vectors serve the next Ready.
+    node.recycle(rd);
+    Ok(handled)
 }
 
 /// Handles one Ready of a node with asynchronous storage writes, doing the storage work at
@@ -325,13 +328,13 @@ pub fn handle_ready<M: StateMachine>(
 /// `committed_entries` are not used: the work items carry them.
 pub fn handle_ready_async<M: StateMachine>(
     node: &mut RawNode<MemStorage>,
-    rd: Ready,
+    mut rd: Ready,
     sm: &mut M,
     out: &mut Vec<Message>,
 ) -> Result<Handled, ReadyError<M::Error>> {
     let id = node.id();
     let mut local = Vec::new();
-    for mut m in rd.messages {
+    for mut m in rd.messages.drain(..) {
         match m.to {
             LOCAL_APPEND_THREAD => {
                 Persist::take_from_message(&mut m).restore_and_write(node.store_mut(), sm)?;
@@ -352,7 +355,7 @@ pub fn handle_ready_async<M: StateMachine>(
             }
         }
     }
-    out.extend(rd.persisted_messages);
+    out.append(&mut rd.persisted_messages);
     for r in local {
         // Once the node took the response as its own, what stepping it returned is the node's
         // business, as for a message from the network.
@@ -360,10 +363,12 @@ pub fn handle_ready_async<M: StateMachine>(
             return Err(ReadyError::Core(e));
         }
     }
-    Ok(Handled {
+    let handled = Handled {
         soft_state: rd.soft_state,
-        read_states: rd.read_states,
-    })
+        read_states: std::mem::take(&mut rd.read_states),
+    };
+    node.recycle(rd);
+    Ok(handled)
 }
 
 #[cfg(test)]

@@ -17,5 +17,6 @@ mod proposal_limits;
 mod quorum_edges;
 mod raw_node_views;
 mod read_contexts;
+mod recycle;
 mod restart;
 mod tracker_edges;
