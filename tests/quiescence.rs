@@ -145,6 +145,56 @@ fn a_proposal_at_the_quiet_leader_survives_the_loss_of_its_appends() {
 }
 
 #[test]
+fn a_pending_read_keeps_the_group_awake_and_a_served_one_lets_it_go_quiet() {
+    use std::sync::{Arc, Mutex};
+    let mut c = quiet_cluster(3, |_| {});
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&served);
+    c.ready_hook = Some(Box::new(move |id, rd| {
+        if id == 1 {
+            s.lock()
+                .unwrap()
+                .extend(rd.read_states.iter().map(|r| r.request_ctx.clone()));
+        }
+    }));
+    // A first read, served: the leader now holds read-only state with nothing pending.
+    c.node(1)
+        .read_index(bytes::Bytes::from_static(b"r1"))
+        .unwrap();
+    c.stabilize();
+    assert_eq!(served.lock().unwrap().len(), 1);
+    for _ in 0..3 {
+        tick_count(&mut c);
+    }
+    assert!(all_quiet(&c), "quiet with no read pending");
+    // A second read while the followers are cut off: it waits for their answers.
+    c.isolate(2);
+    c.isolate(3);
+    c.node(1)
+        .read_index(bytes::Bytes::from_static(b"r2"))
+        .unwrap();
+    for _ in 0..5 {
+        c.tick_all();
+        c.process_readies();
+        assert!(
+            !c.queue
+                .iter()
+                .any(|m| m.msg_type() == Some(MessageType::MsgQuiesce)),
+            "no MsgQuiesce while a read is pending"
+        );
+        assert!(!c.node_ref(1).is_quiet());
+        c.deliver();
+    }
+    assert_eq!(served.lock().unwrap().len(), 1);
+    c.heal();
+    for _ in 0..5 {
+        tick_count(&mut c);
+    }
+    assert_eq!(served.lock().unwrap().len(), 2);
+    assert!(all_quiet(&c), "quiet again once the read is served");
+}
+
+#[test]
 fn a_lagging_follower_keeps_the_leader_awake() {
     let mut c = quiet_cluster(3, |_| {});
     c.isolate(3);

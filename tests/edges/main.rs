@@ -19,4 +19,5 @@ mod raw_node_views;
 mod read_contexts;
 mod recycle;
 mod restart;
+mod snapshot_reports;
 mod tracker_edges;
