@@ -16,3 +16,16 @@ fn extend_adds_sorted_and_deduplicated_voters() {
     let votes = |id: u64| Some(id == 1 || id == 3);
     assert_eq!(c.vote_result(&votes), VoteResult::Lost);
 }
+
+#[test]
+fn clear_removes_every_voter() {
+    let mut c: MajorityConfig = [1, 2, 3].into_iter().collect();
+    c.clear();
+    assert!(c.is_empty());
+    assert_eq!(c.len(), 0);
+    assert!(!c.contains(1));
+    // No voters: every vote is won (etcd's convention for an empty half of a joint config).
+    assert_eq!(c.vote_result(&|_| None), VoteResult::Won);
+    c.insert(4);
+    assert_eq!(c.as_slice(), &[4]);
+}
