@@ -307,8 +307,9 @@ impl<S: Storage> RawNode<S> {
     /// Optional: a Ready that is dropped costs only those allocations. Call it once the Ready
     /// is handled (before or after `advance`); take what you keep out of it first (drain the
     /// messages you send, move the entries you persist): anything still in it is dropped.
-    /// A vector over 16 KiB of capacity is freed rather than kept, and a quiet node keeps
-    /// none.
+    /// A vector over 16 KiB of capacity is freed rather than kept; a Ready without entries
+    /// (to persist or apply) keeps nothing and lets earlier recycled vectors go, so idle
+    /// groups hold no buffers; a quiet node keeps none.
     pub fn recycle(&mut self, rd: Ready) {
         self.raft.recycle(&mut self.cursor, rd);
     }

@@ -25,6 +25,10 @@ pub(crate) struct ReadyCursor {
     applied_on_advance: (u64, u64, u64),
     /// Readies handed out and not yet acknowledged by `advance`.
     readies_outstanding: u32,
+    /// The last Ready carried log entries (to persist or to apply): its vectors are worth
+    /// recycling. An idle group's Readies (heartbeats and their answers) are not, and must
+    /// not pin buffers in every idle group.
+    last_ready_busy: bool,
     /// Vectors of Readies handed back by `RawNode::recycle`, for the next Readies to fill
     /// instead of allocating. Boxed: 8 bytes for a node whose application never recycles, or
     /// that went quiet (which drops them).
@@ -146,9 +150,10 @@ impl<S: Storage> Raft<S> {
     }
 
     /// Keeps the vectors of a handled Ready for the next Readies (`RawNode::recycle`). What
-    /// is still in them is dropped. A quiet node keeps nothing.
+    /// is still in them is dropped. A quiet node keeps nothing, and neither does a node whose
+    /// last Ready carried no entries (an idle group's heartbeats).
     pub(crate) fn recycle(&mut self, cur: &mut ReadyCursor, rd: Ready) {
-        if self.clk.quiet {
+        if self.clk.quiet || !cur.last_ready_busy {
             return;
         }
         let Ready {
@@ -346,8 +351,12 @@ impl<S: Storage> Raft<S> {
                 .accept_applying(last.index, committed_size, !async_writes);
         }
         // A recycled vector this Ready leaves empty waits for the next one (the application
-        // may drop an empty Ready without recycling it).
-        if let Some(s) = cur.spare.as_deref_mut() {
+        // may drop a Ready without recycling it), while the node is busy; a Ready without
+        // entries lets them go (they leave with it).
+        cur.last_ready_busy = !rd.entries.is_empty() || !rd.committed_entries.is_empty();
+        if !cur.last_ready_busy {
+            cur.spare = None;
+        } else if let Some(s) = cur.spare.as_deref_mut() {
             for (slot, v) in [
                 (&mut s.entries, &mut rd.entries),
                 (&mut s.committed_entries, &mut rd.committed_entries),

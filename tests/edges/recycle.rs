@@ -178,3 +178,24 @@ fn a_ready_dropped_without_recycling_does_not_take_the_spare_vectors_along() {
     assert_eq!(rd.committed_entries.len(), 1);
     assert_eq!(rd.committed_entries.as_ptr(), ptr);
 }
+
+#[test]
+fn a_ready_without_entries_lets_recycled_vectors_go() {
+    let mut n = leader();
+    let mut rd = commit_one(&mut n, "a");
+    take_contents(&mut n, &mut rd);
+    rd.committed_entries.reserve(100);
+    n.advance().unwrap();
+    n.recycle(rd);
+    // Heartbeats only: an idle group's Ready. Handled and recycled.
+    n.tick();
+    assert!(n.has_ready());
+    let (entries, committed, msgs) = handle(&mut n);
+    assert!(entries.is_empty() && committed.is_empty());
+    assert!(msgs
+        .iter()
+        .all(|m| m.msg_type() == Some(MessageType::MsgHeartbeat)));
+    // The next busy Ready gets a new vector, not the reserved one.
+    let rd = commit_one(&mut n, "b");
+    assert!(rd.committed_entries.capacity() < 100);
+}
