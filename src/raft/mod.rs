@@ -349,6 +349,34 @@ mod tests {
         }
     }
 
+    /// Per-peer progress exists only on a leader: a follower started from storage, or
+    /// restored from a snapshot (which installs a configuration with fresh progress), keeps
+    /// none (an idle follower would otherwise carry a `Progress` per member).
+    #[test]
+    fn a_follower_keeps_no_progress_after_start_or_a_snapshot() {
+        use crate::raftpb::{ConfState, Snapshot, SnapshotMetadata};
+        use crate::storage::MemStorage;
+        let cs = ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        };
+        let cfg = Arc::new(Config::new(1).validated().unwrap());
+        let store = MemStorage::new_with_conf_state(cs.clone());
+        let mut r = Raft::new(1, 0, cfg, store).unwrap();
+        assert!(r.trk.progress.is_empty());
+        let snap = Snapshot {
+            data: Bytes::new(),
+            metadata: Some(SnapshotMetadata {
+                conf_state: Some(cs),
+                index: 10,
+                term: 1,
+            }),
+        };
+        assert!(r.restore(snap));
+        assert_eq!(r.raft_log.committed, 10);
+        assert!(r.trk.progress.is_empty());
+    }
+
     /// The slice shortcut (index and term lengths counted once) agrees with counting every
     /// entry, whether or not the slice crosses a varint length boundary in its indexes, its
     /// terms, or both.

@@ -21,3 +21,4 @@ mod recycle;
 mod restart;
 mod snapshot_reports;
 mod tracker_edges;
+mod transfer_and_removal;
