@@ -136,6 +136,12 @@ mod tests {
             LazyVec::default(),
             "an emptied vector equals an unused one"
         );
+        assert_ne!(v, LazyVec::from(vec![1]));
+        assert!(
+            LazyVec::<u64>::from(Vec::new()).0.is_none(),
+            "no box for nothing"
+        );
+        assert!(LazyVec::<u64>::from(Vec::with_capacity(4)).0.is_some());
         v.release();
         assert!(v.0.is_none());
         v.vec_mut().extend([3, 1]);
