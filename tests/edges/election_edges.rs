@@ -241,3 +241,55 @@ fn only_vote_rejections_teach_the_commit_index() {
     c.node(3).step(pre).unwrap();
     assert_eq!(c.node(3).commit(), 3);
 }
+
+/// Candidate 3 of {1, 2, 3} at term 1 (it campaigned; its vote is durable: the Ready was
+/// handled), quiescence on.
+fn candidate() -> raftcore::RawNode<raftcore::MemStorage> {
+    let mut cfg = crate::common::config(3, AppendMode::Batched);
+    cfg.quiesce = true;
+    let mut n =
+        raftcore::RawNode::new(&cfg, crate::common::storage_with_voters(&[1, 2, 3], &[])).unwrap();
+    n.campaign().unwrap();
+    let rd = n.ready();
+    if let Some(hs) = rd.hard_state {
+        n.store_mut().set_hard_state(hs);
+    }
+    n.advance().unwrap();
+    assert_eq!(n.role(), raftcore::StateRole::Candidate);
+    assert_eq!(n.term(), 1);
+    n
+}
+
+#[test]
+fn a_candidate_drops_proposals_for_want_of_a_leader() {
+    let mut n = candidate();
+    assert!(matches!(
+        n.propose(bytes::Bytes::from_static(b"x")),
+        Err(raftcore::Error::ProposalDropped(
+            raftcore::DropReason::NoLeader
+        ))
+    ));
+    assert!(matches!(
+        n.propose_batch([bytes::Bytes::from_static(b"y")]),
+        Err(raftcore::Error::ProposalDropped(
+            raftcore::DropReason::NoLeader
+        ))
+    ));
+}
+
+#[test]
+fn a_candidate_follows_the_leader_of_its_term_that_asks_it_to_go_quiet() {
+    let mut n = candidate();
+    // Node 1 won term 1 (with node 2's vote) and finds the group idle.
+    let mut q = msg(MessageType::MsgQuiesce, 1, 3, 1);
+    q.index = 7;
+    n.step(q).unwrap();
+    assert_eq!(n.role(), raftcore::StateRole::Follower);
+    assert_eq!(n.leader_id(), 1);
+    assert!(n.is_quiet());
+    let rd = n.ready();
+    assert!(rd
+        .messages
+        .iter()
+        .any(|m| m.msg_type() == Some(MessageType::MsgQuiesceResp) && m.to == 1 && m.index == 7));
+}
