@@ -61,6 +61,23 @@ fn rewritten_entries_lose_their_ack_and_the_rest_keep_theirs() {
     assert_eq!(n.term_at(7).unwrap(), 2);
 }
 
+/// The boundary: the newest waiting acknowledgement claims exactly the first rewritten entry.
+#[test]
+fn an_ack_of_exactly_the_first_rewritten_entry_is_taken_back() {
+    let mut n = follower();
+    n.step(app(2, 1, 1, 1, &[(2, 1), (3, 1), (4, 1), (5, 1)]))
+        .unwrap();
+    // A new leader rewrites entry 5, the one the waiting acknowledgement names.
+    n.step(app(3, 2, 4, 1, &[(5, 2)])).unwrap();
+    let rd = n.ready();
+    let mut all = rd.messages.clone();
+    all.extend(rd.persisted_messages.clone());
+    let got = acks(&all);
+    assert!(!got.contains(&(2, 5, false)), "taken back: {got:?}");
+    assert!(got.contains(&(3, 5, false)), "{got:?}");
+    assert_eq!(n.term_at(5).unwrap(), 2);
+}
+
 /// In batched mode the leader's own acknowledgements coalesce: a newer one replaces an older
 /// one still waiting, so the storage write carries one, for the last entry.
 #[test]

@@ -199,3 +199,43 @@ fn a_ready_without_entries_lets_recycled_vectors_go() {
     let rd = commit_one(&mut n, "b");
     assert!(rd.committed_entries.capacity() < 100);
 }
+
+#[test]
+fn a_followers_recycled_persisted_messages_carry_its_next_acknowledgement() {
+    let mut n = RawNode::new(
+        &Config::new(2),
+        crate::common::storage_with_voters(&[1, 2], &[]),
+    )
+    .unwrap();
+    let app = |index: u64| {
+        let mut m = crate::common::msg(MessageType::MsgApp, 1, 2, 1);
+        m.index = index - 1;
+        m.log_term = 1;
+        m.entries = vec![Entry {
+            index,
+            term: 1,
+            data: Bytes::from_static(b"e"),
+            ..Default::default()
+        }];
+        m
+    };
+    n.step(app(2)).unwrap();
+    let mut rd = n.ready();
+    let (entries, _, msgs) = take_contents(&mut n, &mut rd);
+    assert_eq!(entries.len(), 1);
+    assert!(msgs
+        .iter()
+        .any(|m| m.msg_type() == Some(MessageType::MsgAppResp)));
+    rd.persisted_messages.reserve(20);
+    let (ptr, cap) = (
+        rd.persisted_messages.as_ptr(),
+        rd.persisted_messages.capacity(),
+    );
+    n.advance().unwrap();
+    n.recycle(rd);
+    n.step(app(3)).unwrap();
+    let rd = n.ready();
+    assert_eq!(rd.persisted_messages.len(), 1);
+    assert_eq!(rd.persisted_messages.as_ptr(), ptr);
+    assert_eq!(rd.persisted_messages.capacity(), cap);
+}
