@@ -26,6 +26,11 @@ impl<T> LazyVec<T> {
     pub(crate) fn len(&self) -> usize {
         self.0.as_ref().map_or(0, |v| v.len())
     }
+    /// Whether the box exists (tests of what a quiet node releases).
+    #[cfg(test)]
+    pub(crate) fn is_allocated(&self) -> bool {
+        self.0.is_some()
+    }
     pub(crate) fn capacity(&self) -> usize {
         self.0.as_ref().map_or(0, |v| v.capacity())
     }

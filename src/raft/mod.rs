@@ -377,6 +377,51 @@ mod tests {
         assert!(r.trk.progress.is_empty());
     }
 
+    /// A follower that goes quiet drops its empty buffers once its Ready is handled: a
+    /// quiet group keeps no heap it does not need.
+    #[test]
+    fn a_quiet_follower_releases_its_buffers() {
+        use crate::raftpb::ConfState;
+        use crate::storage::MemStorage;
+        let cs = ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        };
+        let mut cfg = Config::new(2);
+        cfg.quiesce = true;
+        let cfg = Arc::new(cfg.validated().unwrap());
+        let mut r = Raft::new(2, 0, cfg, MemStorage::new_with_conf_state(cs)).unwrap();
+        let mut cur = r.new_cursor();
+        let msg = |t: MessageType| Message {
+            r#type: t as i32,
+            from: 1,
+            to: 2,
+            term: 1,
+            ..Default::default()
+        };
+        r.step(msg(MessageType::MsgHeartbeat)).unwrap();
+        let _ = r.ready(&mut cur);
+        r.advance(&mut cur).unwrap();
+        assert!(
+            r.msgs.is_allocated(),
+            "answering a heartbeat used the buffer"
+        );
+        assert!(!r.is_quiet());
+        let mut q = msg(MessageType::MsgQuiesce);
+        q.index = 1;
+        r.step(q).unwrap();
+        assert!(r.is_quiet());
+        let rd = r.ready(&mut cur);
+        assert!(rd
+            .messages
+            .iter()
+            .any(|m| m.msg_type() == Some(MessageType::MsgQuiesceResp)));
+        r.advance(&mut cur).unwrap();
+        assert!(!r.msgs.is_allocated());
+        assert!(!r.msgs_after_append.is_allocated());
+        assert!(!r.raft_log.unstable.entries.is_allocated());
+    }
+
     /// The slice shortcut (index and term lengths counted once) agrees with counting every
     /// entry, whether or not the slice crosses a varint length boundary in its indexes, its
     /// terms, or both.

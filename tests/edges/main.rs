@@ -6,6 +6,7 @@
 mod common;
 
 mod append_acks;
+mod async_writes;
 mod bootstrap;
 mod conf_change_proposals;
 mod election_edges;
