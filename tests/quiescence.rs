@@ -452,6 +452,85 @@ fn msg_quiesce_carries_the_commit_index() {
 }
 
 #[test]
+fn a_lost_commit_follow_up_is_carried_by_msg_quiesce() {
+    let mut c = quiet_cluster(3, |_| {});
+    c.propose(1, "x").unwrap();
+    // The append and its acknowledgements; the commit index's follow-up is lost.
+    c.process_readies();
+    c.deliver();
+    c.process_readies();
+    c.deliver();
+    c.process_readies();
+    c.queue.clear();
+    let commit = c.committed(1);
+    assert!(c.committed(2) < commit && c.committed(3) < commit);
+    for _ in 0..3 {
+        tick_count(&mut c);
+    }
+    assert!(all_quiet(&c));
+    assert_eq!(c.committed(2), commit, "learned from MsgQuiesce");
+    assert_eq!(c.committed(3), commit);
+    assert_eq!(c.payloads(2), c.payloads(1));
+}
+
+#[test]
+fn an_answer_to_an_earlier_round_does_not_count_in_a_later_one() {
+    let mut c = quiet_cluster(3, |_| {});
+    // Capture node 3's answer to the first round.
+    c.tick_all();
+    c.process_readies();
+    c.deliver();
+    c.process_readies();
+    let old: Vec<_> = c
+        .queue
+        .iter()
+        .filter(|m| m.msg_type() == Some(MessageType::MsgQuiesceResp) && m.from == 3)
+        .cloned()
+        .collect();
+    assert_eq!(old.len(), 1);
+    c.stabilize();
+    assert!(all_quiet(&c));
+    c.node(3).wake();
+    c.stabilize();
+    // A later round at a later tick: its MsgQuiesce to node 3 is lost, node 2 answers.
+    c.tick_all();
+    c.process_readies();
+    c.queue
+        .retain(|m| !(m.msg_type() == Some(MessageType::MsgQuiesce) && m.to == 3));
+    c.deliver();
+    c.process_readies();
+    c.deliver();
+    assert!(!c.node_ref(3).is_quiet());
+    // Node 3's old answer arrives now: it answers another round.
+    c.node(1).step(old[0].clone()).unwrap();
+    assert!(
+        !c.node_ref(1).is_quiet(),
+        "an answer to an earlier round does not count"
+    );
+}
+
+#[test]
+fn rounds_are_numbered_through_the_wrap_of_the_tick_counter() {
+    let mut c = quiet_cluster(3, |_| {});
+    let mut ticks = 0u64;
+    while !all_quiet(&c) {
+        tick_count(&mut c);
+        ticks += 1;
+    }
+    // Quiet ticks cost nothing; bring the clock to 65,534, then wake the group for the
+    // exchanges at ticks 65,535 and 65,536 (rounds number the tick modulo 65,535, from 1).
+    while ticks < 65_534 {
+        c.tick_all();
+        ticks += 1;
+    }
+    for _ in 0..2 {
+        c.node(1).wake();
+        tick_count(&mut c);
+        assert!(all_quiet(&c), "quiet again after one exchange");
+    }
+}
+
+#[test]
 fn a_follower_that_appends_and_goes_quiet_in_one_ready_stays_quiet() {
     let mut c = quiet_cluster(3, |_| {});
     c.propose(1, "a").unwrap();

@@ -122,3 +122,43 @@ fn lease_read_is_served_at_once_after_answers_a_tick_later() {
         "served from the lease"
     );
 }
+
+/// With quiescence, the quiescing exchange carries the lease's tick like a heartbeat: a group
+/// that was quiet long enough for the lease to run out, woken for one exchange, serves a read
+/// from the lease the answers renewed.
+#[test]
+fn msg_quiesce_carries_the_lease_tick() {
+    let configs = (1..=3)
+        .map(|id| {
+            let mut c = config(id, AppendMode::Batched);
+            c.read_only_option = ReadOnlyOption::LeaseBased;
+            c.check_quorum = true;
+            c.quiesce = true;
+            c
+        })
+        .collect();
+    let mut c = Cluster::with_configs(configs, &[1, 2, 3]);
+    c.campaign(1);
+    c.tick_and_stabilize(3);
+    assert!(c.node_ref(1).is_quiet());
+    // Quiet far past the lease.
+    c.tick_and_stabilize(30);
+    assert!(c.node_ref(1).is_quiet());
+    // One exchange: the leader wakes, sends MsgQuiesce at its next tick, the answers come
+    // back and it is quiet again.
+    c.node(1).wake();
+    c.tick_and_stabilize(1);
+    assert!(c.node_ref(1).is_quiet());
+    c.node(1).read_index("after".into()).unwrap();
+    let rd = c.node(1).ready();
+    let ctxs: Vec<_> = rd
+        .read_states
+        .iter()
+        .map(|r| r.request_ctx.clone())
+        .collect();
+    assert_eq!(
+        ctxs,
+        vec![bytes::Bytes::from("after")],
+        "served from the lease"
+    );
+}

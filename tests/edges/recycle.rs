@@ -234,6 +234,27 @@ fn a_followers_recycled_persisted_messages_carry_its_next_acknowledgement() {
     n.advance().unwrap();
     n.recycle(rd);
     n.step(app(3)).unwrap();
+    let mut rd = n.ready();
+    assert_eq!(rd.persisted_messages.len(), 1);
+    assert_eq!(rd.persisted_messages.as_ptr(), ptr);
+    assert_eq!(rd.persisted_messages.capacity(), cap);
+    take_contents(&mut n, &mut rd);
+    n.advance().unwrap();
+    n.recycle(rd);
+    // A heartbeat that commits entry 2: a Ready with committed entries and no
+    // acknowledgement to persist. Handled, then dropped without recycling: the recycled
+    // vector it did not need stays with the node.
+    let mut hb = crate::common::msg(MessageType::MsgHeartbeat, 1, 2, 1);
+    hb.commit = 2;
+    n.step(hb).unwrap();
+    let mut rd = n.ready();
+    assert!(!rd.committed_entries.is_empty());
+    assert_eq!(rd.committed_entries.last().unwrap().index, 2);
+    assert!(rd.persisted_messages.is_empty());
+    take_contents(&mut n, &mut rd);
+    n.advance().unwrap();
+    drop(rd);
+    n.step(app(4)).unwrap();
     let rd = n.ready();
     assert_eq!(rd.persisted_messages.len(), 1);
     assert_eq!(rd.persisted_messages.as_ptr(), ptr);
