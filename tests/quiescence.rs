@@ -530,6 +530,85 @@ fn rounds_are_numbered_through_the_wrap_of_the_tick_counter() {
     }
 }
 
+/// One quiescing round, stopped after node 2's answer reached the leader: node 3's answer is
+/// returned, undelivered.
+fn round_with_node_2_answered(c: &mut Cluster) -> raftcore::raftpb::Message {
+    c.tick_all();
+    c.process_readies();
+    assert!(c
+        .queue
+        .iter()
+        .any(|m| m.msg_type() == Some(MessageType::MsgQuiesce)));
+    c.deliver();
+    c.process_readies();
+    let k = c
+        .queue
+        .iter()
+        .position(|m| m.msg_type() == Some(MessageType::MsgQuiesceResp) && m.from == 3)
+        .expect("node 3 answered");
+    let answer_3 = c.queue.remove(k);
+    c.deliver();
+    assert!(!c.node_ref(1).is_quiet(), "node 3 has not answered yet");
+    answer_3
+}
+
+#[test]
+fn a_peer_heard_from_again_takes_its_answer_back() {
+    let mut c = quiet_cluster(3, |_| {});
+    c.propose(1, "x").unwrap();
+    c.stabilize();
+    let answer_3 = round_with_node_2_answered(&mut c);
+    // Node 2 wakes and tells the leader before node 3's answer arrives.
+    c.node(2).wake();
+    c.process_readies();
+    c.deliver();
+    c.node(1).step(answer_3).unwrap();
+    assert!(!c.node_ref(1).is_quiet(), "node 2's answer was taken back");
+    for _ in 0..3 {
+        tick_count(&mut c);
+    }
+    assert!(all_quiet(&c));
+}
+
+#[test]
+fn wake_on_a_leader_collecting_answers_starts_the_round_over() {
+    let mut c = quiet_cluster(3, |_| {});
+    c.propose(1, "x").unwrap();
+    c.stabilize();
+    let answer_3 = round_with_node_2_answered(&mut c);
+    c.node(1).wake();
+    c.node(1).step(answer_3).unwrap();
+    assert!(!c.node_ref(1).is_quiet(), "node 2's answer was forgotten");
+    for _ in 0..3 {
+        tick_count(&mut c);
+    }
+    assert!(all_quiet(&c));
+}
+
+#[test]
+fn a_follower_woken_by_its_leader_does_not_tell_the_leader() {
+    let mut c = quiet_cluster(3, |_| {});
+    tick_count(&mut c);
+    tick_count(&mut c);
+    assert!(all_quiet(&c));
+    c.propose(1, "x").unwrap();
+    c.process_readies();
+    c.deliver();
+    // The followers woke on the leader's append and answer it, nothing more.
+    c.process_readies();
+    let types: Vec<_> = c
+        .queue
+        .iter()
+        .filter(|m| m.from != 1)
+        .map(|m| m.msg_type())
+        .collect();
+    assert!(!types.is_empty());
+    assert!(
+        types.iter().all(|t| *t == Some(MessageType::MsgAppResp)),
+        "{types:?}"
+    );
+}
+
 #[test]
 fn a_follower_that_appends_and_goes_quiet_in_one_ready_stays_quiet() {
     let mut c = quiet_cluster(3, |_| {});

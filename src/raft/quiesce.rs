@@ -150,9 +150,10 @@ impl<S: Storage> Raft<S> {
     /// of the quiescing exchange or an acknowledgement of the node's own storage; on a leader
     /// still collecting answers, anything else from a peer takes back that peer's answer.
     pub(super) fn quiesce_on_step(&mut self, m: &Message, t: MessageType) {
+        // `MsgQuiesce` needs no arm: from the leader it wakes a quiet follower, whose handling
+        // of it makes it quiet again at once (if it holds every committed entry).
         let keeps_quiet = match t {
             MessageType::MsgQuiesceResp => true,
-            MessageType::MsgQuiesce => m.from == self.lead && m.term == self.term,
             MessageType::MsgStorageAppendResp | MessageType::MsgStorageApplyResp => true,
             // A leader's acknowledgement of its own append needs no arm: a leader is not quiet
             // while its own match is behind its log, and a proposal wakes it.
