@@ -278,7 +278,12 @@ fn a_report_about_a_follower_does_not_wake_a_quiet_follower() {
     assert!(all_quiet(&c));
     c.node(2).report_peer_down(3);
     assert!(c.node_ref(2).is_quiet());
-    // On the leader it does: the leader heartbeats (and so probes) again.
+    // Nor does a report about the leader itself, or about a node that is not a member, on
+    // the leader.
+    c.node(1).report_peer_down(1);
+    c.node(1).report_peer_down(99);
+    assert!(c.node_ref(1).is_quiet());
+    // About a member, on the leader, it does: the leader heartbeats (and so probes) again.
     c.node(1).report_peer_down(3);
     assert!(!c.node_ref(1).is_quiet());
     assert!(tick_count(&mut c) > 0);

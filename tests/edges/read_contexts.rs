@@ -162,3 +162,46 @@ fn msg_quiesce_carries_the_lease_tick() {
         "served from the lease"
     );
 }
+
+/// Lease-based leader 1 of {1, 2, 3} whose heartbeats at one tick were all answered; then
+/// `lag` more ticks whose heartbeats are lost. Whether a read is then served at once.
+fn lease_serves_after(lag: usize) -> bool {
+    let mut c = cluster(ReadOnlyOption::LeaseBased);
+    c.stabilize();
+    c.tick_and_stabilize(1);
+    for _ in 0..lag {
+        c.node(1).tick();
+        c.process_readies();
+        c.queue.clear();
+    }
+    c.node(1).read_index("lagging".into()).unwrap();
+    let rd = c.node(1).ready();
+    !rd.read_states.is_empty()
+}
+
+#[test]
+fn the_lease_lasts_election_tick_less_two_ticks_from_the_answered_heartbeat() {
+    // election_tick is 10: answers to a heartbeat sent at tick t cover reads until t + 8.
+    for lag in 0..=8 {
+        assert!(lease_serves_after(lag), "lag {lag}");
+    }
+    for lag in 9..=10 {
+        assert!(!lease_serves_after(lag), "lag {lag}");
+    }
+}
+
+#[test]
+fn a_transfer_in_progress_suspends_the_lease() {
+    let mut c = cluster(ReadOnlyOption::LeaseBased);
+    c.stabilize();
+    c.tick_and_stabilize(1);
+    // Node 3 is cut off, so the transfer waits for it to catch up.
+    c.isolate(3);
+    c.propose(1, "x").unwrap();
+    c.stabilize();
+    c.node(1).transfer_leader(3);
+    assert_eq!(c.node(1).basic_status().lead_transferee, 3);
+    c.node(1).read_index("during".into()).unwrap();
+    let rd = c.node(1).ready();
+    assert!(rd.read_states.is_empty(), "not from the lease");
+}
