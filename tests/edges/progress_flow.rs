@@ -143,6 +143,35 @@ fn an_entry_larger_than_the_byte_window_goes_alone_when_nothing_is_in_flight() {
     assert_eq!(c.payloads(2), vec![big, bytes::Bytes::from("small")]);
 }
 
+#[test]
+fn entries_fill_the_byte_window_and_stop_at_its_edge() {
+    let configs = (1..=3)
+        .map(|id| {
+            let mut c = config(id, AppendMode::Batched);
+            c.max_size_per_msg = 100;
+            c.max_inflight_bytes = 100;
+            c
+        })
+        .collect();
+    let mut c = Cluster::with_configs(configs, &[1, 2, 3]);
+    c.campaign(1);
+    // Three 30-byte payloads fit the 100-byte window together, a fourth does not; a message
+    // (at most 100 encoded bytes) holds two of them.
+    let p = |i: u8| bytes::Bytes::from(vec![i; 30]);
+    c.node(1).propose_batch((1..=4).map(p)).unwrap();
+    c.process_readies();
+    let sizes: Vec<usize> = c
+        .queue
+        .iter()
+        .filter(|m| m.to == 2 && !m.entries.is_empty())
+        .map(|m| m.entries.len())
+        .collect();
+    assert_eq!(sizes, vec![2, 1]);
+    assert_eq!(progress(&mut c, 1, 2).inflights().bytes(), 90);
+    c.stabilize();
+    assert_eq!(c.payloads(2), (1..=4).map(p).collect::<Vec<_>>());
+}
+
 /// A rejection's hint moves a probing leader back to just after the hint; a hint without a
 /// term (log_term 0) is taken as it is.
 #[test]
