@@ -554,3 +554,25 @@ fn reasons_have_distinct_names() {
     }
     assert_eq!(Reason::AckPastLog.as_str(), "ack_past_log");
 }
+
+/// The bound on a stranger's term is on terms above the node's own: a node whose own term
+/// went past the bound (a stranger moved it to the bound, then it campaigned) still hears a
+/// stranger at its own term under the usual rules.
+#[test]
+fn the_strangers_term_bound_applies_only_above_the_nodes_term() {
+    let mut n = follower();
+    let bound = n.term() + MAX_UNCONFIRMED_TERM_JUMP;
+    // A stranger (9) moves the term exactly to the bound: allowed.
+    n.step(msg(MessageType::MsgHeartbeat, 9, 1, bound)).unwrap();
+    assert_eq!(n.term(), bound);
+    n.campaign().unwrap();
+    assert_eq!(n.term(), bound + 1);
+    assert_eq!(n.role(), StateRole::Candidate);
+    // Another stranger's vote request at the node's own term: handled (refused as a vote,
+    // since the candidate voted for itself), not rejected by the gate.
+    let mut v = msg(MessageType::MsgVote, 8, 1, bound + 1);
+    v.index = 1;
+    v.log_term = 1;
+    assert_eq!(refused(&mut n, v), None);
+    assert_eq!(n.term(), bound + 1);
+}
