@@ -17,12 +17,6 @@ impl<T> LazyVec<T> {
     pub(crate) fn push(&mut self, v: T) {
         self.0.get_or_insert_with(Default::default).push(v);
     }
-    pub(crate) fn extend(&mut self, it: impl IntoIterator<Item = T>) {
-        let mut it = it.into_iter().peekable();
-        if it.peek().is_some() {
-            self.0.get_or_insert_with(Default::default).extend(it);
-        }
-    }
     pub(crate) fn len(&self) -> usize {
         self.0.as_ref().map_or(0, |v| v.len())
     }
@@ -118,10 +112,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<LazyVec<u64>>(), 8);
         let mut v = LazyVec::default();
         assert!(v.0.is_none() && v.is_empty() && v.as_slice().is_empty());
-        v.extend(Vec::<u64>::new());
-        assert!(v.0.is_none(), "extending with nothing allocates nothing");
         v.push(1);
-        v.extend([2, 3, 4]);
+        v.vec_mut().extend([2, 3, 4]);
         assert_eq!(v.as_slice(), &[1, 2, 3, 4]);
         v.retain(|&x| x % 2 == 0);
         *v.last_mut().unwrap() = 5;
@@ -130,7 +122,7 @@ mod tests {
         assert_eq!(v.len(), 2, "not released while it holds elements");
         assert_eq!(v.drain().collect::<Vec<_>>(), vec![2, 5]);
         assert!(v.is_empty() && v.capacity() >= 2, "drain keeps the buffer");
-        v.extend([2, 5]);
+        v.vec_mut().extend([2, 5]);
         assert_eq!(v.take(), vec![2, 5]);
         assert!(v.0.is_some() && v.is_empty(), "take keeps the box");
         v.push(7);

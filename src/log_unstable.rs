@@ -579,7 +579,7 @@ mod tests {
         assert_eq!(u.entries.capacity(), 0);
         // One entry in a large buffer: released at once.
         let mut v = unstable(None, Vec::with_capacity(64), 1);
-        v.entries.extend(ents(1, &[1]));
+        v.entries.vec_mut().extend(ents(1, &[1]));
         v.accept_in_progress();
         v.stable_to(1, 1);
         assert_eq!(v.entries.capacity(), 0);

@@ -511,14 +511,19 @@ mod size_tests {
             size_of::<crate::raft::ReadyCursor>(),
         );
         assert!(
-            size_of::<RawNode<MemStorage>>() <= 576,
+            size_of::<RawNode<MemStorage>>() <= 448,
             "RawNode {}",
             size_of::<RawNode<MemStorage>>()
         );
         assert!(
-            size_of::<Raft<MemStorage>>() <= 480,
+            size_of::<Raft<MemStorage>>() <= 416,
             "Raft {}",
             size_of::<Raft<MemStorage>>()
+        );
+        assert!(
+            size_of::<crate::raft::ReadyCursor>() <= 32,
+            "ReadyCursor {}",
+            size_of::<crate::raft::ReadyCursor>()
         );
         assert!(
             size_of::<crate::log_unstable::Unstable>() <= 40,
@@ -536,7 +541,7 @@ mod size_tests {
             size_of::<crate::tracker::Progress>()
         );
         assert!(
-            size_of::<MemStorage>() <= 112,
+            size_of::<MemStorage>() <= 88,
             "MemStorage {}",
             size_of::<MemStorage>()
         );

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use prost::Message as _;
 
 use crate::error::{Error, Result, StorageError};
+use crate::lazy_vec::LazyVec;
 use crate::raftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 
 /// The durable state a node starts from.
@@ -141,20 +142,24 @@ pub struct MemStorage {
     offset_index: u64,
     offset_term: u64,
     /// The entries after the compaction point: `ents[k]` has index `offset_index + 1 + k`.
-    /// Empty (no memory) when the log holds nothing past the snapshot.
-    ents: Vec<Entry>,
+    /// Empty (no memory, 8 bytes inline) when the log holds nothing past the snapshot.
+    ents: LazyVec<Entry>,
 }
 
 /// An encoded ConfState, inline when it is short (a few voters take a few bytes): a heap
 /// allocation costs a small group more than the bytes it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Boxed twice on purpose: a thin pointer keeps the enum at 16 bytes (a fat `Box<[u8]>` would
+// make it 24); the rare long ConfState pays one more allocation.
+#[allow(clippy::box_collection)]
 enum ConfBytes {
     Inline { len: u8, buf: [u8; CONF_INLINE] },
-    Heap(Box<[u8]>),
+    Heap(Box<Vec<u8>>),
 }
 
-/// With the tag and the length, the inline form is as large as the boxed one: 24 bytes.
-const CONF_INLINE: usize = 22;
+/// With the tag and the length, the inline form is 16 bytes, as large as the boxed one (five
+/// voters with ids below 128 encode in 7 bytes).
+const CONF_INLINE: usize = 14;
 
 impl Default for ConfBytes {
     fn default() -> Self {
@@ -175,7 +180,7 @@ impl ConfBytes {
                 buf,
             }
         } else {
-            ConfBytes::Heap(b.into())
+            ConfBytes::Heap(Box::new(b.to_vec()))
         }
     }
 
@@ -204,7 +209,7 @@ impl MemStorage {
             snap_conf: ConfBytes::default(),
             offset_index: 0,
             offset_term: 0,
-            ents: Vec::new(),
+            ents: LazyVec::default(),
         }
     }
 
@@ -281,7 +286,7 @@ impl MemStorage {
         self.snap_index = index;
         self.snap_term = term;
         self.set_snap_data(snap.data);
-        self.ents = Vec::new();
+        self.ents = LazyVec::default();
         self.offset_index = index;
         self.offset_term = term;
         Ok(())
@@ -325,7 +330,7 @@ impl MemStorage {
         if i == self.offset() {
             self.offset_term
         } else {
-            self.ents[(i - self.offset() - 1) as usize].term
+            self.ents.as_slice()[(i - self.offset() - 1) as usize].term
         }
     }
 
@@ -356,14 +361,14 @@ impl MemStorage {
             return Err(StorageError::Unavailable.into());
         }
         let term = self.term_in_log(compact_index);
-        self.ents.drain(..(compact_index - offset) as usize);
+        let ents = self.ents.vec_mut();
+        ents.drain(..(compact_index - offset) as usize);
+        if ents.len() * 2 < ents.capacity() {
+            ents.shrink_to_fit();
+        }
+        self.ents.release();
         self.offset_index = compact_index;
         self.offset_term = term;
-        if self.ents.is_empty() {
-            self.ents = Vec::new();
-        } else if self.ents.len() * 2 < self.ents.capacity() {
-            self.ents.shrink_to_fit();
-        }
         Ok(())
     }
 
@@ -424,9 +429,10 @@ impl MemStorage {
             return Ok(());
         };
         let entries = &entries[skip..];
-        self.ents
-            .truncate((entries[0].index - self.offset() - 1) as usize);
-        self.ents.extend_from_slice(entries);
+        let at = (entries[0].index - self.offset() - 1) as usize;
+        let ents = self.ents.vec_mut();
+        ents.truncate(at);
+        ents.extend_from_slice(entries);
         Ok(())
     }
 
@@ -447,7 +453,7 @@ impl MemStorage {
                 StorageError::Other(format!("invalid entries range [{low}, {high})")).into(),
             );
         }
-        let ents = &self.ents[(low - offset - 1) as usize..(high - offset - 1) as usize];
+        let ents = &self.ents.as_slice()[(low - offset - 1) as usize..(high - offset - 1) as usize];
         Ok(&ents[..limit_len(ents, max_size)])
     }
 
@@ -457,9 +463,10 @@ impl MemStorage {
         let Some(skip) = self.plan_append(&entries)? else {
             return Ok(());
         };
-        let at = entries[skip].index;
-        self.ents.truncate((at - self.offset() - 1) as usize);
-        self.ents.extend(entries.drain(skip..));
+        let at = (entries[skip].index - self.offset() - 1) as usize;
+        let ents = self.ents.vec_mut();
+        ents.truncate(at);
+        ents.extend(entries.drain(skip..));
         Ok(())
     }
 }
@@ -491,6 +498,7 @@ impl Storage for MemStorage {
         }
         match self
             .ents
+            .as_slice()
             .get(usize::try_from(idx - offset - 1).unwrap_or(usize::MAX))
         {
             Some(e) => Ok(e.term),
@@ -604,13 +612,13 @@ mod tests {
         let first = ents.remove(0);
         s.offset_index = first.index;
         s.offset_term = first.term;
-        s.ents = ents;
+        s.ents = ents.into();
     }
 
     /// The log as the tests write it: the compaction point, then the entries.
     fn log_of(s: &MemStorage) -> Vec<Entry> {
         let mut v = vec![ent(s.offset_index, s.offset_term)];
-        v.extend(s.ents.iter().cloned());
+        v.extend(s.ents.as_slice().iter().cloned());
         v
     }
 
@@ -812,7 +820,7 @@ mod tests {
         s.append(&ents).unwrap();
         s.compact(999).unwrap();
         assert_eq!(s.ents.len(), 1);
-        assert_eq!(s.ents[0].data, Bytes::from_static(b"payload"));
+        assert_eq!(s.ents.as_slice()[0].data, Bytes::from_static(b"payload"));
         assert!(s.ents.capacity() < 100);
         assert_eq!(s.term(999).unwrap(), 1);
         assert_eq!(s.term(998).unwrap_err(), COMPACTED);

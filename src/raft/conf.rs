@@ -35,13 +35,14 @@ impl<S: Storage> Raft<S> {
                 }
                 EntryType::EntryNormal => continue,
             };
-            let already_pending = self.pending_conf_index > self.raft_log.applied;
+            let already_pending = self.pending_conf_index() > self.raft_log.applied;
             let already_joint = self.trk.config.voters.is_joint();
             let wants_leave_joint = cc.changes.is_empty();
             let failed = if already_pending {
                 Some(format!(
                     "possible unapplied conf change at index {} (applied to {})",
-                    self.pending_conf_index, self.raft_log.applied
+                    self.pending_conf_index(),
+                    self.raft_log.applied
                 ))
             } else if already_joint && !wants_leave_joint {
                 Some("must transition out of joint config first".to_string())
@@ -58,7 +59,7 @@ impl<S: Storage> Raft<S> {
                         "config" => %self.trk.config, "reason" => why);
                     *e = Entry::default();
                 }
-                _ => self.pending_conf_index = last + i as u64 + 1,
+                _ => self.leader_mut().pending_conf_index = last + i as u64 + 1,
             }
         }
     }
@@ -75,7 +76,7 @@ impl<S: Storage> Raft<S> {
         let new_applied = index.max(old);
         self.raft_log.applied_to(new_applied, size);
         if self.trk.config.auto_leave
-            && new_applied >= self.pending_conf_index
+            && new_applied >= self.pending_conf_index()
             && self.clk.state == StateRole::Leader
         {
             // Leave the joint configuration now that it is applied. An empty V2 entry has no
@@ -165,7 +166,7 @@ impl<S: Storage> Raft<S> {
     pub(super) fn switch_to_config_loaded(&mut self) -> ConfState {
         info!(self.cfg.logger, "switched configuration";
             "raft_id" => self.id, "config" => %self.trk.config);
-        self.is_learner = self.trk.config.is_learner(self.id);
+        self.clk.is_learner = self.trk.config.is_learner(self.id);
         if self.clk.state != StateRole::Leader {
             self.trk.progress = ProgressMap::default();
         }
@@ -177,12 +178,12 @@ impl<S: Storage> Raft<S> {
             "raft_id" => self.id, "config" => %self.trk.config);
         let cs = self.trk.conf_state();
         let present = self.trk.config.contains(self.id);
-        self.is_learner = self.trk.config.is_learner(self.id);
+        self.clk.is_learner = self.trk.config.is_learner(self.id);
         if self.clk.state != StateRole::Leader {
             self.trk.progress = ProgressMap::default();
             return cs;
         }
-        if !present || self.is_learner || !self.trk.config.voters.contains(self.id) {
+        if !present || self.clk.is_learner || !self.trk.config.voters.contains(self.id) {
             // This leader was removed or demoted. It keeps leading (serving reads of the
             // committed state and heartbeats) until a new leader takes over, unless told to
             // step down.
@@ -216,7 +217,9 @@ impl<S: Storage> Raft<S> {
                 }
             }
         }
-        if self.lead_transferee != NONE && !self.trk.config.voters.contains(self.lead_transferee) {
+        if self.lead_transferee() != NONE
+            && !self.trk.config.voters.contains(self.lead_transferee())
+        {
             self.abort_leader_transfer();
         }
         cs

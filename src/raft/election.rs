@@ -19,12 +19,8 @@ impl<S: Storage> Raft<S> {
         self.trk.reset_votes();
         // Per-peer progress exists only on a leader; it is built in become_leader.
         self.trk.progress = ProgressMap::default();
-        self.dirty_all = false;
-        self.dirty.clear();
-        self.pending_conf_index = 0;
-        self.uncommitted_size = 0;
+        self.ls = None;
         self.read_only = None;
-        self.lease_revoked = false;
         self.clk.quiet = false;
     }
 
@@ -43,7 +39,7 @@ impl<S: Storage> Raft<S> {
         );
         let term = self.term + 1;
         self.reset(term);
-        self.vote = self.id;
+        self.vote_for(self.id);
         self.clk.state = StateRole::Candidate;
         info!(self.cfg.logger, "became candidate"; "raft_id" => self.id, "term" => self.term);
     }
@@ -79,7 +75,7 @@ impl<S: Storage> Raft<S> {
             pr.recent_active = true;
         }
         // Conservatively treat every entry up to the last as a possible unapplied conf change.
-        self.pending_conf_index = last;
+        self.leader_mut().pending_conf_index = last;
         // The empty entry of the new term; it does not count toward the uncommitted limit.
         let appended = self.append_entry(vec![Entry::default()]);
         debug_assert!(appended, "the empty entry is never refused");
@@ -160,7 +156,7 @@ impl<S: Storage> Raft<S> {
                 });
             }
             // A transfer that did not finish within an election timeout is abandoned.
-            if self.clk.state == StateRole::Leader && self.lead_transferee != NONE {
+            if self.clk.state == StateRole::Leader && self.lead_transferee() != NONE {
                 self.abort_leader_transfer();
             }
         }

@@ -130,6 +130,28 @@ struct Clock {
     settled: bool,
     /// The node's role: the tick reads it, so it lives here, in the tick's one cache line.
     state: StateRole,
+    /// Whether this node is a learner (spare bytes here: a bool elsewhere pads to 8).
+    is_learner: bool,
+}
+
+/// The state only a leader keeps, in one box: most nodes of a process that runs many groups
+/// follow, and a follower pays 8 bytes for all of it. Built by `become_leader`, dropped by
+/// `reset` (every role change).
+#[derive(Clone, Debug, Default)]
+struct LeaderState {
+    /// The peer a transfer of leadership is going to (`NONE`: no transfer).
+    lead_transferee: u64,
+    /// The index of the last conf change appended; another may be proposed once it is applied.
+    pending_conf_index: u64,
+    /// The payload bytes of entries appended in this term and not yet committed.
+    uncommitted_size: u64,
+    /// Set once this leader sent MsgTimeoutNow in its term: the transferee may win an election
+    /// that ignores leases, so lease reads stop.
+    lease_revoked: bool,
+    /// Batched mode: every follower is owed an append at the next flush...
+    dirty_all: bool,
+    /// ...or these are.
+    dirty: Vec<u64>,
 }
 
 /// Raft state of one node.
@@ -140,30 +162,25 @@ pub(crate) struct Raft<S: Storage> {
     vote: u64,
     raft_log: RaftLog<S>,
     trk: ProgressTracker,
-    is_learner: bool,
     lead: u64,
-    lead_transferee: u64,
-    pending_conf_index: u64,
-    uncommitted_size: u64,
+    /// What only a leader keeps (`None` on every other node).
+    ls: Option<Box<LeaderState>>,
     /// Reads waiting for a heartbeat quorum or for the first commit of the term (leader
     /// only, created on the first read).
     read_only: Option<Box<ReadOnly>>,
     read_states: LazyVec<ReadState>,
     /// What an idle node's `tick` and `has_ready` read, kept in one cache line.
     clk: Clock,
-    /// Set once this leader sent MsgTimeoutNow in its term: the transferee may win an election
-    /// that ignores leases, so lease reads stop.
-    lease_revoked: bool,
     /// The highest term this node heard from a member of its configuration (or loaded from
     /// storage). A non-member may move the term at most `MAX_UNCONFIRMED_TERM_JUMP` above it.
     confirmed_term: u64,
+    /// What the Readies handed out leave for `advance` (sync mode) and the vectors handed
+    /// back by `RawNode::recycle`; `None` while the node is idle (ready.rs).
+    work: Option<Box<ready::Work>>,
     /// Messages that may be sent at once.
     msgs: LazyVec<Message>,
     /// Messages that may only be sent once the unstable state is durable.
     msgs_after_append: LazyVec<Message>,
-    /// Batched mode: followers owed an append at the next flush.
-    dirty_all: bool,
-    dirty: LazyVec<u64>,
     cfg: Arc<Config>,
     rng: Rng,
 }
@@ -209,6 +226,38 @@ pub(super) fn ents_size(ents: &[Entry]) -> u64 {
 }
 
 impl<S: Storage> Raft<S> {
+    /// The leader's state, created on first use. Only a leader writes it.
+    fn leader_mut(&mut self) -> &mut LeaderState {
+        debug_assert_eq!(
+            self.clk.state,
+            StateRole::Leader,
+            "leader state written off a leader"
+        );
+        self.ls.get_or_insert_with(Default::default)
+    }
+
+    /// Records this node's vote in its term. A vote only goes from none to a candidate within
+    /// a term (a new term clears it): the Ready cursor relies on it (ready.rs).
+    fn vote_for(&mut self, id: u64) {
+        debug_assert!(
+            self.vote == NONE || self.vote == id,
+            "vote changed within term {}: {} -> {id}",
+            self.term,
+            self.vote
+        );
+        self.vote = id;
+    }
+
+    /// The peer leadership is being transferred to, or `NONE`.
+    fn lead_transferee(&self) -> u64 {
+        self.ls.as_ref().map_or(NONE, |l| l.lead_transferee)
+    }
+
+    /// The index of the last conf change this leader appended (0 off a leader).
+    fn pending_conf_index(&self) -> u64 {
+        self.ls.as_ref().map_or(0, |l| l.pending_conf_index)
+    }
+
     /// Builds a node from a validated config and its storage.
     /// Builds node `id` from a validated config (whose own `id` and `applied` are not read:
     /// the config may be shared by many groups) and its storage.
@@ -221,23 +270,18 @@ impl<S: Storage> Raft<S> {
             vote: NONE,
             raft_log,
             trk: ProgressTracker::new(cfg.max_inflight_msgs, cfg.max_inflight_bytes),
-            is_learner: false,
             lead: NONE,
-            lead_transferee: NONE,
-            pending_conf_index: 0,
-            uncommitted_size: 0,
+            ls: None,
             read_only: None,
             read_states: LazyVec::default(),
-            lease_revoked: false,
             clk: Clock {
                 randomized_election_timeout: cfg.election_tick as u32,
                 ..Clock::default()
             },
             confirmed_term: 0,
+            work: None,
             msgs: LazyVec::default(),
             msgs_after_append: LazyVec::default(),
-            dirty_all: false,
-            dirty: LazyVec::default(),
             rng: Rng::new(cfg.seed, id),
             cfg,
         };
@@ -316,7 +360,7 @@ impl<S: Storage> Raft<S> {
     /// A node may campaign if it is a voter and holds no snapshot that is not yet durable.
     pub(super) fn promotable(&self) -> bool {
         self.trk.config.voters.contains(self.id)
-            && !self.is_learner
+            && !self.clk.is_learner
             && !self.raft_log.has_pending_snapshot()
     }
 

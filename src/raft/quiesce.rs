@@ -29,10 +29,10 @@ impl<S: Storage> Raft<S> {
             return false;
         }
         let last = self.raft_log.last_index();
-        self.lead_transferee == NONE
+        self.lead_transferee() == NONE
             && self.raft_log.committed == last
             && self.committed_entry_in_current_term()
-            && self.pending_conf_index <= self.raft_log.committed
+            && self.pending_conf_index() <= self.raft_log.committed
             && !self.trk.config.is_joint()
             && self.read_only.as_ref().is_none_or(|ro| !ro.has_pending())
             && self.trk.progress.iter().all(|(_, pr)| pr.matched == last)

@@ -77,7 +77,11 @@ impl<S: Storage> Raft<S> {
     /// phase between clocks, another for the read being answered within the current tick).
     /// A transfer revokes the lease: its election ignores leases.
     pub(super) fn lease_valid(&self) -> bool {
-        if self.lease_revoked || self.lead_transferee != NONE {
+        if self
+            .ls
+            .as_ref()
+            .is_some_and(|l| l.lease_revoked || l.lead_transferee != NONE)
+        {
             return false;
         }
         let Some(ro) = self.read_only.as_ref() else {

@@ -12,27 +12,73 @@ use crate::tracker::ProgressState;
 /// What `RawNode` remembers between `ready()` and `advance()` (sync mode).
 #[derive(Default, Clone, Debug)]
 pub(crate) struct ReadyCursor {
-    prev_soft_state: SoftState,
-    prev_hard_state: HardState,
-    /// Local messages stepped on `advance` (self acks, storage responses). Readies handed out
-    /// before one `advance` add to it: that `advance` acknowledges all of them.
-    steps_on_advance: LazyVec<Message>,
-    /// What the Readies handed out since the last `advance` gave to apply: the last index, the
-    /// entries' encoded size and their payload size (a summary rather than a
-    /// `MsgStorageApplyResp` carrying clones of the entries).
-    /// Index 0: nothing (no entry has index 0). A plain triple rather than an `Option`: 8
-    /// bytes less per group.
-    applied_on_advance: (u64, u64, u64),
-    /// Readies handed out and not yet acknowledged by `advance`.
-    readies_outstanding: u32,
+    /// The soft state the last Ready reported: the leader and the role.
+    prev_lead: u64,
+    prev_role: StateRole,
+    /// The hard state the last Ready reported, in 17 bytes rather than 24: the term, the
+    /// commit index, and whether there was a vote. Within a term a vote only ever goes from
+    /// none to a candidate (`Raft::vote_for` asserts it), so with the term that bit tells
+    /// whether the vote changed.
+    prev_term: u64,
+    prev_commit: u64,
+    prev_voted: bool,
     /// The last Ready carried log entries (to persist or to apply): its vectors are worth
     /// recycling. An idle group's Readies (heartbeats and their answers) are not, and must
     /// not pin buffers in every idle group.
     last_ready_busy: bool,
+    /// Readies handed out and not yet acknowledged by `advance`.
+    readies_outstanding: u32,
+}
+
+impl ReadyCursor {
+    fn soft_changed(&self, ss: SoftState) -> bool {
+        ss.leader_id != self.prev_lead || ss.raft_state != self.prev_role
+    }
+
+    fn set_soft(&mut self, ss: SoftState) {
+        self.prev_lead = ss.leader_id;
+        self.prev_role = ss.raft_state;
+    }
+
+    /// Whether `hs` differs from the hard state last reported.
+    fn hard_changed(&self, hs: &HardState) -> bool {
+        hs.term != self.prev_term || hs.commit != self.prev_commit || self.vote_changed(hs)
+    }
+
+    /// Whether the vote differs from the one last reported, in the same term.
+    fn vote_changed(&self, hs: &HardState) -> bool {
+        (hs.vote != NONE) != self.prev_voted
+    }
+
+    fn set_hard(&mut self, hs: &HardState) {
+        self.prev_term = hs.term;
+        self.prev_commit = hs.commit;
+        self.prev_voted = hs.vote != NONE;
+    }
+}
+
+/// What a busy node's Readies leave for `advance`, and the vectors handed back: a node with
+/// entries in flight uses it, an idle node (a heartbeat's Ready needs none of it) has none.
+#[derive(Default, Clone, Debug)]
+pub(super) struct Work {
+    /// Local messages stepped on `advance` (self acks, storage responses). Readies handed out
+    /// before one `advance` add to it: that `advance` acknowledges all of them.
+    steps_on_advance: Vec<Message>,
+    /// What the Readies handed out since the last `advance` gave to apply: the last index, the
+    /// entries' encoded size and their payload size (a summary rather than a
+    /// `MsgStorageApplyResp` carrying clones of the entries). Index 0: nothing (no entry has
+    /// index 0).
+    applied_on_advance: (u64, u64, u64),
     /// Vectors of Readies handed back by `RawNode::recycle`, for the next Readies to fill
-    /// instead of allocating. Boxed: 8 bytes for a node whose application never recycles, or
-    /// that went quiet (which drops them).
-    spare: Option<Box<Spare>>,
+    /// instead of allocating.
+    spare: Spare,
+}
+
+impl Work {
+    /// Nothing is owed to `advance`.
+    fn is_empty(&self) -> bool {
+        self.steps_on_advance.is_empty() && self.applied_on_advance.0 == 0
+    }
 }
 
 /// Empty vectors with capacity, from recycled Readies.
@@ -60,11 +106,10 @@ fn keep<T>(mut v: Vec<T>) -> Option<Vec<T>> {
 impl<S: Storage> Raft<S> {
     /// The cursor of a node just built: the Ready contract starts from the loaded state.
     pub(crate) fn new_cursor(&self) -> ReadyCursor {
-        ReadyCursor {
-            prev_soft_state: self.soft_state(),
-            prev_hard_state: self.hard_state(),
-            ..Default::default()
-        }
+        let mut cur = ReadyCursor::default();
+        cur.set_soft(self.soft_state());
+        cur.set_hard(&self.hard_state());
+        cur
     }
 
     /// Bootstraps a new group on empty storage: one ConfChange entry per peer, committed at
@@ -81,7 +126,7 @@ impl<S: Storage> Raft<S> {
             ));
         }
         // The HardState is left empty here so that the first Ready carries it.
-        cur.prev_hard_state = HardState::default();
+        cur.set_hard(&HardState::default());
         self.become_follower(1, NONE);
         self.confirmed_term = 1;
         let mut ents = Vec::with_capacity(peers.len());
@@ -144,8 +189,10 @@ impl<S: Storage> Raft<S> {
         self.clk.settled = !self.has_ready_full(cur);
         if self.clk.quiet && self.clk.settled {
             self.release_buffers();
-            cur.steps_on_advance.release();
-            cur.spare = None;
+            self.work = None;
+        } else if !cur.last_ready_busy && self.work.as_deref().is_some_and(Work::is_empty) {
+            // The last Ready had no entries (its spare vectors went then): the node is idle.
+            self.work = None;
         }
     }
 
@@ -166,7 +213,7 @@ impl<S: Storage> Raft<S> {
         if let Some(v) = keep(messages) {
             self.msgs.offer(v);
         }
-        let s = cur.spare.get_or_insert_with(Default::default);
+        let s = &mut self.work_mut().spare;
         for (slot, v) in [
             (&mut s.entries, entries),
             (&mut s.committed_entries, committed_entries),
@@ -184,21 +231,24 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    fn work_mut(&mut self) -> &mut Work {
+        self.work.get_or_insert_with(Default::default)
+    }
+
     /// Drops the boxes and capacity of the empty message and entry buffers.
     pub(super) fn release_buffers(&mut self) {
         self.msgs.release();
         self.msgs_after_append.release();
-        self.dirty.release();
         self.read_states.release();
         self.raft_log.unstable.release_buffers();
     }
 
     fn has_ready_full(&self, cur: &ReadyCursor) -> bool {
-        if self.soft_state() != cur.prev_soft_state {
+        if cur.soft_changed(self.soft_state()) {
             return true;
         }
         let hs = self.hard_state();
-        if !hs.is_empty() && hs != cur.prev_hard_state {
+        if !hs.is_empty() && cur.hard_changed(&hs) {
             return true;
         }
         if self.raft_log.has_next_unstable_snapshot() {
@@ -225,7 +275,7 @@ impl<S: Storage> Raft<S> {
         // Recycled vectors if the application handed some back, else new ones.
         let (mut entries, mut committed_entries, mut persisted_messages) =
             (Vec::new(), Vec::new(), Vec::new());
-        if let Some(s) = cur.spare.as_deref_mut() {
+        if let Some(s) = self.work.as_deref_mut().map(|w| &mut w.spare) {
             entries = std::mem::take(&mut s.entries);
             committed_entries = std::mem::take(&mut s.committed_entries);
             persisted_messages = std::mem::take(&mut s.persisted_messages);
@@ -241,18 +291,16 @@ impl<S: Storage> Raft<S> {
             ..Default::default()
         };
         let ss = self.soft_state();
-        if ss != cur.prev_soft_state {
+        if cur.soft_changed(ss) {
             rd.soft_state = Some(ss);
-            cur.prev_soft_state = ss;
+            cur.set_soft(ss);
         }
         let hs = self.hard_state();
-        let hs_changed = hs != cur.prev_hard_state;
-        rd.must_sync = !rd.entries.is_empty()
-            || hs.vote != cur.prev_hard_state.vote
-            || hs.term != cur.prev_hard_state.term;
+        let hs_changed = cur.hard_changed(&hs);
+        rd.must_sync = !rd.entries.is_empty() || cur.vote_changed(&hs) || hs.term != cur.prev_term;
         if hs_changed && !hs.is_empty() {
             rd.hard_state = Some(hs);
-            cur.prev_hard_state = hs;
+            cur.set_hard(&hs);
         }
         if self.raft_log.has_next_unstable_snapshot() {
             rd.snapshot = self.raft_log.next_unstable_snapshot().cloned();
@@ -328,19 +376,24 @@ impl<S: Storage> Raft<S> {
                     "raft_id" => self.id, "outstanding" => cur.readies_outstanding);
             }
             // Drained, not taken: the queue keeps its buffer for the next Ready.
+            let (id, work) = (self.id, &mut self.work);
             for m in self.msgs_after_append.drain() {
-                if m.to == self.id {
-                    cur.steps_on_advance.push(m);
+                if m.to == id {
+                    let w = work.get_or_insert_with(Default::default);
+                    w.steps_on_advance.push(m);
                 } else {
                     rd.persisted_messages.push(m);
                 }
             }
-            cur.steps_on_advance.extend(append_resp);
+            if let Some(m) = append_resp {
+                self.work_mut().steps_on_advance.push(m);
+            }
             if let Some(last) = rd.committed_entries.last() {
                 let payload = payloads_size(&rd.committed_entries);
                 // An earlier Ready's entries come first: the summaries add up.
-                let (_, size, pay) = cur.applied_on_advance;
-                cur.applied_on_advance = (last.index, size + committed_size, pay + payload);
+                let w = self.work_mut();
+                let (_, size, pay) = w.applied_on_advance;
+                w.applied_on_advance = (last.index, size + committed_size, pay + payload);
             }
             cur.readies_outstanding = cur.readies_outstanding.saturating_add(1);
         }
@@ -355,8 +408,10 @@ impl<S: Storage> Raft<S> {
         // entries lets them go (they leave with it).
         cur.last_ready_busy = !rd.entries.is_empty() || !rd.committed_entries.is_empty();
         if !cur.last_ready_busy {
-            cur.spare = None;
-        } else if let Some(s) = cur.spare.as_deref_mut() {
+            if let Some(w) = self.work.as_deref_mut() {
+                w.spare = Spare::default();
+            }
+        } else if let Some(s) = self.work.as_deref_mut().map(|w| &mut w.spare) {
             for (slot, v) in [
                 (&mut s.entries, &mut rd.entries),
                 (&mut s.committed_entries, &mut rd.committed_entries),
@@ -385,12 +440,19 @@ impl<S: Storage> Raft<S> {
         cur.readies_outstanding = 0;
         // Drained, not taken: the cursor keeps the buffer for the next Ready. Stepping never
         // adds to it (only `ready` does).
-        for m in cur.steps_on_advance.drain() {
-            let _ = self.step(m);
-        }
-        let (index, size, payload) = std::mem::take(&mut cur.applied_on_advance);
-        if index != 0 {
-            self.on_applied(index, size, payload);
+        if let Some(w) = self.work.as_deref_mut() {
+            let mut steps = std::mem::take(&mut w.steps_on_advance);
+            let (index, size, payload) = std::mem::take(&mut w.applied_on_advance);
+            for m in steps.drain(..) {
+                let _ = self.step(m);
+            }
+            // The buffer stays for the next Ready (stepping never adds to it).
+            if let Some(w) = self.work.as_deref_mut() {
+                w.steps_on_advance = steps;
+            }
+            if index != 0 {
+                self.on_applied(index, size, payload);
+            }
         }
         self.settle(cur);
         Ok(())
@@ -405,7 +467,7 @@ impl<S: Storage> Raft<S> {
             hard_state: self.hard_state(),
             soft_state: self.soft_state(),
             applied: self.raft_log.applied,
-            lead_transferee: self.lead_transferee,
+            lead_transferee: self.lead_transferee(),
         }
     }
 

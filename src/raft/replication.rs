@@ -43,8 +43,9 @@ impl<S: Storage> Raft<S> {
     /// Appends to `to`, in etcd's way now or at the next flush in batched mode.
     pub(super) fn send_append(&mut self, to: u64) {
         if self.cfg.append_mode == AppendMode::Batched {
-            if !self.dirty_all && !self.dirty.as_slice().contains(&to) {
-                self.dirty.push(to);
+            let l = self.leader_mut();
+            if !l.dirty_all && !l.dirty.contains(&to) {
+                l.dirty.push(to);
             }
             return;
         }
@@ -53,8 +54,9 @@ impl<S: Storage> Raft<S> {
 
     pub(super) fn bcast_append(&mut self) {
         if self.cfg.append_mode == AppendMode::Batched {
-            self.dirty_all = true;
-            self.dirty.clear();
+            let l = self.leader_mut();
+            l.dirty_all = true;
+            l.dirty.clear();
             return;
         }
         let ids: Vec<u64> = self.trk.progress.ids().collect();
@@ -67,20 +69,27 @@ impl<S: Storage> Raft<S> {
 
     /// Whether a batched flush is owed.
     pub(super) fn has_pending_appends(&self) -> bool {
-        self.clk.state == StateRole::Leader && (self.dirty_all || !self.dirty.is_empty())
+        self.clk.state == StateRole::Leader
+            && self
+                .ls
+                .as_ref()
+                .is_some_and(|l| l.dirty_all || !l.dirty.is_empty())
     }
 
     /// Batched mode: builds the append messages owed to followers, as many as the size and
     /// in-flight limits allow, at most one empty one per follower.
     pub(super) fn flush_appends(&mut self) {
         if !self.has_pending_appends() {
-            self.dirty_all = false;
-            self.dirty.clear();
+            if let Some(l) = self.ls.as_deref_mut() {
+                l.dirty_all = false;
+                l.dirty.clear();
+            }
             return;
         }
-        if self.dirty_all {
-            self.dirty_all = false;
-            self.dirty.clear();
+        let l = self.leader_mut();
+        if l.dirty_all {
+            l.dirty_all = false;
+            l.dirty.clear();
             // By position: sending changes progress, never the set of peers.
             let mut k = 0;
             while let Some(id) = self.trk.progress.id_at(k) {
@@ -91,9 +100,9 @@ impl<S: Storage> Raft<S> {
             }
             return;
         }
-        let mut ids = self.dirty.take();
+        let mut ids = std::mem::take(&mut l.dirty);
         ids.sort_unstable();
-        self.dirty_all = false;
+        l.dirty_all = false;
         for id in ids {
             if id == self.id {
                 continue;
@@ -263,7 +272,7 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(super) fn send_timeout_now(&mut self, to: u64) {
-        self.lease_revoked = true;
+        self.leader_mut().lease_revoked = true;
         self.send(Message {
             r#type: MessageType::MsgTimeoutNow as i32,
             to,
@@ -355,7 +364,7 @@ impl<S: Storage> Raft<S> {
                     while self.maybe_send_append(from, false) {}
                 }
             }
-            if from == self.lead_transferee
+            if from == self.lead_transferee()
                 && self
                     .trk
                     .progress
@@ -421,7 +430,7 @@ impl<S: Storage> Raft<S> {
         }
         if !self.increase_uncommitted_size(&es) {
             debug!(self.cfg.logger, "dropped proposal: uncommitted size limit";
-                "raft_id" => self.id, "uncommitted_size" => self.uncommitted_size,
+                "raft_id" => self.id, "uncommitted_size" => self.ls.as_ref().map_or(0, |l| l.uncommitted_size),
                 "limit" => self.cfg.max_uncommitted_entries_size);
             return false;
         }
@@ -469,22 +478,24 @@ impl<S: Storage> Raft<S> {
         if self.trk.progress.get(self.id).is_none() {
             return Ok(Err(Error::ProposalDropped(DropReason::LeaderRemoved)));
         }
-        if self.lead_transferee != NONE {
+        if self.lead_transferee() != NONE {
             return Ok(Err(Error::ProposalDropped(DropReason::TransferInProgress)));
         }
         let payload = data.len() as u64;
-        if self.uncommitted_size > 0
+        let limit = self.cfg.max_uncommitted_entries_size;
+        let l = self.leader_mut();
+        if l.uncommitted_size > 0
             && payload > 0
-            && self.uncommitted_size.saturating_add(payload) > self.cfg.max_uncommitted_entries_size
+            && l.uncommitted_size.saturating_add(payload) > limit
         {
+            let size = l.uncommitted_size;
             debug!(self.cfg.logger, "dropped proposal: uncommitted size limit";
-                "raft_id" => self.id, "uncommitted_size" => self.uncommitted_size,
-                "limit" => self.cfg.max_uncommitted_entries_size);
+                "raft_id" => self.id, "uncommitted_size" => size, "limit" => limit);
             return Ok(Err(Error::ProposalDropped(
                 DropReason::UncommittedBudgetFull,
             )));
         }
-        self.uncommitted_size = self.uncommitted_size.saturating_add(payload);
+        l.uncommitted_size = l.uncommitted_size.saturating_add(payload);
         let li = self.raft_log.append_one(Entry {
             term: self.term,
             index: self.raft_log.last_index() + 1,
@@ -500,18 +511,19 @@ impl<S: Storage> Raft<S> {
         let s = payloads_size(ents);
         // An empty payload (the leader's empty entry, a leave-joint) is never refused; the
         // first entry is always allowed so a single large proposal can make progress.
-        if self.uncommitted_size > 0
-            && s > 0
-            && self.uncommitted_size.saturating_add(s) > self.cfg.max_uncommitted_entries_size
-        {
+        let limit = self.cfg.max_uncommitted_entries_size;
+        let l = self.leader_mut();
+        if l.uncommitted_size > 0 && s > 0 && l.uncommitted_size.saturating_add(s) > limit {
             return false;
         }
-        self.uncommitted_size = self.uncommitted_size.saturating_add(s);
+        l.uncommitted_size = l.uncommitted_size.saturating_add(s);
         true
     }
 
     pub(super) fn reduce_uncommitted_size(&mut self, s: u64) {
-        self.uncommitted_size = self.uncommitted_size.saturating_sub(s);
+        if let Some(l) = self.ls.as_deref_mut() {
+            l.uncommitted_size = l.uncommitted_size.saturating_sub(s);
+        }
     }
 
     /// The leader commits the quorum's matched index if it is of the current term (Figure 8).

@@ -165,7 +165,7 @@ impl<S: Storage> Raft<S> {
                     });
                     if t == MessageType::MsgVote {
                         self.clk.election_elapsed = 0;
-                        self.vote = m.from;
+                        self.vote_for(m.from);
                     }
                 } else {
                     debug!(self.cfg.logger, "rejected vote request";
@@ -222,10 +222,10 @@ impl<S: Storage> Raft<S> {
                     // over, but takes no new proposals.
                     return Err(Error::ProposalDropped(DropReason::LeaderRemoved));
                 }
-                if self.lead_transferee != NONE {
+                if self.lead_transferee() != NONE {
                     debug!(self.cfg.logger, "dropped proposal: leader transfer in progress";
                         "raft_id" => self.id, "term" => self.term,
-                        "transferee" => self.lead_transferee);
+                        "transferee" => self.lead_transferee());
                     return Err(Error::ProposalDropped(DropReason::TransferInProgress));
                 }
                 self.check_conf_change_proposals(&mut m.entries);

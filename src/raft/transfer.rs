@@ -14,7 +14,7 @@ impl<S: Storage> Raft<S> {
                 "raft_id" => self.id, "transferee" => transferee);
             return;
         }
-        let last = self.lead_transferee;
+        let last = self.lead_transferee();
         if last != NONE {
             if last == transferee {
                 debug!(self.cfg.logger, "ignored leader transfer: already in progress";
@@ -34,7 +34,7 @@ impl<S: Storage> Raft<S> {
             "raft_id" => self.id, "term" => self.term, "transferee" => transferee);
         // The transfer must finish within an election timeout.
         self.clk.election_elapsed = 0;
-        self.lead_transferee = transferee;
+        self.leader_mut().lead_transferee = transferee;
         let matched = self.trk.progress.get(transferee).map_or(0, |p| p.matched);
         if matched == self.raft_log.last_index() {
             self.send_timeout_now(transferee);
@@ -46,6 +46,8 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(super) fn abort_leader_transfer(&mut self) {
-        self.lead_transferee = NONE;
+        if let Some(l) = self.ls.as_deref_mut() {
+            l.lead_transferee = NONE;
+        }
     }
 }
