@@ -33,7 +33,7 @@ impl JointConfig {
 
     /// The voters of both halves, sorted and without duplicates.
     pub fn ids(&self) -> Vec<u64> {
-        let (a, b) = (self.incoming.as_slice(), self.outgoing.as_slice());
+        let (a, b) = (self.incoming.to_vec(), self.outgoing.to_vec());
         let mut out = Vec::with_capacity(a.len() + b.len());
         let (mut i, mut j) = (0, 0);
         while i < a.len() && j < b.len() {

@@ -9,7 +9,7 @@ mod joint;
 mod majority;
 
 pub use joint::JointConfig;
-pub use majority::MajorityConfig;
+pub use majority::{MajorityConfig, VoterIter};
 
 use std::fmt;
 

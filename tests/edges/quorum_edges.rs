@@ -7,7 +7,7 @@ use raftcore::quorum::{MajorityConfig, VoteResult};
 fn extend_adds_sorted_and_deduplicated_voters() {
     let mut c: MajorityConfig = [5, 1].into_iter().collect();
     c.extend([3, 1, 9, 3]);
-    assert_eq!(c.as_slice(), &[1, 3, 5, 9]);
+    assert_eq!(c.to_vec(), [1, 3, 5, 9]);
     assert_eq!(c.len(), 4);
     assert!(c.contains(9) && c.contains(3));
     // Four voters: a quorum is three.
@@ -27,5 +27,5 @@ fn clear_removes_every_voter() {
     // No voters: every vote is won (etcd's convention for an empty half of a joint config).
     assert_eq!(c.vote_result(&|_| None), VoteResult::Won);
     c.insert(4);
-    assert_eq!(c.as_slice(), &[4]);
+    assert_eq!(c.to_vec(), [4]);
 }
