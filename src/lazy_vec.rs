@@ -46,14 +46,6 @@ impl<T> LazyVec<T> {
     pub(crate) fn vec_mut(&mut self) -> &mut Vec<T> {
         self.0.get_or_insert_with(Default::default)
     }
-    pub(crate) fn last_mut(&mut self) -> Option<&mut T> {
-        self.0.as_mut().and_then(|v| v.last_mut())
-    }
-    pub(crate) fn retain(&mut self, f: impl FnMut(&T) -> bool) {
-        if let Some(v) = self.0.as_mut() {
-            v.retain(f);
-        }
-    }
     /// Takes the elements out (the box stays, so the next push does not allocate it again).
     pub(crate) fn take(&mut self) -> Vec<T> {
         self.0
@@ -68,11 +60,6 @@ impl<T> LazyVec<T> {
         if self.is_empty() && buf.capacity() > self.capacity() {
             *self.vec_mut() = buf;
         }
-    }
-    /// Removes and yields every element, keeping the buffer for the next use (no allocation
-    /// on the next push, unlike [`LazyVec::take`]).
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
-        self.0.as_mut().map(|v| v.drain(..)).into_iter().flatten()
     }
     /// Drops the box if the vector is empty: back to 8 bytes and no heap (a node going quiet).
     pub(crate) fn release(&mut self) {
@@ -115,13 +102,13 @@ mod tests {
         v.push(1);
         v.vec_mut().extend([2, 3, 4]);
         assert_eq!(v.as_slice(), &[1, 2, 3, 4]);
-        v.retain(|&x| x % 2 == 0);
-        *v.last_mut().unwrap() = 5;
-        assert_eq!(v.as_slice(), &[2, 5]);
         v.release();
-        assert_eq!(v.len(), 2, "not released while it holds elements");
-        assert_eq!(v.drain().collect::<Vec<_>>(), vec![2, 5]);
-        assert!(v.is_empty() && v.capacity() >= 2, "drain keeps the buffer");
+        assert_eq!(v.len(), 4, "not released while it holds elements");
+        v.vec_mut().clear();
+        assert!(
+            v.is_empty() && v.capacity() >= 4,
+            "clearing keeps the buffer"
+        );
         v.vec_mut().extend([2, 5]);
         assert_eq!(v.take(), vec![2, 5]);
         assert!(v.0.is_some() && v.is_empty(), "take keeps the box");

@@ -484,8 +484,8 @@ impl<S: Storage> RaftLog<S> {
 
     /// The latest snapshot: the unstable one if any, else the storage's.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        match &self.unstable.snapshot {
-            Some(s) => Ok((**s).clone()),
+        match self.unstable.snap() {
+            Some(s) => Ok(s.clone()),
             None => self.store.snapshot(),
         }
     }

@@ -511,14 +511,19 @@ mod size_tests {
             size_of::<crate::raft::ReadyCursor>(),
         );
         assert!(
-            size_of::<RawNode<MemStorage>>() <= 448,
+            size_of::<RawNode<MemStorage>>() <= 416,
             "RawNode {}",
             size_of::<RawNode<MemStorage>>()
         );
         assert!(
-            size_of::<Raft<MemStorage>>() <= 416,
+            size_of::<Raft<MemStorage>>() <= 384,
             "Raft {}",
             size_of::<Raft<MemStorage>>()
+        );
+        assert!(
+            size_of::<crate::log::RaftLog<MemStorage>>() <= 168,
+            "RaftLog {}",
+            size_of::<crate::log::RaftLog<MemStorage>>()
         );
         assert!(
             size_of::<crate::raft::ReadyCursor>() <= 32,
@@ -526,7 +531,7 @@ mod size_tests {
             size_of::<crate::raft::ReadyCursor>()
         );
         assert!(
-            size_of::<crate::log_unstable::Unstable>() <= 40,
+            size_of::<crate::log_unstable::Unstable>() <= 32,
             "Unstable {}",
             size_of::<crate::log_unstable::Unstable>()
         );

@@ -20,7 +20,6 @@ impl<S: Storage> Raft<S> {
         // Per-peer progress exists only on a leader; it is built in become_leader.
         self.trk.progress = ProgressMap::default();
         self.ls = None;
-        self.read_only = None;
         self.clk.quiet = false;
     }
 

@@ -271,8 +271,7 @@ impl<S: Storage> Raft<S> {
     /// The highest index acknowledged to another node by a `MsgAppResp` waiting for this
     /// Ready's persist (0 if none). The queue holds a few messages between two Readies.
     fn max_queued_ack(&self) -> u64 {
-        self.msgs_after_append
-            .as_slice()
+        self.after_append()
             .iter()
             .filter(|m| m.r#type == MessageType::MsgAppResp as i32 && !m.reject && m.to != self.id)
             .map(|m| m.index)
@@ -289,15 +288,16 @@ impl<S: Storage> Raft<S> {
             return;
         }
         let id = self.id;
-        let before = self.msgs_after_append.len();
-        self.msgs_after_append.retain(|m| {
+        let queue = &mut self.work_mut().msgs_after_append;
+        let before = queue.len();
+        queue.retain(|m| {
             !(m.r#type == MessageType::MsgAppResp as i32
                 && !m.reject
                 && m.to != id
                 && m.index >= first_gone)
         });
+        let retracted = before - queue.len();
         warn!(self.cfg.logger, "retracted acknowledgements of removed entries";
-            "raft_id" => self.id, "first_gone" => first_gone,
-            "retracted" => before - self.msgs_after_append.len());
+            "raft_id" => self.id, "first_gone" => first_gone, "retracted" => retracted);
     }
 }

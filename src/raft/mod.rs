@@ -113,7 +113,7 @@ pub(super) const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
 
 /// The state an idle node's `tick()` and `has_ready()` touch, together: 32 bytes aligned to
 /// 32 never straddle a cache line, so ticking a million idle groups reads one line per group.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 #[repr(align(32))]
 struct Clock {
     /// Ticks since the node started (lease reads measure time with it).
@@ -132,6 +132,8 @@ struct Clock {
     state: StateRole,
     /// Whether this node is a learner (spare bytes here: a bool elsewhere pads to 8).
     is_learner: bool,
+    /// Draws `randomized_election_timeout` (8 spare bytes here).
+    rng: Rng,
 }
 
 /// The state only a leader keeps, in one box: most nodes of a process that runs many groups
@@ -152,6 +154,9 @@ struct LeaderState {
     dirty_all: bool,
     /// ...or these are.
     dirty: Vec<u64>,
+    /// Reads waiting for a heartbeat quorum or for the first commit of the term (created on
+    /// the first read).
+    read_only: Option<Box<ReadOnly>>,
 }
 
 /// Raft state of one node.
@@ -165,9 +170,6 @@ pub(crate) struct Raft<S: Storage> {
     lead: u64,
     /// What only a leader keeps (`None` on every other node).
     ls: Option<Box<LeaderState>>,
-    /// Reads waiting for a heartbeat quorum or for the first commit of the term (leader
-    /// only, created on the first read).
-    read_only: Option<Box<ReadOnly>>,
     read_states: LazyVec<ReadState>,
     /// What an idle node's `tick` and `has_ready` read, kept in one cache line.
     clk: Clock,
@@ -179,10 +181,7 @@ pub(crate) struct Raft<S: Storage> {
     work: Option<Box<ready::Work>>,
     /// Messages that may be sent at once.
     msgs: LazyVec<Message>,
-    /// Messages that may only be sent once the unstable state is durable.
-    msgs_after_append: LazyVec<Message>,
     cfg: Arc<Config>,
-    rng: Rng,
 }
 
 /// The payload bytes of entries (what the uncommitted and in-flight byte limits count).
@@ -248,6 +247,11 @@ impl<S: Storage> Raft<S> {
         self.vote = id;
     }
 
+    /// The leader's pending reads, if it has any.
+    fn read_only(&self) -> Option<&ReadOnly> {
+        self.ls.as_ref().and_then(|l| l.read_only.as_deref())
+    }
+
     /// The peer leadership is being transferred to, or `NONE`.
     fn lead_transferee(&self) -> u64 {
         self.ls.as_ref().map_or(NONE, |l| l.lead_transferee)
@@ -272,17 +276,21 @@ impl<S: Storage> Raft<S> {
             trk: ProgressTracker::new(cfg.max_inflight_msgs, cfg.max_inflight_bytes),
             lead: NONE,
             ls: None,
-            read_only: None,
             read_states: LazyVec::default(),
             clk: Clock {
                 randomized_election_timeout: cfg.election_tick as u32,
-                ..Clock::default()
+                ticks: 0,
+                election_elapsed: 0,
+                heartbeat_elapsed: 0,
+                quiet: false,
+                settled: false,
+                state: StateRole::Follower,
+                is_learner: false,
+                rng: Rng::new(cfg.seed, id),
             },
             confirmed_term: 0,
             work: None,
             msgs: LazyVec::default(),
-            msgs_after_append: LazyVec::default(),
-            rng: Rng::new(cfg.seed, id),
             cfg,
         };
         let last = r.raft_log.last_index();
@@ -371,7 +379,8 @@ impl<S: Storage> Raft<S> {
 
     fn reset_randomized_election_timeout(&mut self) {
         let et = self.election_timeout();
-        self.clk.randomized_election_timeout = self.rng.in_range(et as usize, et as usize) as u32;
+        self.clk.randomized_election_timeout =
+            self.clk.rng.in_range(et as usize, et as usize) as u32;
     }
 
     fn past_election_timeout(&self) -> bool {
@@ -462,7 +471,7 @@ mod tests {
             .any(|m| m.msg_type() == Some(MessageType::MsgQuiesceResp)));
         r.advance(&mut cur).unwrap();
         assert!(!r.msgs.is_allocated());
-        assert!(!r.msgs_after_append.is_allocated());
+        assert!(r.work.is_none());
         assert!(!r.raft_log.unstable.entries.is_allocated());
     }
 

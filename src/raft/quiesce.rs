@@ -34,7 +34,7 @@ impl<S: Storage> Raft<S> {
             && self.committed_entry_in_current_term()
             && self.pending_conf_index() <= self.raft_log.committed
             && !self.trk.config.is_joint()
-            && self.read_only.as_ref().is_none_or(|ro| !ro.has_pending())
+            && self.read_only().is_none_or(|ro| !ro.has_pending())
             && self.trk.progress.iter().all(|(_, pr)| pr.matched == last)
     }
 

@@ -21,7 +21,7 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(super) fn release_pending_read_index_messages(&mut self) {
-        if self.read_only.as_ref().is_none_or(|r| r.held.is_empty()) {
+        if self.read_only().is_none_or(|r| r.held.is_empty()) {
             return;
         }
         if !self.committed_entry_in_current_term() {
@@ -84,7 +84,7 @@ impl<S: Storage> Raft<S> {
         {
             return false;
         }
-        let Some(ro) = self.read_only.as_ref() else {
+        let Some(ro) = self.read_only() else {
             return false;
         };
         let (me, now) = (self.id, self.clk.ticks);
@@ -103,7 +103,9 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(super) fn read_only_mut(&mut self) -> &mut ReadOnly {
-        self.read_only.get_or_insert_with(Default::default)
+        self.leader_mut()
+            .read_only
+            .get_or_insert_with(Default::default)
     }
 
     pub(super) fn respond_to_read_index(&mut self, req: Message, index: u64) {

@@ -61,6 +61,9 @@ impl ReadyCursor {
 /// entries in flight uses it, an idle node (a heartbeat's Ready needs none of it) has none.
 #[derive(Default, Clone, Debug)]
 pub(super) struct Work {
+    /// Messages that may only be sent once the unstable state is durable (vote and append
+    /// responses): the next Ready carries them.
+    pub(super) msgs_after_append: Vec<Message>,
     /// Local messages stepped on `advance` (self acks, storage responses). Readies handed out
     /// before one `advance` add to it: that `advance` acknowledges all of them.
     steps_on_advance: Vec<Message>,
@@ -77,7 +80,9 @@ pub(super) struct Work {
 impl Work {
     /// Nothing is owed to `advance`.
     fn is_empty(&self) -> bool {
-        self.steps_on_advance.is_empty() && self.applied_on_advance.0 == 0
+        self.msgs_after_append.is_empty()
+            && self.steps_on_advance.is_empty()
+            && self.applied_on_advance.0 == 0
     }
 }
 
@@ -231,14 +236,18 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn work_mut(&mut self) -> &mut Work {
+    pub(super) fn work_mut(&mut self) -> &mut Work {
         self.work.get_or_insert_with(Default::default)
+    }
+
+    /// The messages waiting for the next persist.
+    pub(super) fn after_append(&self) -> &[Message] {
+        self.work.as_deref().map_or(&[], |w| &w.msgs_after_append)
     }
 
     /// Drops the boxes and capacity of the empty message and entry buffers.
     pub(super) fn release_buffers(&mut self) {
         self.msgs.release();
-        self.msgs_after_append.release();
         self.read_states.release();
         self.raft_log.unstable.release_buffers();
     }
@@ -254,8 +263,7 @@ impl<S: Storage> Raft<S> {
         if self.raft_log.has_next_unstable_snapshot() {
             return true;
         }
-        if !self.msgs.is_empty() || !self.msgs_after_append.is_empty() || self.has_pending_appends()
-        {
+        if !self.msgs.is_empty() || !self.after_append().is_empty() || self.has_pending_appends() {
             return true;
         }
         if self.raft_log.has_next_unstable_ents()
@@ -334,7 +342,7 @@ impl<S: Storage> Raft<S> {
             let need_append = !rd.entries.is_empty()
                 || rd.hard_state.is_some()
                 || rd.snapshot.is_some()
-                || !self.msgs_after_append.is_empty();
+                || !self.after_append().is_empty();
             if need_append {
                 let mut m = Message {
                     r#type: MessageType::MsgStorageAppend as i32,
@@ -342,7 +350,11 @@ impl<S: Storage> Raft<S> {
                     to: LOCAL_APPEND_THREAD,
                     entries: rd.entries.clone(),
                     snapshot: rd.snapshot.clone(),
-                    responses: self.msgs_after_append.take(),
+                    responses: self
+                        .work
+                        .as_deref_mut()
+                        .map(|w| std::mem::take(&mut w.msgs_after_append))
+                        .unwrap_or_default(),
                     ..Default::default()
                 };
                 if let Some(hs) = rd.hard_state {
@@ -376,13 +388,19 @@ impl<S: Storage> Raft<S> {
                     "raft_id" => self.id, "outstanding" => cur.readies_outstanding);
             }
             // Drained, not taken: the queue keeps its buffer for the next Ready.
-            let (id, work) = (self.id, &mut self.work);
-            for m in self.msgs_after_append.drain() {
-                if m.to == id {
-                    let w = work.get_or_insert_with(Default::default);
-                    w.steps_on_advance.push(m);
-                } else {
-                    rd.persisted_messages.push(m);
+            if let Some(w) = self.work.as_deref_mut() {
+                let id = self.id;
+                let Work {
+                    msgs_after_append,
+                    steps_on_advance,
+                    ..
+                } = w;
+                for m in msgs_after_append.drain(..) {
+                    if m.to == id {
+                        steps_on_advance.push(m);
+                    } else {
+                        rd.persisted_messages.push(m);
+                    }
                 }
             }
             if let Some(m) = append_resp {

@@ -30,7 +30,7 @@ impl<S: Storage> Raft<S> {
             }
         }
         if t.is_after_persist() {
-            self.msgs_after_append.push(m);
+            self.work_mut().msgs_after_append.push(m);
         } else {
             debug_assert!(
                 m.to != self.id,
@@ -255,8 +255,7 @@ impl<S: Storage> Raft<S> {
             let ticks = self.clk.ticks;
             self.read_only_mut().lease_ctx(ticks)
         } else {
-            self.read_only
-                .as_ref()
+            self.read_only()
                 .and_then(|r| r.last_pending_ctx())
                 .unwrap_or_default()
         };
@@ -395,7 +394,7 @@ impl<S: Storage> Raft<S> {
         }
         let lease = self.cfg.read_only_option == ReadOnlyOption::LeaseBased;
         let now = self.clk.ticks;
-        let Some(ro) = self.read_only.as_mut() else {
+        let Some(ro) = self.ls.as_mut().and_then(|l| l.read_only.as_deref_mut()) else {
             return;
         };
         if lease {
@@ -404,15 +403,16 @@ impl<S: Storage> Raft<S> {
         if !ro.recv_ack(from, &m.context) {
             return;
         }
-        let ro = &**ro;
+        let ro = &*ro;
         let confirmed = self
             .trk
             .config
             .voters
             .committed_index(&|id: u64| ro.acked(id));
         let released = self
-            .read_only
+            .ls
             .as_mut()
+            .and_then(|l| l.read_only.as_deref_mut())
             .map(|ro| ro.advance(confirmed))
             .unwrap_or_default();
         for rs in released {
@@ -444,7 +444,8 @@ impl<S: Storage> Raft<S> {
     /// acknowledgement replaces an older one still waiting in the queue: it says more.
     pub(super) fn self_ack(&mut self, last_index: u64) {
         if self.cfg.append_mode == AppendMode::Batched {
-            if let Some(m) = self.msgs_after_append.last_mut() {
+            let queued = self.work.as_deref_mut();
+            if let Some(m) = queued.and_then(|w| w.msgs_after_append.last_mut()) {
                 if m.to == self.id
                     && m.r#type == MessageType::MsgAppResp as i32
                     && m.term == self.term
