@@ -460,13 +460,25 @@ impl MemStorage {
     /// [`MemStorage::append`] taking the entries by value: they move into the log rather than
     /// being cloned (a Ready's `entries` can be handed over this way).
     pub fn append_owned(&mut self, mut entries: Vec<Entry>) -> Result<()> {
-        let Some(skip) = self.plan_append(&entries)? else {
+        self.append_from(&mut entries)
+    }
+
+    /// [`MemStorage::append_owned`] leaving `entries` empty with its capacity, for the next
+    /// Ready to fill ([`crate::RawNode::recycle`]). On an error nothing is taken.
+    pub fn append_from(&mut self, entries: &mut Vec<Entry>) -> Result<()> {
+        let Some(skip) = self.plan_append(entries)? else {
+            entries.clear();
             return Ok(());
         };
         let at = (entries[skip].index - self.offset() - 1) as usize;
         let ents = self.ents.vec_mut();
         ents.truncate(at);
-        ents.extend(entries.drain(skip..));
+        if skip == 0 {
+            // The usual case: one block move, not an element at a time.
+            ents.append(entries);
+        } else {
+            ents.extend(entries.drain(skip..));
+        }
         Ok(())
     }
 }
@@ -549,6 +561,21 @@ mod tests {
         assert_eq!(a, b);
         assert!(b.append_owned(ents(9, 9, 4)).is_err(), "a gap is refused");
         assert_eq!(a, b);
+        // append_from: the same, leaving the vector empty with its buffer; nothing taken on
+        // an error; a fully compacted batch is dropped.
+        let mut c = b.clone();
+        let mut v = ents(7, 9, 4);
+        a.append(&v).unwrap();
+        c.append_from(&mut v).unwrap();
+        assert_eq!(a, c);
+        assert!(v.is_empty() && v.capacity() >= 3);
+        let mut gap = ents(12, 12, 4);
+        assert!(c.append_from(&mut gap).is_err());
+        assert_eq!(gap.len(), 1, "nothing taken");
+        let mut old = ents(1, 2, 1);
+        c.append_from(&mut old).unwrap();
+        assert!(old.is_empty());
+        assert_eq!(a, c);
     }
 
     #[test]

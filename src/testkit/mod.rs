@@ -214,14 +214,20 @@ impl Persist {
     }
 
     /// Writes to `store`: the snapshot, then the entries, then the HardState.
-    pub fn write(self, store: &mut MemStorage) -> crate::Result<()> {
-        if let Some(snap) = self.snapshot {
+    pub fn write(mut self, store: &mut MemStorage) -> crate::Result<()> {
+        self.write_in_place(store)
+    }
+
+    /// [`Persist::write`], moving the entries out: `self.entries` is left empty with its
+    /// capacity (a Ready's vector to recycle).
+    fn write_in_place(&mut self, store: &mut MemStorage) -> crate::Result<()> {
+        if let Some(snap) = self.snapshot.take() {
             store.apply_snapshot(snap)?;
         }
         if !self.entries.is_empty() {
-            store.append_owned(self.entries)?;
+            store.append_from(&mut self.entries)?;
         }
-        if let Some(hs) = self.hard_state {
+        if let Some(hs) = self.hard_state.take() {
             store.set_hard_state(hs);
         }
         Ok(())
@@ -230,14 +236,23 @@ impl Persist {
     /// Restores `sm` from the snapshot (if any), then writes to `store` (see
     /// [`write`](Self::write)).
     pub fn restore_and_write<M: StateMachine>(
-        self,
+        mut self,
+        store: &mut MemStorage,
+        sm: &mut M,
+    ) -> Result<(), ReadyError<M::Error>> {
+        self.restore_and_write_in_place(store, sm)
+    }
+
+    /// [`Persist::restore_and_write`], leaving `self.entries` empty with its capacity.
+    fn restore_and_write_in_place<M: StateMachine>(
+        &mut self,
         store: &mut MemStorage,
         sm: &mut M,
     ) -> Result<(), ReadyError<M::Error>> {
         if let Some(snap) = &self.snapshot {
             sm.restore(snap).map_err(ReadyError::App)?;
         }
-        self.write(store).map_err(ReadyError::Core)
+        self.write_in_place(store).map_err(ReadyError::Core)
     }
 }
 
@@ -305,7 +320,10 @@ pub fn handle_ready<M: StateMachine>(
     out: &mut Vec<Message>,
 ) -> Result<Handled, ReadyError<M::Error>> {
     out.append(&mut rd.messages);
-    Persist::take_from_ready(&mut rd).restore_and_write(node.store_mut(), sm)?;
+    let mut persist = Persist::take_from_ready(&mut rd);
+    persist.restore_and_write_in_place(node.store_mut(), sm)?;
+    // The entries moved into storage; their vector goes back to the Ready to be recycled.
+    rd.entries = persist.entries;
     out.append(&mut rd.persisted_messages);
     apply_committed(node, &rd.committed_entries, sm).map_err(ReadyError::App)?;
     node.advance().map_err(ReadyError::Core)?;
