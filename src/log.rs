@@ -21,6 +21,7 @@ use crate::error::{Error, Result, StorageError};
 use crate::log_unstable::{invalid_range, StableOutcome, Unstable};
 use crate::raftpb::{Entry, Snapshot};
 use crate::storage::{entry_size, limit_len, Storage};
+use bytes::Bytes;
 
 /// The log of one Raft node: stable storage plus the unstable tail, and the cursors
 /// `applied <= applying <= committed <= last_index()`.
@@ -251,20 +252,24 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
-    /// Appends one entry at `last_index() + 1` (the leader's proposals). Returns the new last
-    /// index. An entry at another index is a local bug: refused (debug builds assert).
-    pub fn append_one(&mut self, e: Entry) -> u64 {
-        let ok = e.index == self.last_index() + 1 && e.index > self.committed;
-        debug_assert!(
-            ok,
-            "invalid local append of index {} after {}",
-            e.index,
-            self.last_index()
-        );
-        if ok && self.unstable.push(e).is_err() {
-            debug_assert!(false, "unstable log out of step with the log");
+    /// Appends a normal entry of `term` carrying `data` after the last one (the leader's
+    /// proposals) and returns its index. The unstable log numbers it: its next index is
+    /// `last_index() + 1` (the log's invariant, asserted in debug builds), so the hot path
+    /// neither asks for the last index nor checks the entry's.
+    #[inline]
+    pub fn append_next(&mut self, term: u64, data: Bytes) -> u64 {
+        #[cfg(debug_assertions)]
+        let want = self.last_index() + 1;
+        let index = self.unstable.push_next(term, data);
+        #[cfg(debug_assertions)]
+        {
+            debug_assert_eq!(index, want, "unstable log out of step with the log");
+            debug_assert!(
+                index > self.committed,
+                "append at or below the commit index"
+            );
         }
-        self.last_index()
+        index
     }
 
     /// [`RaftLog::append`], reporting a violating append as an error (`StorageError::Other`)

@@ -12,7 +12,8 @@ use std::cmp;
 
 use crate::error::{Error, Result, StorageError};
 use crate::lazy_vec::LazyVec;
-use crate::raftpb::{Entry, Snapshot};
+use crate::raftpb::{Entry, EntryType, Snapshot};
+use bytes::Bytes;
 
 /// What [`Unstable::stable_to`] did with a persistence acknowledgement. Everything but
 /// [`StableOutcome::Stabilized`] means the acknowledgement was ignored; the caller may log why.
@@ -258,19 +259,18 @@ impl Unstable {
         Ok(())
     }
 
-    /// Appends one entry right after the last one (the leader's proposals): no vector is
-    /// built per entry. An entry at any other index is refused.
-    pub fn push(&mut self, e: Entry) -> Result<()> {
-        if e.index != self.end() {
-            return Err(StorageError::Other(format!(
-                "unstable push at index {} is not the next index {}",
-                e.index,
-                self.end()
-            ))
-            .into());
-        }
-        self.entries.push(e);
-        Ok(())
+    /// Appends a normal entry of `term` carrying `data` right after the last one (the leader's
+    /// proposals; no vector is built per entry) and returns its index.
+    #[inline]
+    pub fn push_next(&mut self, term: u64, data: Bytes) -> u64 {
+        let index = self.end();
+        self.entries.push(Entry {
+            term,
+            index,
+            r#type: EntryType::EntryNormal as i32,
+            data,
+        });
+        index
     }
 
     /// The unstable entries with indexes in `[lo, hi)`. `Compacted` if `lo < offset`,
@@ -604,6 +604,21 @@ mod tests {
         v.accept_in_progress();
         v.stable_to(1, 1);
         assert_eq!(v.entries.capacity(), 0);
+    }
+
+    #[test]
+    fn push_next_numbers_entries_after_the_last() {
+        let mut u = unstable(Some(snap(4, 1)), vec![], 5);
+        assert_eq!(u.push_next(2, Bytes::from_static(b"a")), 5);
+        assert_eq!(u.push_next(2, Bytes::new()), 6);
+        assert_eq!(u.maybe_last_index(), Some(6));
+        assert_eq!(u.maybe_term(5), Some(2));
+        let mut v = unstable(None, ents(7, &[3]), 7);
+        assert_eq!(v.push_next(3, Bytes::new()), 8);
+        assert_eq!(
+            v.entries.as_slice()[1].r#type,
+            EntryType::EntryNormal as i32
+        );
     }
 
     #[test]

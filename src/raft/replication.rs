@@ -497,12 +497,7 @@ impl<S: Storage> Raft<S> {
             )));
         }
         l.uncommitted_size = l.uncommitted_size.saturating_add(payload);
-        let li = self.raft_log.append_one(Entry {
-            term: self.term,
-            index: self.raft_log.last_index() + 1,
-            r#type: EntryType::EntryNormal as i32,
-            data,
-        });
+        let li = self.raft_log.append_next(self.term, data);
         self.self_ack(li);
         self.bcast_append();
         Ok(Ok(()))
