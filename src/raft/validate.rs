@@ -136,6 +136,25 @@ pub(crate) fn append_shape(
     ents: &[Entry],
 ) -> std::result::Result<u64, Reason> {
     let mut last_term = prev_term;
+    // The usual case: the whole run fits below u64::MAX, so no index on the way can overflow
+    // and the loop only compares (the same checks in the same order as the general loop).
+    if let Some(last) = prev_index
+        .checked_add(ents.len() as u64)
+        .filter(|&l| l < u64::MAX)
+    {
+        let mut want = prev_index;
+        for e in ents {
+            want += 1;
+            if e.index != want {
+                return Err(Reason::NonContiguousEntries);
+            }
+            if e.term == 0 || e.term < last_term {
+                return Err(Reason::EntryTermsDecrease);
+            }
+            last_term = e.term;
+        }
+        return Ok(last);
+    }
     let mut last_index = prev_index;
     for e in ents {
         let want = last_index
