@@ -143,15 +143,17 @@ pub(crate) fn append_shape(
         .filter(|&l| l < u64::MAX)
     {
         let mut want = prev_index;
+        // A term of 0 is below 1: one comparison checks both rules.
+        let mut floor = last_term.max(1);
         for e in ents {
             want += 1;
             if e.index != want {
                 return Err(Reason::NonContiguousEntries);
             }
-            if e.term == 0 || e.term < last_term {
+            if e.term < floor {
                 return Err(Reason::EntryTermsDecrease);
             }
-            last_term = e.term;
+            floor = e.term;
         }
         return Ok(last);
     }
