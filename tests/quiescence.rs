@@ -647,3 +647,30 @@ fn a_follower_that_appends_and_goes_quiet_in_one_ready_stays_quiet() {
         c.queue
     );
 }
+
+/// A quiet node's ticks are counted in its `RawNode` handle and handed to the node at its
+/// next input: a quiet leader's lease runs out over the ticks it slept, as it would awake.
+#[test]
+fn a_quiet_leaders_lease_runs_out_over_the_ticks_it_slept() {
+    for (slept, answered_at_once) in [(1, true), (20, false)] {
+        let mut c = quiet_cluster(3, |cfg| {
+            cfg.check_quorum = true;
+            cfg.read_only_option = raftcore::ReadOnlyOption::LeaseBased;
+        });
+        while !all_quiet(&c) {
+            tick_count(&mut c);
+        }
+        for _ in 0..slept {
+            c.tick_all();
+        }
+        let n = c.node(1);
+        n.read_index(bytes::Bytes::from_static(b"r")).unwrap();
+        let rd = n.ready();
+        assert_eq!(
+            !rd.read_states.is_empty(),
+            answered_at_once,
+            "after {slept} quiet ticks (election_tick {})",
+            common::config(1, AppendMode::default()).election_tick
+        );
+    }
+}

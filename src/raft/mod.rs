@@ -111,10 +111,9 @@ pub(super) enum CampaignType {
 /// The context of a MsgVote sent because of a leader transfer: it forces past leases.
 pub(super) const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
 
-/// The state an idle node's `tick()` and `has_ready()` touch, together: 32 bytes aligned to
-/// 32 never straddle a cache line, so ticking a million idle groups reads one line per group.
+/// The state an idle node's `tick()` and `has_ready()` touch, together (32 bytes). A quiet
+/// node's tick does not reach it: `RawNode` counts those ticks in its handle.
 #[derive(Clone, Debug)]
-#[repr(align(32))]
 struct Clock {
     /// Ticks since the node started (lease reads measure time with it).
     ticks: u64,
@@ -170,7 +169,6 @@ pub(crate) struct Raft<S: Storage> {
     lead: u64,
     /// What only a leader keeps (`None` on every other node).
     ls: Option<Box<LeaderState>>,
-    read_states: LazyVec<ReadState>,
     /// What an idle node's `tick` and `has_ready` read, kept in one cache line.
     clk: Clock,
     /// The highest term this node heard from a member of its configuration (or loaded from
@@ -276,7 +274,6 @@ impl<S: Storage> Raft<S> {
             trk: ProgressTracker::new(cfg.max_inflight_msgs, cfg.max_inflight_bytes),
             lead: NONE,
             ls: None,
-            read_states: LazyVec::default(),
             clk: Clock {
                 randomized_election_timeout: cfg.election_tick as u32,
                 ticks: 0,

@@ -8,12 +8,13 @@ impl<S: Storage> Raft<S> {
     pub(super) fn push_read_state(&mut self, rs: ReadState) {
         // Read states are handed out with every Ready; a node whose application never calls
         // ready() would otherwise grow this without bound.
-        if self.read_states.len() >= crate::read_only::MAX_PENDING_READS {
+        let queue = &mut self.work_mut().read_states;
+        if queue.len() >= crate::read_only::MAX_PENDING_READS {
             warn!(self.cfg.logger, "dropped read state: too many unread";
                 "raft_id" => self.id, "index" => rs.index);
             return;
         }
-        self.read_states.push(rs);
+        queue.push(rs);
     }
 
     pub(super) fn committed_entry_in_current_term(&self) -> bool {

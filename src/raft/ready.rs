@@ -61,6 +61,8 @@ impl ReadyCursor {
 /// entries in flight uses it, an idle node (a heartbeat's Ready needs none of it) has none.
 #[derive(Default, Clone, Debug)]
 pub(super) struct Work {
+    /// Released reads, for the next Ready.
+    pub(super) read_states: Vec<ReadState>,
     /// Messages that may only be sent once the unstable state is durable (vote and append
     /// responses): the next Ready carries them.
     pub(super) msgs_after_append: Vec<Message>,
@@ -80,7 +82,8 @@ pub(super) struct Work {
 impl Work {
     /// Nothing is owed to `advance`.
     fn is_empty(&self) -> bool {
-        self.msgs_after_append.is_empty()
+        self.read_states.is_empty()
+            && self.msgs_after_append.is_empty()
             && self.steps_on_advance.is_empty()
             && self.applied_on_advance.0 == 0
     }
@@ -181,6 +184,21 @@ impl<S: Storage> Raft<S> {
         self.has_ready_full(cur)
     }
 
+    /// Whether nothing is pending for a Ready (see `Clock::settled`).
+    pub(crate) fn is_settled(&self) -> bool {
+        self.clk.settled
+    }
+
+    /// `n` ticks of a quiet node, counted by `RawNode` while it was quiet: what `n` calls of
+    /// `tick` would have done (a quiet tick only counts time).
+    pub(crate) fn add_quiet_ticks(&mut self, n: u64) {
+        debug_assert!(
+            self.clk.quiet,
+            "ticks counted as quiet for a node that is not"
+        );
+        self.clk.ticks = self.clk.ticks.wrapping_add(n);
+    }
+
     /// Marks the node changed: `has_ready` looks at everything again. Every input does this.
     #[inline]
     pub(crate) fn unsettle(&mut self) {
@@ -248,7 +266,6 @@ impl<S: Storage> Raft<S> {
     /// Drops the boxes and capacity of the empty message and entry buffers.
     pub(super) fn release_buffers(&mut self) {
         self.msgs.release();
-        self.read_states.release();
         self.raft_log.unstable.release_buffers();
     }
 
@@ -273,7 +290,9 @@ impl<S: Storage> Raft<S> {
         {
             return true;
         }
-        !self.read_states.is_empty()
+        self.work
+            .as_deref()
+            .is_some_and(|w| !w.read_states.is_empty())
     }
 
     /// Builds the next Ready and marks its contents handed out.
@@ -313,7 +332,9 @@ impl<S: Storage> Raft<S> {
         if self.raft_log.has_next_unstable_snapshot() {
             rd.snapshot = self.raft_log.next_unstable_snapshot().cloned();
         }
-        rd.read_states = self.read_states.take();
+        if let Some(w) = self.work.as_deref_mut() {
+            rd.read_states = std::mem::take(&mut w.read_states);
+        }
 
         // What tells the core that this Ready's writes are done: the last unstable entry (the
         // term check on it guards against entries overwritten since), and the snapshot.
