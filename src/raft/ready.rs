@@ -189,14 +189,34 @@ impl<S: Storage> Raft<S> {
         self.clk.settled
     }
 
-    /// `n` ticks of a quiet node, counted by `RawNode` while it was quiet: what `n` calls of
-    /// `tick` would have done (a quiet tick only counts time).
-    pub(crate) fn add_quiet_ticks(&mut self, n: u64) {
-        debug_assert!(
-            self.clk.quiet,
-            "ticks counted as quiet for a node that is not"
-        );
+    /// `n` ticks counted by `RawNode` while the node was quiet, or a follower short of its
+    /// election timeout (`idle_tick_countdown`): what `n` calls of `tick` would have done. A
+    /// quiet tick only counts time; a follower's also moves the election timer.
+    pub(crate) fn add_idle_ticks(&mut self, n: u64) {
         self.clk.ticks = self.clk.ticks.wrapping_add(n);
+        if self.clk.quiet {
+            return;
+        }
+        debug_assert!(
+            self.clk.state != StateRole::Leader,
+            "a leader's ticks were counted"
+        );
+        // n is at most the countdown, below the timeout (a u32).
+        self.clk.election_elapsed += n as u32;
+        debug_assert!(self.clk.election_elapsed < self.clk.randomized_election_timeout);
+    }
+
+    /// How many ticks this node can take that only count time and move its election timer
+    /// (a follower's or candidate's, short of the timeout): `RawNode` counts those itself. 0 for
+    /// a leader (its ticks send heartbeats) and for a quiet node (`RawNode` counts its ticks
+    /// anyway).
+    pub(crate) fn idle_tick_countdown(&self) -> u32 {
+        if self.clk.quiet || self.clk.state == StateRole::Leader {
+            return 0;
+        }
+        self.clk
+            .randomized_election_timeout
+            .saturating_sub(self.clk.election_elapsed.saturating_add(1))
     }
 
     /// Marks the node changed: `has_ready` looks at everything again. Every input does this.
