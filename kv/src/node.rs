@@ -693,6 +693,8 @@ impl NodeLoop {
         if let Err(e) = self.node.advance() {
             fatal("advance", e);
         }
+        // 5. The Ready's vectors (the entries', now written) serve the next Ready.
+        self.node.recycle(rd);
     }
 
     /// A snapshot from the leader is durable: install it in the store (on the apply worker,
