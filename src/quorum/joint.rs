@@ -33,28 +33,10 @@ impl JointConfig {
 
     /// The voters of both halves, sorted and without duplicates.
     pub fn ids(&self) -> Vec<u64> {
-        let (a, b) = (self.incoming.to_vec(), self.outgoing.to_vec());
-        let mut out = Vec::with_capacity(a.len() + b.len());
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() && j < b.len() {
-            match a[i].cmp(&b[j]) {
-                std::cmp::Ordering::Less => {
-                    out.push(a[i]);
-                    i += 1;
-                }
-                std::cmp::Ordering::Greater => {
-                    out.push(b[j]);
-                    j += 1;
-                }
-                std::cmp::Ordering::Equal => {
-                    out.push(a[i]);
-                    i += 1;
-                    j += 1;
-                }
-            }
-        }
-        out.extend_from_slice(&a[i..]);
-        out.extend_from_slice(&b[j..]);
+        let mut out = self.incoming.to_vec();
+        out.extend(self.outgoing.iter());
+        out.sort_unstable();
+        out.dedup();
         out
     }
 
