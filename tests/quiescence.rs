@@ -329,10 +329,9 @@ fn wake_on_a_follower_resumes_heartbeats_without_an_election() {
     assert!(all_quiet(&c));
 }
 
-#[test]
-fn duplicated_old_answers_do_not_quiet_the_leader_early() {
+/// A 3-voter group gone quiet, and a copy of node 3's answer to its first `MsgQuiesce` round.
+fn quiet_group_and_an_old_answer() -> (Cluster, raftcore::raftpb::Message) {
     let mut c = quiet_cluster(3, |_| {});
-    // Capture node 3's answer to the first MsgQuiesce round.
     c.tick_all();
     c.process_readies();
     c.deliver();
@@ -346,11 +345,17 @@ fn duplicated_old_answers_do_not_quiet_the_leader_early() {
     assert_eq!(old.len(), 1);
     c.stabilize();
     assert!(all_quiet(&c));
+    (c, old.into_iter().next().expect("one answer"))
+}
+
+#[test]
+fn duplicated_old_answers_do_not_quiet_the_leader_early() {
+    let (mut c, old) = quiet_group_and_an_old_answer();
     // Node 3 wakes (and tells the leader); the old answer arrives again before the new round.
     c.node(3).wake();
     c.stabilize();
     assert!(!c.node_ref(1).is_quiet());
-    c.node(1).step(old[0].clone()).unwrap();
+    c.node(1).step(old.clone()).unwrap();
     c.stabilize();
     assert!(!c.node_ref(1).is_quiet(), "an old answer does not count");
     for _ in 0..3 {
@@ -480,21 +485,7 @@ fn a_lost_commit_follow_up_is_carried_by_msg_quiesce() {
 
 #[test]
 fn an_answer_to_an_earlier_round_does_not_count_in_a_later_one() {
-    let mut c = quiet_cluster(3, |_| {});
-    // Capture node 3's answer to the first round.
-    c.tick_all();
-    c.process_readies();
-    c.deliver();
-    c.process_readies();
-    let old: Vec<_> = c
-        .queue
-        .iter()
-        .filter(|m| m.msg_type() == Some(MessageType::MsgQuiesceResp) && m.from == 3)
-        .cloned()
-        .collect();
-    assert_eq!(old.len(), 1);
-    c.stabilize();
-    assert!(all_quiet(&c));
+    let (mut c, old) = quiet_group_and_an_old_answer();
     c.node(3).wake();
     c.stabilize();
     // A later round at a later tick: its MsgQuiesce to node 3 is lost, node 2 answers.
@@ -507,7 +498,7 @@ fn an_answer_to_an_earlier_round_does_not_count_in_a_later_one() {
     c.deliver();
     assert!(!c.node_ref(3).is_quiet());
     // Node 3's old answer arrives now: it answers another round.
-    c.node(1).step(old[0].clone()).unwrap();
+    c.node(1).step(old.clone()).unwrap();
     assert!(
         !c.node_ref(1).is_quiet(),
         "an answer to an earlier round does not count"

@@ -106,8 +106,9 @@ fn probe_sends_one_append_then_waits() {
     assert_eq!(p.matched(), c.node(1).last_index());
 }
 
-#[test]
-fn an_entry_larger_than_the_byte_window_goes_alone_when_nothing_is_in_flight() {
+/// Leader 1 of {1, 2, 3}, batched, with messages of at most 100 bytes and a 100-byte
+/// in-flight window per follower.
+fn small_window_cluster() -> Cluster {
     let configs = (1..=3)
         .map(|id| {
             let mut c = config(id, AppendMode::Batched);
@@ -118,6 +119,12 @@ fn an_entry_larger_than_the_byte_window_goes_alone_when_nothing_is_in_flight() {
         .collect();
     let mut c = Cluster::with_configs(configs, &[1, 2, 3]);
     c.campaign(1);
+    c
+}
+
+#[test]
+fn an_entry_larger_than_the_byte_window_goes_alone_when_nothing_is_in_flight() {
+    let mut c = small_window_cluster();
     assert_eq!(progress(&mut c, 1, 2).state(), ProgressState::Replicate);
     assert_eq!(progress(&mut c, 1, 2).inflights().max_bytes(), 100);
     let big = bytes::Bytes::from(vec![b'x'; 150]);
@@ -145,16 +152,7 @@ fn an_entry_larger_than_the_byte_window_goes_alone_when_nothing_is_in_flight() {
 
 #[test]
 fn entries_fill_the_byte_window_and_stop_at_its_edge() {
-    let configs = (1..=3)
-        .map(|id| {
-            let mut c = config(id, AppendMode::Batched);
-            c.max_size_per_msg = 100;
-            c.max_inflight_bytes = 100;
-            c
-        })
-        .collect();
-    let mut c = Cluster::with_configs(configs, &[1, 2, 3]);
-    c.campaign(1);
+    let mut c = small_window_cluster();
     // Three 30-byte payloads fit the 100-byte window together, a fourth does not; a message
     // (at most 100 encoded bytes) holds two of them.
     let p = |i: u8| bytes::Bytes::from(vec![i; 30]);

@@ -109,18 +109,21 @@ fn lease_read_is_served_at_once_after_answers_a_tick_later() {
         c.deliver(); // the answers, a tick late
     }
     c.process_readies();
-    c.node(1).read_index("late".into()).unwrap();
-    let rd = c.node(1).ready();
-    let ctxs: Vec<_> = rd
-        .read_states
-        .iter()
-        .map(|r| r.request_ctx.clone())
-        .collect();
     assert_eq!(
-        ctxs,
+        read_at_once(&mut c, "late"),
         vec![bytes::Bytes::from("late")],
         "served from the lease"
     );
+}
+
+/// Asks leader 1 for a read with context `ctx`; the contexts its next Ready releases.
+fn read_at_once(c: &mut Cluster, ctx: &'static str) -> Vec<bytes::Bytes> {
+    c.node(1).read_index(ctx.into()).unwrap();
+    let rd = c.node(1).ready();
+    rd.read_states
+        .iter()
+        .map(|r| r.request_ctx.clone())
+        .collect()
 }
 
 /// With quiescence, the quiescing exchange carries the lease's tick like a heartbeat: a group
@@ -149,15 +152,8 @@ fn msg_quiesce_carries_the_lease_tick() {
     c.node(1).wake();
     c.tick_and_stabilize(1);
     assert!(c.node_ref(1).is_quiet());
-    c.node(1).read_index("after".into()).unwrap();
-    let rd = c.node(1).ready();
-    let ctxs: Vec<_> = rd
-        .read_states
-        .iter()
-        .map(|r| r.request_ctx.clone())
-        .collect();
     assert_eq!(
-        ctxs,
+        read_at_once(&mut c, "after"),
         vec![bytes::Bytes::from("after")],
         "served from the lease"
     );
