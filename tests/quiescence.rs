@@ -439,11 +439,11 @@ fn a_joint_configuration_keeps_the_group_awake() {
     assert!(all_quiet(&c));
 }
 
-#[test]
-fn msg_quiesce_carries_the_commit_index() {
+/// A quiet group after a proposal whose append and acknowledgements were delivered but whose
+/// commit-index follow-up was lost; the leader's commit index.
+fn committed_on_the_leader_only() -> (Cluster, u64) {
     let mut c = quiet_cluster(3, |_| {});
     c.propose(1, "x").unwrap();
-    // The append and its acknowledgements, but not the commit index's follow-up.
     c.process_readies();
     c.deliver();
     c.process_readies();
@@ -451,6 +451,12 @@ fn msg_quiesce_carries_the_commit_index() {
     c.process_readies();
     c.queue.clear();
     let commit = c.committed(1);
+    (c, commit)
+}
+
+#[test]
+fn msg_quiesce_carries_the_commit_index() {
+    let (mut c, commit) = committed_on_the_leader_only();
     assert!(c.committed(2) < commit);
     let term = c.term(1);
     let mut m = msg(MessageType::MsgQuiesce, 1, 2, term);
@@ -463,16 +469,7 @@ fn msg_quiesce_carries_the_commit_index() {
 
 #[test]
 fn a_lost_commit_follow_up_is_carried_by_msg_quiesce() {
-    let mut c = quiet_cluster(3, |_| {});
-    c.propose(1, "x").unwrap();
-    // The append and its acknowledgements; the commit index's follow-up is lost.
-    c.process_readies();
-    c.deliver();
-    c.process_readies();
-    c.deliver();
-    c.process_readies();
-    c.queue.clear();
-    let commit = c.committed(1);
+    let (mut c, commit) = committed_on_the_leader_only();
     assert!(c.committed(2) < commit && c.committed(3) < commit);
     for _ in 0..3 {
         tick_count(&mut c);

@@ -127,7 +127,7 @@ struct Clock {
     /// `advance`, cleared by every input but a tick that only counted time): `has_ready`
     /// answers false without looking further.
     settled: bool,
-    /// The node's role: the tick reads it, so it lives here, in the tick's one cache line.
+    /// The node's role: every tick reads it, so it lives beside the timers.
     state: StateRole,
     /// Whether this node is a learner (spare bytes here: a bool elsewhere pads to 8).
     is_learner: bool,
@@ -169,7 +169,8 @@ pub(crate) struct Raft<S: Storage> {
     lead: u64,
     /// What only a leader keeps (`None` on every other node).
     ls: Option<Box<LeaderState>>,
-    /// What an idle node's `tick` and `has_ready` read, kept in one cache line.
+    /// What a tick reaching the node reads and writes, together (an idle node's ticks stop
+    /// at the `RawNode` handle).
     clk: Clock,
     /// The highest term this node heard from a member of its configuration (or loaded from
     /// storage). A non-member may move the term at most `MAX_UNCONFIRMED_TERM_JUMP` above it.

@@ -171,7 +171,7 @@ impl<S: Storage> Raft<S> {
     }
 
     /// Whether `ready` would return something to do. An idle node answers from its clock's
-    /// `settled` flag alone (one cache line).
+    /// `settled` flag alone (and `RawNode` from its handle's mirror of it).
     #[inline]
     pub(crate) fn has_ready(&self, cur: &ReadyCursor) -> bool {
         if self.clk.settled {
