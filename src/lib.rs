@@ -95,6 +95,7 @@
 pub mod confchange;
 pub mod config;
 pub mod describe;
+mod entry_chunks;
 pub mod error;
 mod lazy_vec;
 mod log;

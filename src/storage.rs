@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use prost::Message as _;
 
+use crate::entry_chunks::{EntryChunks, Slices};
 use crate::error::{Error, Result, StorageError};
-use crate::lazy_vec::LazyVec;
 use crate::raftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 
 /// The durable state a node starts from.
@@ -81,31 +81,48 @@ pub(crate) fn varint_len(v: u64) -> u64 {
 /// The number of leading entries of `ents` whose sizes sum to at most `max_size` bytes, but at
 /// least 1 when `ents` is not empty. A limit of `u64::MAX` ([`crate::NO_LIMIT`]) keeps all.
 pub fn limit_len(ents: &[Entry], max_size: u64) -> usize {
-    if ents.len() <= 1 || max_size == u64::MAX {
-        return ents.len();
+    limit_len_pieces(std::iter::once(ents), max_size)
+}
+
+/// [`limit_len`] of the entries of consecutive slices taken as one run.
+#[inline]
+pub(crate) fn limit_len_pieces<'a>(
+    pieces: impl Iterator<Item = &'a [Entry]> + Clone,
+    max_size: u64,
+) -> usize {
+    let total: usize = pieces.clone().map(<[Entry]>::len).sum();
+    if total <= 1 || max_size == u64::MAX {
+        return total;
     }
     // A cheap first pass: an entry is at most 44 bytes plus its payload (four tags and four
     // varints of at most 10 bytes). When the bound fits, every entry does, and the exact sizes
     // (a few varint lengths per entry) are not needed: the common case of a page well under
     // its limit costs one load and one add per entry.
     let mut bound = 0u64;
-    for e in ents {
-        bound = bound.saturating_add(44 + e.data.len() as u64);
+    for p in pieces.clone() {
+        for e in p {
+            bound = bound.saturating_add(44 + e.data.len() as u64);
+        }
         if bound > max_size {
             break;
         }
     }
     if bound <= max_size {
-        return ents.len();
+        return total;
     }
-    let mut size = entry_size(&ents[0]);
-    for (n, e) in ents.iter().enumerate().skip(1) {
-        size = size.saturating_add(entry_size(e));
-        if size > max_size {
-            return n;
+    let mut size = 0u64;
+    let mut n = 0;
+    for p in pieces {
+        for e in p {
+            size = size.saturating_add(entry_size(e));
+            if size > max_size {
+                // The first entry goes whatever its size.
+                return n.max(1);
+            }
+            n += 1;
         }
     }
-    ents.len()
+    total
 }
 
 /// Truncates `ents` to its longest prefix whose sizes sum to at most `max_size` bytes, keeping
@@ -141,9 +158,11 @@ pub struct MemStorage {
     /// (the snapshot's at first). `term` answers for it.
     offset_index: u64,
     offset_term: u64,
-    /// The entries after the compaction point: `ents[k]` has index `offset_index + 1 + k`.
-    /// Empty (no memory, 8 bytes inline) when the log holds nothing past the snapshot.
-    ents: LazyVec<Entry>,
+    /// The entries after the compaction point: entry `k` has index `offset_index + 1 + k`.
+    /// Empty (no memory, 8 bytes inline) when the log holds nothing past the snapshot. Held
+    /// in chunks (see `entry_chunks`): appends never copy the log, and its memory comes
+    /// in allocations the allocator can serve from memory just freed.
+    ents: EntryChunks,
 }
 
 /// An encoded ConfState, inline when it is short (a few voters take a few bytes): a heap
@@ -209,7 +228,7 @@ impl MemStorage {
             snap_conf: ConfBytes::default(),
             offset_index: 0,
             offset_term: 0,
-            ents: LazyVec::default(),
+            ents: EntryChunks::default(),
         }
     }
 
@@ -286,7 +305,7 @@ impl MemStorage {
         self.snap_index = index;
         self.snap_term = term;
         self.set_snap_data(snap.data);
-        self.ents = LazyVec::default();
+        self.ents = EntryChunks::default();
         self.offset_index = index;
         self.offset_term = term;
         Ok(())
@@ -330,7 +349,10 @@ impl MemStorage {
         if i == self.offset() {
             self.offset_term
         } else {
-            self.ents.as_slice()[(i - self.offset() - 1) as usize].term
+            self.ents
+                .get((i - self.offset() - 1) as usize)
+                .expect("i is within the log")
+                .term
         }
     }
 
@@ -361,12 +383,7 @@ impl MemStorage {
             return Err(StorageError::Unavailable.into());
         }
         let term = self.term_in_log(compact_index);
-        let ents = self.ents.vec_mut();
-        ents.drain(..(compact_index - offset) as usize);
-        if ents.len() * 2 < ents.capacity() {
-            ents.shrink_to_fit();
-        }
-        self.ents.release();
+        self.ents.drop_front((compact_index - offset) as usize);
         self.offset_index = compact_index;
         self.offset_term = term;
         Ok(())
@@ -430,14 +447,13 @@ impl MemStorage {
         };
         let entries = &entries[skip..];
         let at = (entries[0].index - self.offset() - 1) as usize;
-        let ents = self.ents.vec_mut();
-        ents.truncate(at);
-        ents.extend_from_slice(entries);
+        self.ents.truncate(at);
+        self.ents.extend_from_slice(entries);
         Ok(())
     }
 
-    /// The entries `Storage::entries` returns, borrowed.
-    fn entries_slice(&self, low: u64, high: u64, max_size: u64) -> Result<&[Entry]> {
+    /// The entries `Storage::entries` returns, borrowed: the slices of the chunks holding them.
+    fn entries_slices(&self, low: u64, high: u64, max_size: u64) -> Result<Slices<'_>> {
         let offset = self.offset();
         if low <= offset {
             return Err(StorageError::Compacted.into());
@@ -453,8 +469,9 @@ impl MemStorage {
                 StorageError::Other(format!("invalid entries range [{low}, {high})")).into(),
             );
         }
-        let ents = &self.ents.as_slice()[(low - offset - 1) as usize..(high - offset - 1) as usize];
-        Ok(&ents[..limit_len(ents, max_size)])
+        let (lo, hi) = ((low - offset - 1) as usize, (high - offset - 1) as usize);
+        let n = limit_len_pieces(self.ents.slices(lo, hi), max_size);
+        Ok(self.ents.slices(lo, lo + n))
     }
 
     /// [`MemStorage::append`] taking the entries by value: they move into the log rather than
@@ -471,14 +488,9 @@ impl MemStorage {
             return Ok(());
         };
         let at = (entries[skip].index - self.offset() - 1) as usize;
-        let ents = self.ents.vec_mut();
-        ents.truncate(at);
-        if skip == 0 {
-            // The usual case: one block move, not an element at a time.
-            ents.append(entries);
-        } else {
-            ents.extend(entries.drain(skip..));
-        }
+        self.ents.truncate(at);
+        entries.drain(..skip);
+        self.ents.append_from(entries);
         Ok(())
     }
 }
@@ -492,11 +504,17 @@ impl Storage for MemStorage {
     }
 
     fn entries(&self, low: u64, high: u64, max_size: u64) -> Result<Vec<Entry>> {
-        Ok(self.entries_slice(low, high, max_size)?.to_vec())
+        let mut out = Vec::new();
+        self.entries_into(low, high, max_size, &mut out)?;
+        Ok(out)
     }
 
     fn entries_into(&self, low: u64, high: u64, max_size: u64, out: &mut Vec<Entry>) -> Result<()> {
-        out.extend_from_slice(self.entries_slice(low, high, max_size)?);
+        let slices = self.entries_slices(low, high, max_size)?;
+        out.reserve(slices.clone().map(<[Entry]>::len).sum());
+        for s in slices {
+            out.extend_from_slice(s);
+        }
         Ok(())
     }
 
@@ -510,7 +528,6 @@ impl Storage for MemStorage {
         }
         match self
             .ents
-            .as_slice()
             .get(usize::try_from(idx - offset - 1).unwrap_or(usize::MAX))
         {
             Some(e) => Ok(e.term),
@@ -645,7 +662,7 @@ mod tests {
     /// The log as the tests write it: the compaction point, then the entries.
     fn log_of(s: &MemStorage) -> Vec<Entry> {
         let mut v = vec![ent(s.offset_index, s.offset_term)];
-        v.extend(s.ents.as_slice().iter().cloned());
+        v.extend(s.ents.iter().cloned());
         v
     }
 
@@ -847,7 +864,7 @@ mod tests {
         s.append(&ents).unwrap();
         s.compact(999).unwrap();
         assert_eq!(s.ents.len(), 1);
-        assert_eq!(s.ents.as_slice()[0].data, Bytes::from_static(b"payload"));
+        assert_eq!(s.ents.get(0).unwrap().data, Bytes::from_static(b"payload"));
         assert!(s.ents.capacity() < 100);
         assert_eq!(s.term(999).unwrap(), 1);
         assert_eq!(s.term(998).unwrap_err(), COMPACTED);
