@@ -110,6 +110,12 @@ pub struct Config {
     pub quiesce: bool,
     /// Storage is written and applied through `MsgStorageAppend` / `MsgStorageApply` messages.
     pub async_storage_writes: bool,
+    /// The application reads the entries to apply from its own storage: a Ready's
+    /// `committed_entries` stays empty and `committed_range` names them (read them after
+    /// persisting the Ready, rule 3 of the Ready contract). A Ready then clones no entry to be
+    /// applied, and the application drops none. Synchronous storage writes only (a work item
+    /// of the apply thread carries its entries). Default: false (etcd's Ready).
+    pub apply_from_storage: bool,
     /// When append messages are built; see [`AppendMode`].
     pub append_mode: AppendMode,
     /// Seed of the random election timeouts. The same seed and inputs give the same outputs.
@@ -141,6 +147,7 @@ impl Default for Config {
             answer_stale_leader: true,
             quiesce: false,
             async_storage_writes: false,
+            apply_from_storage: false,
             append_mode: AppendMode::default(),
             seed: 0,
             logger: slog::Logger::root(slog::Discard, slog::o!()),
@@ -185,6 +192,7 @@ impl std::fmt::Debug for Config {
             .field("answer_stale_leader", &self.answer_stale_leader)
             .field("quiesce", &self.quiesce)
             .field("async_storage_writes", &self.async_storage_writes)
+            .field("apply_from_storage", &self.apply_from_storage)
             .field("append_mode", &self.append_mode)
             .field("seed", &self.seed)
             .finish_non_exhaustive()
@@ -234,6 +242,9 @@ impl Config {
         }
         if self.read_only_option == ReadOnlyOption::LeaseBased && !self.check_quorum {
             return bad("CheckQuorum must be enabled when ReadOnlyOption is ReadOnlyLeaseBased");
+        }
+        if self.apply_from_storage && self.async_storage_writes {
+            return bad("apply from storage needs synchronous storage writes");
         }
         Ok(())
     }

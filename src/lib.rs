@@ -21,7 +21,10 @@
 //!    itself never appear: `advance` handles them.
 //! 3. Apply `rd.committed_entries` in order, after step 1 (they may include entries of this
 //!    same Ready). Apply a conf-change entry with [`RawNode::apply_conf_change`]. Serve the
-//!    reads in `rd.read_states` once the applied index reaches their index.
+//!    reads in `rd.read_states` once the applied index reaches their index. With
+//!    [`Config::apply_from_storage`], `rd.committed_entries` is empty: apply the entries
+//!    `rd.committed_range` names, reading them from your storage after step 1 (the core
+//!    clones none of them, and you drop none).
 //! 4. Call [`RawNode::advance`]. A `MsgSnap` that was sent obliges a later
 //!    [`RawNode::report_snapshot`].
 //! 5. Calling `ready()` again before `advance()` is allowed: the new Ready holds only what is

@@ -426,18 +426,10 @@ impl<S: Storage> RaftLog<S> {
         allow_unstable: bool,
         out: &mut Vec<Entry>,
     ) -> Result<()> {
-        if self.applying_ents_paused || self.has_pending_snapshot() {
-            return Ok(());
+        match self.next_committed_bounds(allow_unstable) {
+            Some((lo, hi, room)) => self.slice_into(lo, hi, room, out),
+            None => Ok(()),
         }
-        let hi = self.max_appliable_index(allow_unstable);
-        if self.applying >= hi {
-            return Ok(());
-        }
-        let room = self
-            .max_applying_ents_size
-            .saturating_sub(self.applying_ents_size);
-        // applying < hi <= committed <= last_index < u64::MAX, so neither bound overflows.
-        self.slice_into(self.applying + 1, hi + 1, room, out)
     }
 
     /// The unstable entries not yet handed out for persisting.
@@ -580,6 +572,94 @@ impl<S: Storage> RaftLog<S> {
         }
         out.extend_from_slice(&unstable[..n]);
         Ok(())
+    }
+
+    /// [`RaftLog::slice`], lent to `f` in consecutive slices instead of cloned: the same
+    /// entries, cut at the same size limit. Errors come before any entry is visited (but the
+    /// storage's own, which it may return after visiting some).
+    pub fn visit_slice(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_size: u64,
+        f: &mut dyn FnMut(&[Entry]),
+    ) -> Result<()> {
+        self.check_out_of_bounds(lo, hi)?;
+        if lo == hi {
+            return Ok(());
+        }
+        let offset = self.unstable.offset;
+        if lo >= offset {
+            let ents = self.unstable.slice(lo, hi)?;
+            f(&ents[..limit_len(ents, max_size)]);
+            return Ok(());
+        }
+        let cut = cmp::min(hi, offset);
+        let unstable = if hi > offset {
+            self.unstable.slice(offset, hi)?
+        } else {
+            &[]
+        };
+        let limited = max_size != NO_LIMIT;
+        let (mut stored, mut size) = (0u64, 0u64);
+        self.store
+            .visit_entries(lo, cut, max_size, &mut |s: &[Entry]| {
+                stored += s.len() as u64;
+                if limited {
+                    size = s
+                        .iter()
+                        .fold(size, |acc, e| acc.saturating_add(entry_size(e)));
+                }
+                f(s);
+            })?;
+        if hi <= offset || stored < cut - lo {
+            // All in storage, or the storage already cut the batch at the size limit.
+            return Ok(());
+        }
+        if !limited {
+            f(unstable);
+            return Ok(());
+        }
+        if size >= max_size {
+            return Ok(());
+        }
+        let n = limit_len(unstable, max_size - size);
+        // `limit_len` keeps one entry even above the room left; that one does not fit here.
+        if n == 1 && size.saturating_add(entry_size(&unstable[0])) > max_size {
+            return Ok(());
+        }
+        f(&unstable[..n]);
+        Ok(())
+    }
+
+    /// [`RaftLog::next_committed_ents_into`], each entry lent to `f` instead of cloned.
+    pub fn visit_next_committed_ents(&self, allow_unstable: bool, f: &mut dyn FnMut(&[Entry])) {
+        let r = self
+            .next_committed_bounds(allow_unstable)
+            .map_or(Ok(()), |(lo, hi, room)| self.visit_slice(lo, hi, room, f));
+        if let Err(e) = r {
+            debug_assert!(
+                false,
+                "unexpected error when getting unapplied entries: {e}"
+            );
+        }
+    }
+
+    /// The range `[lo, hi)` of committed entries to hand out next and the size room for them,
+    /// or `None` when there are none (paused, a snapshot pending, nothing new).
+    fn next_committed_bounds(&self, allow_unstable: bool) -> Option<(u64, u64, u64)> {
+        if self.applying_ents_paused || self.has_pending_snapshot() {
+            return None;
+        }
+        let hi = self.max_appliable_index(allow_unstable);
+        if self.applying >= hi {
+            return None;
+        }
+        let room = self
+            .max_applying_ents_size
+            .saturating_sub(self.applying_ents_size);
+        // applying < hi <= committed <= last_index < u64::MAX, so neither bound overflows.
+        Some((self.applying + 1, hi + 1, room))
     }
 
     /// Visits the entries in `[lo, hi)` in pages of at most `page_size` encoded bytes (a page
@@ -1627,6 +1707,11 @@ mod tests {
         ];
         for (lo, hi, max, want) in cases {
             assert_eq!(l.slice(lo, hi, max), want, "slice({lo}, {hi}, {max})");
+            assert_eq!(
+                visited(&l, lo, hi, max),
+                want,
+                "visit_slice({lo}, {hi}, {max})"
+            );
         }
         assert!(matches!(
             l.slice(half, half - 1, NO_LIMIT),
@@ -1656,7 +1741,46 @@ mod tests {
         let small = entry_size(&data_ent(10, 10, 8));
         assert_eq!(small, entry_size(&data_ent(12, 12, 8)));
         assert_eq!(l.slice(10, 13, 2 * small), Ok(vec![data_ent(10, 10, 8)]));
+        assert_eq!(
+            visited(&l, 10, 13, 2 * small),
+            Ok(vec![data_ent(10, 10, 8)])
+        );
         assert_eq!(l.slice(10, 13, NO_LIMIT).unwrap().len(), 3);
+    }
+
+    /// What `visit_slice` lends, cloned.
+    fn visited(l: &RaftLog<MemStorage>, lo: u64, hi: u64, max: u64) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        l.visit_slice(lo, hi, max, &mut |s: &[Entry]| {
+            assert!(!s.is_empty(), "an empty slice lent");
+            out.extend_from_slice(s);
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn visit_slice_lends_what_slice_clones_across_storage_chunks() {
+        // Storage: 700 entries (three chunks) of mixed sizes after a snapshot at 99;
+        // unstable: 30 more. Every range with every kind of limit.
+        let size = |i: u64| ((i * 37) % 90) as usize;
+        let mut s = MemStorage::new();
+        s.apply_snapshot(snap(99, 1)).unwrap();
+        let stored: Vec<Entry> = (100..800).map(|i| data_ent(i, 1, size(i))).collect();
+        s.append(&stored).unwrap();
+        let mut l = RaftLog::new(s, NO_LIMIT).unwrap();
+        l.append((800..830).map(|i| data_ent(i, 2, size(i))).collect());
+        let bounds = [100, 101, 355, 356, 612, 799, 800, 801, 829, 830, 831];
+        for &lo in &bounds {
+            for &hi in bounds.iter().filter(|&&h| h >= lo) {
+                for max in [0, 1, 50, 700, 5_000, 30_000, NO_LIMIT] {
+                    assert_eq!(
+                        visited(&l, lo, hi, max),
+                        l.slice(lo, hi, max),
+                        "({lo}, {hi}, {max})"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -50,8 +50,12 @@ pub struct Ready {
     /// A snapshot to write to stable storage.
     pub snapshot: Option<Snapshot>,
     /// Committed entries to apply, in order. They may include entries of this same Ready:
-    /// persist first.
+    /// persist first. Empty with
+    /// [`Config::apply_from_storage`](crate::Config::apply_from_storage): read the entries
+    /// `committed_range` names from the storage instead.
     pub committed_entries: Vec<Entry>,
+    /// The first and last index of the committed entries to apply, if any (in either mode).
+    pub committed_range: Option<(u64, u64)>,
     /// Messages that may be sent at once, in parallel with the persist. With asynchronous
     /// storage writes, also the `MsgStorageAppend` / `MsgStorageApply` work items (to
     /// `LOCAL_APPEND_THREAD` / `LOCAL_APPLY_THREAD`) at its end.
@@ -73,6 +77,7 @@ impl Ready {
             && self.entries.is_empty()
             && self.snapshot.is_none()
             && self.committed_entries.is_empty()
+            && self.committed_range.is_none()
             && self.messages.is_empty()
             && self.persisted_messages.is_empty()
     }

@@ -34,6 +34,20 @@ pub trait Storage {
         out.append(&mut self.entries(low, high, max_size)?);
         Ok(())
     }
+    /// [`Storage::entries`], lent to `f` in order (in one or more consecutive slices) instead
+    /// of returned: the core reads the size of what the application will apply this way
+    /// ([`Config::apply_from_storage`](crate::Config::apply_from_storage)). The default
+    /// calls `entries`; a storage that holds its entries in memory lends them without cloning.
+    fn visit_entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: u64,
+        f: &mut dyn FnMut(&[Entry]),
+    ) -> Result<()> {
+        f(&self.entries(low, high, max_size)?);
+        Ok(())
+    }
     /// The term of entry `idx`, valid for `[first_index()-1, last_index()]`.
     fn term(&self, idx: u64) -> Result<u64>;
     /// The index of the first entry that may be read (the snapshot index + 1).
@@ -474,6 +488,27 @@ impl MemStorage {
         Ok(self.ents.slices(lo, lo + n))
     }
 
+    /// Entry `index`, if the log holds it (not compacted, not past the last).
+    pub fn entry(&self, index: u64) -> Option<&Entry> {
+        let k = index.checked_sub(self.first())?;
+        self.ents.get(usize::try_from(k).ok()?)
+    }
+
+    /// The entries in `[low, high)`, borrowed, as consecutive slices: what an application
+    /// applying from its storage reads
+    /// ([`Config::apply_from_storage`](crate::Config::apply_from_storage)). Errors as
+    /// [`Storage::entries`] (no size limit).
+    pub fn entries_ref(
+        &self,
+        low: u64,
+        high: u64,
+    ) -> Result<impl Iterator<Item = &[Entry]> + Clone + '_> {
+        if low == high && low > self.offset() && high <= self.last() + 1 {
+            return Ok(self.ents.slices(0, 0));
+        }
+        self.entries_slices(low, high, u64::MAX)
+    }
+
     /// [`MemStorage::append`] taking the entries by value: they move into the log rather than
     /// being cloned (a Ready's `entries` can be handed over this way).
     pub fn append_owned(&mut self, mut entries: Vec<Entry>) -> Result<()> {
@@ -515,6 +550,17 @@ impl Storage for MemStorage {
         for s in slices {
             out.extend_from_slice(s);
         }
+        Ok(())
+    }
+
+    fn visit_entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: u64,
+        f: &mut dyn FnMut(&[Entry]),
+    ) -> Result<()> {
+        self.entries_slices(low, high, max_size)?.for_each(f);
         Ok(())
     }
 

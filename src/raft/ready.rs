@@ -328,9 +328,34 @@ impl<S: Storage> Raft<S> {
             persisted_messages = std::mem::take(&mut s.persisted_messages);
         }
         entries.extend_from_slice(self.raft_log.next_unstable_ents());
-        self.raft_log
-            .next_committed_ents_into(!async_writes, &mut committed_entries);
+        // The committed entries to apply: their first and last index, encoded size and payload
+        // size. With `apply_from_storage` they are only looked at (the application reads them
+        // from its storage); otherwise cloned into the Ready.
+        let committed = if self.cfg.apply_from_storage {
+            let (mut first, mut last, mut size, mut payload) = (0, 0, 0u64, 0u64);
+            self.raft_log
+                .visit_next_committed_ents(!async_writes, &mut |s: &[Entry]| {
+                    let (Some(f), Some(l)) = (s.first(), s.last()) else {
+                        return;
+                    };
+                    if first == 0 {
+                        first = f.index;
+                    }
+                    last = l.index;
+                    size = size.saturating_add(ents_size(s));
+                    payload = payload.saturating_add(payloads_size(s));
+                });
+            (last != 0).then_some((first, last, size, payload))
+        } else {
+            self.raft_log
+                .next_committed_ents_into(!async_writes, &mut committed_entries);
+            match (committed_entries.first(), committed_entries.last()) {
+                (Some(f), Some(l)) => Some((f.index, l.index, ents_size(&committed_entries), 0)),
+                _ => None,
+            }
+        };
         let mut rd = Ready {
+            committed_range: committed.map(|(first, last, ..)| (first, last)),
             entries,
             committed_entries,
             messages: self.msgs.take(),
@@ -377,7 +402,7 @@ impl<S: Storage> Raft<S> {
         } else {
             None
         };
-        let committed_size = ents_size(&rd.committed_entries);
+        let committed_size = committed.map_or(0, |c| c.2);
 
         if async_writes {
             let need_append = !rd.entries.is_empty()
@@ -447,25 +472,29 @@ impl<S: Storage> Raft<S> {
             if let Some(m) = append_resp {
                 self.work_mut().steps_on_advance.push(m);
             }
-            if let Some(last) = rd.committed_entries.last() {
-                let payload = payloads_size(&rd.committed_entries);
+            if let Some((_, last, _, payload)) = committed {
+                let payload = if self.cfg.apply_from_storage {
+                    payload
+                } else {
+                    payloads_size(&rd.committed_entries)
+                };
                 // An earlier Ready's entries come first: the summaries add up.
                 let w = self.work_mut();
                 let (_, size, pay) = w.applied_on_advance;
-                w.applied_on_advance = (last.index, size + committed_size, pay + payload);
+                w.applied_on_advance = (last, size + committed_size, pay + payload);
             }
             cur.readies_outstanding = cur.readies_outstanding.saturating_add(1);
         }
 
         self.raft_log.accept_unstable();
-        if let Some(last) = rd.committed_entries.last() {
+        if let Some((_, last, ..)) = committed {
             self.raft_log
-                .accept_applying(last.index, committed_size, !async_writes);
+                .accept_applying(last, committed_size, !async_writes);
         }
         // A recycled vector this Ready leaves empty waits for the next one (the application
         // may drop a Ready without recycling it), while the node is busy; a Ready without
         // entries lets them go (they leave with it).
-        cur.last_ready_busy = !rd.entries.is_empty() || !rd.committed_entries.is_empty();
+        cur.last_ready_busy = !rd.entries.is_empty() || committed.is_some();
         if !cur.last_ready_busy {
             if let Some(w) = self.work.as_deref_mut() {
                 w.spare = Spare::default();

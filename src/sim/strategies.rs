@@ -28,7 +28,7 @@ use super::config::{ClusterSpec, FaultPlan, SimConfig, Workload, TICK};
 use super::world::Action;
 
 /// Clusters of 1 to 5 voters (and up to one learner and two spare nodes), with every mode the
-/// core offers.
+/// core offers (applying from storage only with synchronous writes, which it needs).
 pub fn cluster_spec() -> impl Strategy<Value = ClusterSpec> {
     (
         (1usize..=5, 0usize..=1, 0usize..=2, 3usize..=8),
@@ -37,29 +37,33 @@ pub fn cluster_spec() -> impl Strategy<Value = ClusterSpec> {
             prop_oneof![Just(0u64), Just(64), Just(4096), Just(1 << 20)],
             prop_oneof![Just(1usize), Just(4), Just(256)],
             any::<bool>(),
+            any::<bool>(),
         ),
     )
         .prop_map(
-            |((voters, learners, spare, et), (pv, cq, etcd, asyn), (msg, infl, sdr))| ClusterSpec {
-                voters,
-                learners,
-                spare,
-                election_tick: et,
-                heartbeat_tick: 1,
-                pre_vote: pv,
-                check_quorum: cq,
-                append_mode: if etcd {
-                    AppendMode::EtcdExact
-                } else {
-                    AppendMode::Batched
-                },
-                async_storage_writes: asyn,
-                max_size_per_msg: msg,
-                max_inflight_msgs: infl,
-                max_committed_size_per_ready: 0,
-                step_down_on_removal: sdr,
-                quiesce: false,
-                read_only_option: ReadOnlyOption::Safe,
+            |((voters, learners, spare, et), (pv, cq, etcd, asyn), (msg, infl, sdr, lent))| {
+                ClusterSpec {
+                    voters,
+                    learners,
+                    spare,
+                    election_tick: et,
+                    heartbeat_tick: 1,
+                    pre_vote: pv,
+                    check_quorum: cq,
+                    append_mode: if etcd {
+                        AppendMode::EtcdExact
+                    } else {
+                        AppendMode::Batched
+                    },
+                    async_storage_writes: asyn,
+                    apply_from_storage: lent && !asyn,
+                    max_size_per_msg: msg,
+                    max_inflight_msgs: infl,
+                    max_committed_size_per_ready: 0,
+                    step_down_on_removal: sdr,
+                    quiesce: false,
+                    read_only_option: ReadOnlyOption::Safe,
+                }
             },
         )
 }

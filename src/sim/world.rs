@@ -541,6 +541,7 @@ impl World {
         cfg.step_down_on_removal = c.step_down_on_removal;
         cfg.quiesce = c.quiesce;
         cfg.async_storage_writes = c.async_storage_writes;
+        cfg.apply_from_storage = c.apply_from_storage;
         cfg.append_mode = c.append_mode;
         cfg.seed = self.cfg.seed.wrapping_add((inc as u64) << 40);
         if self.trace.echo {
@@ -812,7 +813,9 @@ impl World {
             let term = bs.hard_state.term;
             what = What::Ready {
                 entries: rd.entries.len() as u32,
-                committed: rd.committed_entries.len() as u32,
+                committed: rd
+                    .committed_range
+                    .map_or(0, |(first, last)| (last - first + 1) as u32),
                 msgs: (rd.messages.len() + rd.persisted_messages.len()) as u32,
                 snap: rd.snapshot.as_ref().map_or(0, |s| s.index()),
                 hs: rd.hard_state.map(|h: HardState| (h.term, h.vote, h.commit)),
@@ -1106,7 +1109,21 @@ impl World {
                 self.send(m);
             }
         }
-        let committed = std::mem::take(&mut rd.committed_entries);
+        let mut committed = std::mem::take(&mut rd.committed_entries);
+        if let (true, Some((first, last))) = (committed.is_empty(), rd.committed_range) {
+            // `apply_from_storage`: the entries are read where this Ready's write put them.
+            if let Some(run) = self.slots[s].running() {
+                committed = run
+                    .raw
+                    .store()
+                    .entries(first, last + 1, crate::NO_LIMIT)
+                    .map_err(|e| {
+                        contract(format!(
+                            "node {id}: entries {first}..={last} to apply are not in the storage: {e}"
+                        ))
+                    })?;
+            }
+        }
         self.apply_entries(s, committed, false)?;
         if let Some(run) = self.slots[s].running() {
             if let Err(e) = run.raw.advance() {

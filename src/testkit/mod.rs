@@ -280,6 +280,44 @@ pub fn apply_committed<S: Storage, M: StateMachine>(
     Ok(())
 }
 
+/// [`apply_committed`] of the entries `first..=last` read from the node's storage, where the
+/// Ready was persisted ([`Config::apply_from_storage`](crate::Config::apply_from_storage)):
+/// normal entries are applied where they lie, a conf change is cloned (the node applies it).
+///
+/// # Panics
+/// If the storage does not hold the range: the Ready was not persisted, or the log was
+/// compacted past what is applied (both break the Ready contract).
+pub fn apply_committed_from_storage<M: StateMachine>(
+    node: &mut RawNode<MemStorage>,
+    first: u64,
+    last: u64,
+    sm: &mut M,
+) -> Result<(), M::Error> {
+    let mut next = first;
+    while next <= last {
+        let mut conf = None;
+        let slices = node
+            .store()
+            .entries_ref(next, last + 1)
+            .unwrap_or_else(|e| panic!("entries {next}..={last} to apply: {e}"));
+        'read: for s in slices {
+            for e in s {
+                if e.r#type != EntryType::EntryNormal as i32 {
+                    conf = Some(e.clone());
+                    break 'read;
+                }
+                sm.apply(e, None)?;
+                next += 1;
+            }
+        }
+        if let Some(e) = conf {
+            apply_committed(node, std::slice::from_ref(&e), sm)?;
+            next += 1;
+        }
+    }
+    Ok(())
+}
+
 /// A storage that starts from a snapshot at index 1, term 1, without data, whose configuration
 /// is `cs`: how a member of a new group can start (the members of a group all start from the
 /// same configuration).
@@ -325,7 +363,13 @@ pub fn handle_ready<M: StateMachine>(
     // The entries moved into storage; their vector goes back to the Ready to be recycled.
     rd.entries = persist.entries;
     out.append(&mut rd.persisted_messages);
-    apply_committed(node, &rd.committed_entries, sm).map_err(ReadyError::App)?;
+    match rd.committed_range {
+        Some((first, last)) if rd.committed_entries.is_empty() => {
+            apply_committed_from_storage(node, first, last, sm)
+        }
+        _ => apply_committed(node, &rd.committed_entries, sm),
+    }
+    .map_err(ReadyError::App)?;
     node.advance().map_err(ReadyError::Core)?;
     let handled = Handled {
         soft_state: rd.soft_state,
