@@ -46,6 +46,23 @@ pub struct RaftLog<S: Storage> {
     applying_ents_paused: bool,
 }
 
+/// The leading `unstable` entries that fit after stored entries of `size` encoded bytes under
+/// `max_size` (all of them without a limit). Unlike `limit_len`'s, the first entry is not
+/// kept when it does not fit: the batch already holds the storage's entries.
+fn fit_after(unstable: &[Entry], size: u64, max_size: u64) -> &[Entry] {
+    if max_size == NO_LIMIT {
+        return unstable;
+    }
+    if size >= max_size {
+        return &[];
+    }
+    let n = limit_len(unstable, max_size - size);
+    if n == 1 && size.saturating_add(entry_size(&unstable[0])) > max_size {
+        return &[];
+    }
+    &unstable[..n]
+}
+
 impl<S: Storage> RaftLog<S> {
     /// A log over `store`, with everything in the storage taken as stable and the commit and
     /// apply cursors at the storage's snapshot (`first_index - 1`). The commit index of the
@@ -555,22 +572,14 @@ impl<S: Storage> RaftLog<S> {
                 return Err(e);
             }
         };
-        if max_size == NO_LIMIT {
-            out.extend_from_slice(unstable);
-            return Ok(());
-        }
-        let size = stored
-            .iter()
-            .fold(0u64, |acc, e| acc.saturating_add(entry_size(e)));
-        if size >= max_size {
-            return Ok(());
-        }
-        let n = limit_len(unstable, max_size - size);
-        // `limit_len` keeps one entry even above the room left; that one does not fit here.
-        if n == 1 && size.saturating_add(entry_size(&unstable[0])) > max_size {
-            return Ok(());
-        }
-        out.extend_from_slice(&unstable[..n]);
+        let size = if max_size == NO_LIMIT {
+            0
+        } else {
+            stored
+                .iter()
+                .fold(0u64, |acc, e| acc.saturating_add(entry_size(e)))
+        };
+        out.extend_from_slice(fit_after(unstable, size, max_size));
         Ok(())
     }
 
@@ -616,19 +625,10 @@ impl<S: Storage> RaftLog<S> {
             // All in storage, or the storage already cut the batch at the size limit.
             return Ok(());
         }
-        if !limited {
-            f(unstable);
-            return Ok(());
+        let rest = fit_after(unstable, size, max_size);
+        if !rest.is_empty() {
+            f(rest);
         }
-        if size >= max_size {
-            return Ok(());
-        }
-        let n = limit_len(unstable, max_size - size);
-        // `limit_len` keeps one entry even above the room left; that one does not fit here.
-        if n == 1 && size.saturating_add(entry_size(&unstable[0])) > max_size {
-            return Ok(());
-        }
-        f(&unstable[..n]);
         Ok(())
     }
 

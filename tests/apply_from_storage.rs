@@ -5,21 +5,10 @@
 mod common;
 
 use bytes::Bytes;
-use common::{config, storage_with_voters};
+use common::{config, storage_with_voters, Lcg};
 use raftcore::raftpb::{ConfChange, ConfChangeType, Entry, Message};
 use raftcore::testkit::{self, ConfOutcome, StateMachine};
 use raftcore::{AppendMode, Config, MemStorage, RawNode};
-
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
 
 /// Records every applied entry: index, term, payload and whether it was a conf change.
 #[derive(Default)]

@@ -4,20 +4,9 @@
 mod common;
 
 use bytes::Bytes;
-use common::{config, storage_with_voters};
+use common::{config, storage_with_voters, Lcg};
 use raftcore::raftpb::Message;
 use raftcore::{AppendMode, MemStorage, RawNode};
-
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
 
 /// Drives a 3-node group through ticks, proposals, message loss and reordering chosen by a
 /// fixed schedule, and returns the transcript of every Ready.

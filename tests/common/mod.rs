@@ -460,3 +460,17 @@ pub fn msg(t: MessageType, from: u64, to: u64, term: u64) -> Message {
         ..Default::default()
     }
 }
+
+/// A fixed pseudo-random schedule (a linear congruential generator): the same for every run,
+/// whatever the node's seed.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
