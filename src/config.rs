@@ -116,6 +116,15 @@ pub struct Config {
     /// applied, and the application drops none. Synchronous storage writes only (a work item
     /// of the apply thread carries its entries). Default: false (etcd's Ready).
     pub apply_from_storage: bool,
+    /// A Ready's `entries` are moved out of the node rather than cloned (their payloads are
+    /// not reference-counted twice and dropped twice). Until `advance` the node reads them
+    /// back from the storage when it needs them (a leader resending, entries committed in a
+    /// later Ready), checking each against the term it keeps: write them to the storage
+    /// before any other call into the node. A read that finds them not yet written waits:
+    /// an append until `advance`, committed entries until a later Ready. Synchronous storage
+    /// writes only (a `MsgStorageAppend` carries its own entries). Default: false (etcd's
+    /// Ready, which shares its entries with the node).
+    pub hand_over_entries: bool,
     /// When append messages are built; see [`AppendMode`].
     pub append_mode: AppendMode,
     /// Seed of the random election timeouts. The same seed and inputs give the same outputs.
@@ -148,6 +157,7 @@ impl Default for Config {
             quiesce: false,
             async_storage_writes: false,
             apply_from_storage: false,
+            hand_over_entries: false,
             append_mode: AppendMode::default(),
             seed: 0,
             logger: slog::Logger::root(slog::Discard, slog::o!()),
@@ -193,6 +203,7 @@ impl std::fmt::Debug for Config {
             .field("quiesce", &self.quiesce)
             .field("async_storage_writes", &self.async_storage_writes)
             .field("apply_from_storage", &self.apply_from_storage)
+            .field("hand_over_entries", &self.hand_over_entries)
             .field("append_mode", &self.append_mode)
             .field("seed", &self.seed)
             .finish_non_exhaustive()
@@ -245,6 +256,9 @@ impl Config {
         }
         if self.apply_from_storage && self.async_storage_writes {
             return bad("apply from storage needs synchronous storage writes");
+        }
+        if self.hand_over_entries && self.async_storage_writes {
+            return bad("handing over entries needs synchronous storage writes");
         }
         Ok(())
     }

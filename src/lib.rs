@@ -25,6 +25,12 @@
 //!    [`Config::apply_from_storage`], `rd.committed_entries` is empty: apply the entries
 //!    `rd.committed_range` names, reading them from your storage after step 1 (the core
 //!    clones none of them, and you drop none).
+//!
+//!    With [`Config::hand_over_entries`], `rd.entries` are moved out of the node rather than
+//!    cloned: write them to the storage (step 1) before any other call into the node. Until
+//!    `advance` the node reads them back from there when it needs them (checking each
+//!    against the term it keeps); a read that finds them not written yet waits (an append to
+//!    a follower until `advance`, entries to apply until a later Ready).
 //! 4. Call [`RawNode::advance`]. A `MsgSnap` that was sent obliges a later
 //!    [`RawNode::report_snapshot`].
 //! 5. Calling `ready()` again before `advance()` is allowed: the new Ready holds only what is

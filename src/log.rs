@@ -44,6 +44,12 @@ pub struct RaftLog<S: Storage> {
     applying_ents_size: u64,
     /// True when no more committed entries are handed out until some are applied.
     applying_ents_paused: bool,
+    /// The payloads of the entries handed out for persisting (the unstable entries in
+    /// progress, `[unstable.offset, unstable.offset_in_progress)`) were moved into the Ready
+    /// rather than cloned ([`Config::hand_over_entries`](crate::Config::hand_over_entries)):
+    /// the entries stay here for their index and term, and reads of them go to the storage,
+    /// checked entry by entry against the terms kept here.
+    pub handed_over: bool,
 }
 
 /// The leading `unstable` entries that fit after stored entries of `size` encoded bytes under
@@ -99,6 +105,7 @@ impl<S: Storage> RaftLog<S> {
             applied: first - 1,
             max_applying_ents_size,
             applying_ents_size: 0,
+            handed_over: false,
             applying_ents_paused: false,
         })
     }
@@ -429,24 +436,21 @@ impl<S: Storage> RaftLog<S> {
 
     /// [`RaftLog::next_committed_ents`], appended to `out` (a buffer the caller reuses).
     pub fn next_committed_ents_into(&self, allow_unstable: bool, out: &mut Vec<Entry>) {
-        if let Err(e) = self.try_next_committed_ents_into(allow_unstable, out) {
-            debug_assert!(
-                false,
-                "unexpected error when getting unapplied entries: {e}"
-            );
+        if let Some((lo, hi, room)) = self.next_committed_bounds(allow_unstable) {
+            if let Err(e) = self.slice_into(lo, hi, room, out) {
+                self.committed_read_failed(lo, &e);
+            }
         }
     }
 
-    /// [`RaftLog::next_committed_ents_into`], returning storage errors.
-    fn try_next_committed_ents_into(
-        &self,
-        allow_unstable: bool,
-        out: &mut Vec<Entry>,
-    ) -> Result<()> {
-        match self.next_committed_bounds(allow_unstable) {
-            Some((lo, hi, room)) => self.slice_into(lo, hi, room, out),
-            None => Ok(()),
-        }
+    /// Nothing is handed out to apply this time. Entries handed over and not yet written
+    /// back to the storage wait for it; any other failure is a broken storage (the entries
+    /// are in range).
+    fn committed_read_failed(&self, lo: u64, e: &Error) {
+        debug_assert!(
+            self.waits_for_handed_over(lo),
+            "unexpected error when getting unapplied entries: {e}"
+        );
     }
 
     /// The unstable entries not yet handed out for persisting.
@@ -551,13 +555,14 @@ impl<S: Storage> RaftLog<S> {
         if lo == hi {
             return Ok(());
         }
-        let offset = self.unstable.offset;
+        let offset = self.payload_offset();
         if lo >= offset {
             let ents = self.unstable.slice(lo, hi)?;
             out.extend_from_slice(&ents[..limit_len(ents, max_size)]);
             return Ok(());
         }
         let cut = cmp::min(hi, offset);
+        self.check_handed_over(cut)?;
         let start = out.len();
         self.store.entries_into(lo, cut, max_size, out)?;
         let stored = &out[start..];
@@ -583,6 +588,53 @@ impl<S: Storage> RaftLog<S> {
         Ok(())
     }
 
+    /// Where reads of payloads go from the storage to the unstable log: its first entry, or,
+    /// with handed-over entries, its first entry not handed out.
+    #[inline]
+    fn payload_offset(&self) -> u64 {
+        if self.handed_over {
+            self.unstable.offset_in_progress
+        } else {
+            self.unstable.offset
+        }
+    }
+
+    /// Before a read of the storage up to `cut`: whether it already holds the handed-over
+    /// entries below `cut` (the terms kept here are the check: until the application writes
+    /// them, the storage may hold older entries at those indexes, or none). `Unavailable`
+    /// if it does not: the read waits for the write ([`RaftLog::waits_for_handed_over`]).
+    fn check_handed_over(&self, cut: u64) -> Result<()> {
+        if !self.handed_over {
+            return Ok(());
+        }
+        for i in self.unstable.offset..cut {
+            if self.store.term(i).ok() != self.unstable.maybe_term(i) {
+                return Err(StorageError::Unavailable.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a read from `lo` on may have failed only because it reached entries handed
+    /// over to the application and not yet written back to the storage: a reader waits for
+    /// `advance` instead of treating the storage as broken.
+    pub fn waits_for_handed_over(&self, lo: u64) -> bool {
+        self.handed_over && lo < self.unstable.offset_in_progress
+    }
+
+    /// Moves the payloads of the unstable entries not yet handed out into `out` (the rest of
+    /// each entry is copied), marking them handed over: the Ready takes them without a
+    /// clone ([`Config::hand_over_entries`](crate::Config::hand_over_entries)). The caller
+    /// then accepts them as in progress.
+    pub fn hand_over_next_ents(&mut self, out: &mut Vec<Entry>) {
+        debug_assert!(
+            self.handed_over || self.unstable.offset_in_progress == self.unstable.offset,
+            "entries in progress that were not handed over"
+        );
+        self.handed_over = true;
+        self.unstable.take_next_entries(out);
+    }
+
     /// [`RaftLog::slice`], lent to `f` in consecutive slices instead of cloned: the same
     /// entries, cut at the same size limit. Errors come before any entry is visited (but the
     /// storage's own, which it may return after visiting some).
@@ -597,13 +649,14 @@ impl<S: Storage> RaftLog<S> {
         if lo == hi {
             return Ok(());
         }
-        let offset = self.unstable.offset;
+        let offset = self.payload_offset();
         if lo >= offset {
             let ents = self.unstable.slice(lo, hi)?;
             f(&ents[..limit_len(ents, max_size)]);
             return Ok(());
         }
         let cut = cmp::min(hi, offset);
+        self.check_handed_over(cut)?;
         let unstable = if hi > offset {
             self.unstable.slice(offset, hi)?
         } else {
@@ -633,15 +686,21 @@ impl<S: Storage> RaftLog<S> {
     }
 
     /// [`RaftLog::next_committed_ents_into`], each entry lent to `f` instead of cloned.
-    pub fn visit_next_committed_ents(&self, allow_unstable: bool, f: &mut dyn FnMut(&[Entry])) {
-        let r = self
-            .next_committed_bounds(allow_unstable)
-            .map_or(Ok(()), |(lo, hi, room)| self.visit_slice(lo, hi, room, f));
-        if let Err(e) = r {
-            debug_assert!(
-                false,
-                "unexpected error when getting unapplied entries: {e}"
-            );
+    /// False when the entries could not be read (what `f` saw then is to be discarded).
+    pub fn visit_next_committed_ents(
+        &self,
+        allow_unstable: bool,
+        f: &mut dyn FnMut(&[Entry]),
+    ) -> bool {
+        let Some((lo, hi, room)) = self.next_committed_bounds(allow_unstable) else {
+            return true;
+        };
+        match self.visit_slice(lo, hi, room, f) {
+            Ok(()) => true,
+            Err(e) => {
+                self.committed_read_failed(lo, &e);
+                false
+            }
         }
     }
 

@@ -133,6 +133,23 @@ impl Unstable {
         &self.entries.as_slice()[k..]
     }
 
+    /// Moves the payloads of the entries not yet handed out into `out` (index, term and type
+    /// are copied and stay here; the payloads left here are empty).
+    pub fn take_next_entries(&mut self, out: &mut Vec<Entry>) {
+        let in_progress = self.offset_in_progress.saturating_sub(self.offset);
+        let k = usize::try_from(in_progress)
+            .unwrap_or(usize::MAX)
+            .min(self.entries.len());
+        let next = &mut self.entries.as_mut_slice()[k..];
+        out.reserve(next.len());
+        out.extend(next.iter_mut().map(|e| Entry {
+            r#type: e.r#type,
+            term: e.term,
+            index: e.index,
+            data: std::mem::take(&mut e.data),
+        }));
+    }
+
     /// The snapshot, if one is present and not yet handed out for persisting.
     pub fn next_snapshot(&self) -> Option<&Snapshot> {
         self.snapshot

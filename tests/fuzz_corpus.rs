@@ -120,6 +120,10 @@ fn seeds() -> Vec<Seed> {
         check_quorum: true,
         ..Default::default()
     };
+    let handed_over = Setup {
+        hand_over: true,
+        ..Default::default()
+    };
     let exact_inflight = Setup {
         etcd_exact: true,
         inflight: true,
@@ -146,6 +150,11 @@ fn seeds() -> Vec<Seed> {
     vec![
         // Honest messages of each type.
         ("honest_app", plain, vec![(FOLLOWER, app.clone())]),
+        (
+            "honest_app_handed_over",
+            handed_over,
+            vec![(FOLLOWER, app.clone())],
+        ),
         (
             "honest_app_resp",
             exact_inflight,
@@ -461,7 +470,7 @@ fn seed_corpus_is_current() {
 #[test]
 fn harness_sets_up_every_role() {
     use raftcore::StateRole;
-    for b in 0..64u8 {
+    for b in 0..128u8 {
         let setup = Setup::from_byte(b);
         let mut c = step_message::harness::Cluster::new(setup);
         assert_eq!(c.node(1).role(), StateRole::Leader);

@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 /// The common set-up of every node: election_tick 10, heartbeat_tick 1, 1 MiB per append
 /// message, 256 appends in flight; no pre-vote, no check-quorum; logging discarded (the
-/// default logger). The fast mode (`Batched`) applies from storage (`apply_from_storage`:
-/// committed entries are read where the storage holds them, as etcd's Ready hands out
-/// slices of its storage); `EtcdExact` clones them into the Ready.
+/// default logger). The fast mode (`Batched`) hands a Ready's entries over rather than
+/// cloning them (`hand_over_entries`) and applies from storage (`apply_from_storage`:
+/// committed entries are read where the storage holds them), as etcd's Ready shares its
+/// entries with the node and its storage; `EtcdExact` clones them into the Ready.
 pub fn bench_config(id: u64, mode: AppendMode) -> Config {
     let mut c = Config::new(id);
     c.election_tick = 10;
@@ -21,6 +22,7 @@ pub fn bench_config(id: u64, mode: AppendMode) -> Config {
     c.max_inflight_msgs = 256;
     c.append_mode = mode;
     c.apply_from_storage = mode == AppendMode::Batched;
+    c.hand_over_entries = mode == AppendMode::Batched;
     c.validated().expect("the bench config is valid")
 }
 

@@ -149,6 +149,9 @@ struct LeaderState {
     /// Set once this leader sent MsgTimeoutNow in its term: the transferee may win an election
     /// that ignores leases, so lease reads stop.
     lease_revoked: bool,
+    /// An append waited for handed-over entries to be written back to the storage
+    /// (`Config::hand_over_entries`): at `advance` every follower is owed one.
+    resend_after_advance: bool,
     /// Batched mode: every follower is owed an append at the next flush...
     dirty_all: bool,
     /// ...or these are.

@@ -327,25 +327,26 @@ impl<S: Storage> Raft<S> {
             committed_entries = std::mem::take(&mut s.committed_entries);
             persisted_messages = std::mem::take(&mut s.persisted_messages);
         }
-        entries.extend_from_slice(self.raft_log.next_unstable_ents());
         // The committed entries to apply: their first and last index, encoded size and payload
         // size. With `apply_from_storage` they are only looked at (the application reads them
-        // from its storage); otherwise cloned into the Ready.
+        // from its storage); otherwise cloned into the Ready. Read before this Ready's own
+        // entries are handed over: they may be among them.
         let committed = if self.cfg.apply_from_storage {
             let (mut first, mut last, mut size, mut payload) = (0, 0, 0u64, 0u64);
-            self.raft_log
-                .visit_next_committed_ents(!async_writes, &mut |s: &[Entry]| {
-                    let (Some(f), Some(l)) = (s.first(), s.last()) else {
-                        return;
-                    };
-                    if first == 0 {
-                        first = f.index;
-                    }
-                    last = l.index;
-                    size = size.saturating_add(ents_size(s));
-                    payload = payload.saturating_add(payloads_size(s));
-                });
-            (last != 0).then_some((first, last, size, payload))
+            let read =
+                self.raft_log
+                    .visit_next_committed_ents(!async_writes, &mut |s: &[Entry]| {
+                        let (Some(f), Some(l)) = (s.first(), s.last()) else {
+                            return;
+                        };
+                        if first == 0 {
+                            first = f.index;
+                        }
+                        last = l.index;
+                        size = size.saturating_add(ents_size(s));
+                        payload = payload.saturating_add(payloads_size(s));
+                    });
+            (read && last != 0).then_some((first, last, size, payload))
         } else {
             self.raft_log
                 .next_committed_ents_into(!async_writes, &mut committed_entries);
@@ -354,6 +355,11 @@ impl<S: Storage> Raft<S> {
                 _ => None,
             }
         };
+        if self.cfg.hand_over_entries {
+            self.raft_log.hand_over_next_ents(&mut entries);
+        } else {
+            entries.extend_from_slice(self.raft_log.next_unstable_ents());
+        }
         let mut rd = Ready {
             committed_range: committed.map(|(first, last, ..)| (first, last)),
             entries,
@@ -541,6 +547,13 @@ impl<S: Storage> Raft<S> {
             if index != 0 {
                 self.on_applied(index, size, payload);
             }
+        }
+        let resend = self
+            .ls
+            .as_deref_mut()
+            .is_some_and(|l| std::mem::take(&mut l.resend_after_advance));
+        if resend && self.clk.state == StateRole::Leader {
+            self.bcast_append();
         }
         self.settle(cur);
         Ok(())

@@ -37,6 +37,9 @@ pub struct ClusterSpec {
     /// `Config::apply_from_storage` (synchronous writes only): the simulated application
     /// reads the entries to apply from the node's storage.
     pub apply_from_storage: bool,
+    /// `Config::hand_over_entries` (synchronous writes only): a Ready's entries are moved out
+    /// of the node, which reads them back from its storage.
+    pub hand_over_entries: bool,
     /// `Config::max_size_per_msg`.
     pub max_size_per_msg: u64,
     /// `Config::max_inflight_msgs`.
@@ -68,6 +71,7 @@ impl Default for ClusterSpec {
             append_mode: AppendMode::Batched,
             async_storage_writes: false,
             apply_from_storage: false,
+            hand_over_entries: false,
             max_size_per_msg: 1 << 16,
             max_inflight_msgs: 64,
             max_committed_size_per_ready: 0,
@@ -250,7 +254,8 @@ impl SimConfig {
         let mut r = SimRng::new(seed).fork(0xC0F1);
         let voters = [1, 3, 3, 3, 5, 5, 4, 2][r.index(8)];
         // From a stream of its own, so that every other option of a seed stays what it was.
-        let from_storage = SimRng::new(seed).fork(0xA991).coin();
+        let mut lent = SimRng::new(seed).fork(0xA991);
+        let (from_storage, hand_over) = (lent.coin(), lent.coin());
         let learners = if r.chance(250_000) { 1 } else { 0 };
         let cluster = ClusterSpec {
             voters,
@@ -267,6 +272,7 @@ impl SimConfig {
             },
             async_storage_writes: r.chance(300_000),
             apply_from_storage: false,
+            hand_over_entries: false,
             max_size_per_msg: [0, 64, 256, 4096, 1 << 20][r.index(5)],
             max_inflight_msgs: [1, 2, 4, 16, 256][r.index(5)],
             max_committed_size_per_ready: [0, 0, 0, 100, 1 << 20][r.index(5)],
@@ -276,6 +282,7 @@ impl SimConfig {
         };
         let mut cluster = cluster;
         cluster.apply_from_storage = from_storage && !cluster.async_storage_writes;
+        cluster.hand_over_entries = hand_over && !cluster.async_storage_writes;
         let scale = |r: &mut SimRng, base: u64| base / 2 + r.below(base + 1);
         let faults = FaultPlan {
             drop_ppm: r.range(0, 60_000) as u32,
@@ -398,9 +405,9 @@ impl SimConfig {
     pub fn summary(&self) -> String {
         let c = &self.cluster;
         format!(
-            "seed={} voters={} learners={} spare={} election_tick={} pre_vote={} check_quorum={} mode={:?} async={} apply_from_storage={} max_size_per_msg={} max_inflight={} step_down_on_removal={} drop={}ppm dup={}ppm{}{}",
+            "seed={} voters={} learners={} spare={} election_tick={} pre_vote={} check_quorum={} mode={:?} async={} apply_from_storage={} hand_over_entries={} max_size_per_msg={} max_inflight={} step_down_on_removal={} drop={}ppm dup={}ppm{}{}",
             self.seed, c.voters, c.learners, c.spare, c.election_tick, c.pre_vote, c.check_quorum,
-            c.append_mode, c.async_storage_writes, c.apply_from_storage, c.max_size_per_msg, c.max_inflight_msgs,
+            c.append_mode, c.async_storage_writes, c.apply_from_storage, c.hand_over_entries, c.max_size_per_msg, c.max_inflight_msgs,
             c.step_down_on_removal, self.faults.drop_ppm, self.faults.dup_ppm,
             if c.quiesce {
                 format!(

@@ -57,6 +57,7 @@ pub fn cluster_spec() -> impl Strategy<Value = ClusterSpec> {
                     },
                     async_storage_writes: asyn,
                     apply_from_storage: lent && !asyn,
+                    hand_over_entries: lent && !asyn,
                     max_size_per_msg: msg,
                     max_inflight_msgs: infl,
                     max_committed_size_per_ready: 0,

@@ -542,6 +542,7 @@ impl World {
         cfg.quiesce = c.quiesce;
         cfg.async_storage_writes = c.async_storage_writes;
         cfg.apply_from_storage = c.apply_from_storage;
+        cfg.hand_over_entries = c.hand_over_entries;
         cfg.append_mode = c.append_mode;
         cfg.seed = self.cfg.seed.wrapping_add((inc as u64) << 40);
         if self.trace.echo {

@@ -45,6 +45,9 @@ pub struct Setup {
     /// Asynchronous storage writes: the Ready's work comes as MsgStorageAppend and
     /// MsgStorageApply, whose responses go back through `step_local` (done at once here).
     pub async_writes: bool,
+    /// With synchronous writes: the Ready's entries are handed over and committed entries are
+    /// applied from the storage (`Config::hand_over_entries`, `Config::apply_from_storage`).
+    pub hand_over: bool,
 }
 
 impl Setup {
@@ -56,6 +59,7 @@ impl Setup {
             inflight: b & 8 != 0,
             no_candidate: b & 16 != 0,
             async_writes: b & 32 != 0,
+            hand_over: b & 64 != 0,
         }
     }
 
@@ -66,6 +70,7 @@ impl Setup {
             | (self.inflight as u8) << 3
             | (self.no_candidate as u8) << 4
             | (self.async_writes as u8) << 5
+            | (self.hand_over as u8) << 6
     }
 }
 
@@ -214,6 +219,8 @@ impl Cluster {
                 };
                 cfg.seed = 0x5eed;
                 cfg.async_storage_writes = setup.async_writes;
+                cfg.apply_from_storage = setup.hand_over && !setup.async_writes;
+                cfg.hand_over_entries = setup.hand_over && !setup.async_writes;
                 FNode {
                     raw: RawNode::new(&cfg, initial_storage()).expect("set-up: RawNode::new"),
                     applied: 1,

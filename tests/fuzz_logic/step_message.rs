@@ -10,7 +10,8 @@
 //! # Input format
 //!
 //! Byte 0 chooses the set-up ([`harness::Setup::from_byte`]: append mode, pre-vote,
-//! check-quorum, appends left in flight, no candidate, asynchronous storage writes). Then messages follow until the input
+//! check-quorum, appends left in flight, no candidate, asynchronous storage writes, entries
+//! handed over and applied from the storage). Then messages follow until the input
 //! ends, each introduced by a control byte:
 //!
 //! - bits 0-1: the target node (0 → node 1, the leader; 1 → node 2, a follower; 2 → node 3, the
