@@ -231,8 +231,15 @@ impl<S: Storage> Raft<S> {
             Ok(())
         });
         if let Err(e) = res {
-            error!(self.cfg.logger, "cannot scan unapplied entries";
-                "raft_id" => self.id, "applied" => applied, "hi" => hi, "error" => %e);
+            if self.raft_log.waits_for_handed_over(applied + 1) {
+                // Entries handed over to the application and not written back yet: an
+                // expected wait until `advance`, not a broken storage.
+                debug!(self.cfg.logger, "unapplied entries not written back yet";
+                    "raft_id" => self.id, "applied" => applied, "hi" => hi);
+            } else {
+                error!(self.cfg.logger, "cannot scan unapplied entries";
+                    "raft_id" => self.id, "applied" => applied, "hi" => hi, "error" => %e);
+            }
             return true;
         }
         found
