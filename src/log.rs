@@ -662,7 +662,8 @@ impl<S: Storage> RaftLog<S> {
         } else {
             &[]
         };
-        let limited = max_size != NO_LIMIT;
+        // The stored entries' size matters only to cut unstable ones after them.
+        let limited = max_size != NO_LIMIT && hi > offset;
         let (mut stored, mut size) = (0u64, 0u64);
         self.store
             .visit_entries(lo, cut, max_size, &mut |s: &[Entry]| {
