@@ -448,7 +448,7 @@ impl<S: Storage> RaftLog<S> {
     /// are in range).
     fn committed_read_failed(&self, lo: u64, e: &Error) {
         debug_assert!(
-            self.waits_for_handed_over(lo),
+            self.waits_for_handed_over(lo, e),
             "unexpected error when getting unapplied entries: {e}"
         );
     }
@@ -562,7 +562,7 @@ impl<S: Storage> RaftLog<S> {
             return Ok(());
         }
         let cut = cmp::min(hi, offset);
-        self.check_handed_over(cut)?;
+        self.check_handed_over(lo, cut)?;
         let start = out.len();
         self.store.entries_into(lo, cut, max_size, out)?;
         let stored = &out[start..];
@@ -603,11 +603,11 @@ impl<S: Storage> RaftLog<S> {
     /// entries below `cut` (the terms kept here are the check: until the application writes
     /// them, the storage may hold older entries at those indexes, or none). `Unavailable`
     /// if it does not: the read waits for the write ([`RaftLog::waits_for_handed_over`]).
-    fn check_handed_over(&self, cut: u64) -> Result<()> {
+    fn check_handed_over(&self, lo: u64, cut: u64) -> Result<()> {
         if !self.handed_over {
             return Ok(());
         }
-        for i in self.unstable.offset..cut {
+        for i in lo.max(self.unstable.offset)..cut {
             if self.store.term(i).ok() != self.unstable.maybe_term(i) {
                 return Err(StorageError::Unavailable.into());
             }
@@ -615,11 +615,15 @@ impl<S: Storage> RaftLog<S> {
         Ok(())
     }
 
-    /// Whether a read from `lo` on may have failed only because it reached entries handed
-    /// over to the application and not yet written back to the storage: a reader waits for
-    /// `advance` instead of treating the storage as broken.
-    pub fn waits_for_handed_over(&self, lo: u64) -> bool {
-        self.handed_over && lo < self.unstable.offset_in_progress
+    /// Whether a read from `lo` on failed with `e` because it reached entries handed over to
+    /// the application and not yet written back to the storage (`Unavailable`, with handed-over
+    /// entries at or past `lo`): a reader waits for `advance` instead of treating the storage
+    /// as broken. A compacted entry is never a wait.
+    pub fn waits_for_handed_over(&self, lo: u64, e: &Error) -> bool {
+        self.handed_over
+            && matches!(e, Error::Store(StorageError::Unavailable))
+            && self.unstable.offset < self.unstable.offset_in_progress
+            && lo < self.unstable.offset_in_progress
     }
 
     /// Moves the payloads of the unstable entries not yet handed out into `out` (the rest of
@@ -656,7 +660,7 @@ impl<S: Storage> RaftLog<S> {
             return Ok(());
         }
         let cut = cmp::min(hi, offset);
-        self.check_handed_over(cut)?;
+        self.check_handed_over(lo, cut)?;
         let unstable = if hi > offset {
             self.unstable.slice(offset, hi)?
         } else {
@@ -1816,6 +1820,53 @@ mod tests {
             out.extend_from_slice(s);
         })?;
         Ok(out)
+    }
+
+    #[test]
+    fn handed_over_entries_are_read_back_from_the_storage_once_written() {
+        let mut s = MemStorage::new();
+        s.apply_snapshot(snap(9, 1)).unwrap();
+        s.append(&[data_ent(10, 1, 3)]).unwrap();
+        let mut l = RaftLog::new(s, NO_LIMIT).unwrap();
+        let ents = vec![data_ent(11, 1, 4), data_ent(12, 1, 5)];
+        l.append(ents.clone());
+        assert!(
+            !l.waits_for_handed_over(10, &UNAVAILABLE),
+            "nothing handed over"
+        );
+        let mut out = Vec::new();
+        l.hand_over_next_ents(&mut out);
+        l.accept_unstable();
+        assert_eq!(out, ents, "the Ready takes the payloads");
+        assert!(l
+            .unstable
+            .entries
+            .as_slice()
+            .iter()
+            .all(|e| e.data.is_empty()));
+        assert_eq!(l.term(12), Ok(1), "terms stay");
+        // Not written yet: a read of them waits (and reads nothing else).
+        assert_eq!(l.slice(10, 13, NO_LIMIT), Err(UNAVAILABLE));
+        assert_eq!(visited(&l, 11, 12, NO_LIMIT), Err(UNAVAILABLE));
+        assert_eq!(l.slice(10, 11, NO_LIMIT), Ok(vec![data_ent(10, 1, 3)]));
+        assert!(l.waits_for_handed_over(10, &UNAVAILABLE));
+        assert!(
+            !l.waits_for_handed_over(10, &COMPACTED),
+            "compacted is no wait"
+        );
+        assert!(
+            !l.waits_for_handed_over(13, &UNAVAILABLE),
+            "past what was handed over"
+        );
+        // Written: read back from the storage.
+        l.store.append(&out).unwrap();
+        let mut all = vec![data_ent(10, 1, 3)];
+        all.extend(ents.iter().cloned());
+        assert_eq!(l.slice(10, 13, NO_LIMIT), Ok(all.clone()));
+        assert_eq!(visited(&l, 10, 13, NO_LIMIT), Ok(all));
+        // Stable: nothing is handed over any more.
+        assert_eq!(l.stable_to(12, 1), StableOutcome::Stabilized);
+        assert!(!l.waits_for_handed_over(10, &UNAVAILABLE));
     }
 
     #[test]

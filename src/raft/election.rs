@@ -231,7 +231,7 @@ impl<S: Storage> Raft<S> {
             Ok(())
         });
         if let Err(e) = res {
-            if self.raft_log.waits_for_handed_over(applied + 1) {
+            if self.raft_log.waits_for_handed_over(applied + 1, &e) {
                 // Entries handed over to the application and not written back yet: an
                 // expected wait until `advance`, not a broken storage.
                 debug!(self.cfg.logger, "unapplied entries not written back yet";

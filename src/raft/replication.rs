@@ -135,7 +135,7 @@ impl<S: Storage> Raft<S> {
         if pr.state != ProgressState::Replicate || !pr.inflights.full() {
             match self.raft_log.entries(next, max_size) {
                 Ok(e) => ents = e,
-                Err(_) if self.raft_log.waits_for_handed_over(next) => {
+                Err(e) if self.raft_log.waits_for_handed_over(next, &e) => {
                     // The entries are handed over and not written back yet: not a reason
                     // for a snapshot. `advance` sends again.
                     self.leader_mut().resend_after_advance = true;
