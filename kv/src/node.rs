@@ -281,6 +281,10 @@ pub fn start(
     cfg.pre_vote = true;
     cfg.step_down_on_removal = true;
     cfg.async_storage_writes = !opts.sync_storage;
+    // Synchronous mode writes each Ready's entries to the WAL before any other call into the
+    // node (`handle_ready`), which is what handing them over asks: the Ready takes them
+    // without a clone, and the node reads them back from the WAL until `advance`.
+    cfg.hand_over_entries = opts.sync_storage;
     cfg.seed = rand::random();
     cfg.logger = logger;
     let conf_state = snap_meta.conf_state.clone().unwrap_or_default();
