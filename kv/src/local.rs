@@ -4,10 +4,25 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on loopback (bound, then released).
+/// A TCP port free on loopback now, from below the kernel's ephemeral range (Linux hands out
+/// 32768 and up for outgoing connections). A port found by binding to port 0 is itself
+/// ephemeral: an outgoing connection (the nodes dial each other) could take it before the node
+/// starts listening on it. Each port is handed out once per process, from a starting point
+/// that differs between processes.
 pub fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() % 400) * 30;
+    for _ in 0..SPAN {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + k) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(format!("no free port in {LOW}..{}", LOW + SPAN))
 }
 
 /// Stops children with SIGTERM (then SIGKILL after a grace period) when dropped.

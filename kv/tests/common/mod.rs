@@ -13,25 +13,9 @@ use serde_json::Value;
 /// Clusters in one test binary run one at a time: the machine has few cores.
 pub static SERIAL: Mutex<()> = Mutex::new(());
 
-/// A port free now, from below the kernel's ephemeral range (Linux hands out 32768 and up for
-/// outgoing connections). A port found by binding to port 0 is itself ephemeral: an outgoing
-/// connection (the nodes dial each other, the tests dial the nodes) could take it before the
-/// node starts listening on it, and did. Ports here are handed out once per test process, from
-/// a starting point that differs between processes.
+/// A port free now, from below the kernel's ephemeral range (`raftkv::local::free_port`).
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = (std::process::id() % 400) * 30;
-    for _ in 0..SPAN {
-        let k = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (LOW + (start + k) % SPAN) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {LOW}..{}", LOW + SPAN);
+    raftkv::local::free_port().expect("a free port")
 }
 
 pub struct NodeProc {
