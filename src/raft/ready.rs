@@ -89,6 +89,16 @@ impl Work {
     }
 }
 
+/// The committed entries a Ready hands out: first and last index, encoded size, and payload
+/// size when it was summed.
+#[derive(Clone, Copy, Debug)]
+struct Committed {
+    first: u64,
+    last: u64,
+    size: u64,
+    payload: Option<u64>,
+}
+
 /// Empty vectors with capacity, from recycled Readies.
 #[derive(Default, Clone, Debug)]
 struct Spare {
@@ -327,41 +337,15 @@ impl<S: Storage> Raft<S> {
             committed_entries = std::mem::take(&mut s.committed_entries);
             persisted_messages = std::mem::take(&mut s.persisted_messages);
         }
-        // The committed entries to apply: their first and last index, encoded size and payload
-        // size. With `apply_from_storage` they are only looked at (the application reads them
-        // from its storage); otherwise cloned into the Ready. Read before this Ready's own
-        // entries are handed over: they may be among them.
-        let committed = if self.cfg.apply_from_storage {
-            let (mut first, mut last, mut size, mut payload) = (0, 0, 0u64, 0u64);
-            let read =
-                self.raft_log
-                    .visit_next_committed_ents(!async_writes, &mut |s: &[Entry]| {
-                        let (Some(f), Some(l)) = (s.first(), s.last()) else {
-                            return;
-                        };
-                        if first == 0 {
-                            first = f.index;
-                        }
-                        last = l.index;
-                        size = size.saturating_add(ents_size(s));
-                        payload = payload.saturating_add(payloads_size(s));
-                    });
-            (read && last != 0).then_some((first, last, size, payload))
-        } else {
-            self.raft_log
-                .next_committed_ents_into(!async_writes, &mut committed_entries);
-            match (committed_entries.first(), committed_entries.last()) {
-                (Some(f), Some(l)) => Some((f.index, l.index, ents_size(&committed_entries), 0)),
-                _ => None,
-            }
-        };
+        // Read before this Ready's own entries are handed over: they may be among them.
+        let committed = self.next_committed(!async_writes, &mut committed_entries);
         if self.cfg.hand_over_entries {
             self.raft_log.hand_over_next_ents(&mut entries);
         } else {
             entries.extend_from_slice(self.raft_log.next_unstable_ents());
         }
         let mut rd = Ready {
-            committed_range: committed.map(|(first, last, ..)| (first, last)),
+            committed_range: committed.map(|c| (c.first, c.last)),
             entries,
             committed_entries,
             messages: self.msgs.take(),
@@ -408,7 +392,7 @@ impl<S: Storage> Raft<S> {
         } else {
             None
         };
-        let committed_size = committed.map_or(0, |c| c.2);
+        let committed_size = committed.map_or(0, |c| c.size);
 
         if async_writes {
             let need_append = !rd.entries.is_empty()
@@ -478,24 +462,22 @@ impl<S: Storage> Raft<S> {
             if let Some(m) = append_resp {
                 self.work_mut().steps_on_advance.push(m);
             }
-            if let Some((_, last, _, payload)) = committed {
-                let payload = if self.cfg.apply_from_storage {
-                    payload
-                } else {
-                    payloads_size(&rd.committed_entries)
-                };
+            if let Some(c) = committed {
+                let payload = c
+                    .payload
+                    .unwrap_or_else(|| payloads_size(&rd.committed_entries));
                 // An earlier Ready's entries come first: the summaries add up.
                 let w = self.work_mut();
                 let (_, size, pay) = w.applied_on_advance;
-                w.applied_on_advance = (last, size + committed_size, pay + payload);
+                w.applied_on_advance = (c.last, size + committed_size, pay + payload);
             }
             cur.readies_outstanding = cur.readies_outstanding.saturating_add(1);
         }
 
         self.raft_log.accept_unstable();
-        if let Some((_, last, ..)) = committed {
+        if let Some(c) = committed {
             self.raft_log
-                .accept_applying(last, committed_size, !async_writes);
+                .accept_applying(c.last, committed_size, !async_writes);
         }
         // A recycled vector this Ready leaves empty waits for the next one (the application
         // may drop a Ready without recycling it), while the node is busy; a Ready without
@@ -521,6 +503,44 @@ impl<S: Storage> Raft<S> {
             }
         }
         rd
+    }
+
+    /// The committed entries to hand out next. With `apply_from_storage` they are only looked
+    /// at (the application reads them from its storage; the payload size is summed here);
+    /// otherwise cloned into `out` (the payload size is left to the caller, which needs it in
+    /// synchronous mode only).
+    fn next_committed(&self, allow_unstable: bool, out: &mut Vec<Entry>) -> Option<Committed> {
+        if !self.cfg.apply_from_storage {
+            self.raft_log.next_committed_ents_into(allow_unstable, out);
+            let (f, l) = (out.first()?, out.last()?);
+            return Some(Committed {
+                first: f.index,
+                last: l.index,
+                size: ents_size(out),
+                payload: None,
+            });
+        }
+        let mut c = Committed {
+            first: 0,
+            last: 0,
+            size: 0,
+            payload: Some(0),
+        };
+        let read = self
+            .raft_log
+            .visit_next_committed_ents(allow_unstable, &mut |s: &[Entry]| {
+                let (Some(f), Some(l)) = (s.first(), s.last()) else {
+                    return;
+                };
+                if c.first == 0 {
+                    c.first = f.index;
+                }
+                c.last = l.index;
+                c.size = c.size.saturating_add(ents_size(s));
+                c.payload = c.payload.map(|p| p.saturating_add(payloads_size(s)));
+            });
+        // A failed read hands out nothing (what was seen is dropped).
+        (read && c.last != 0).then_some(c)
     }
 
     /// Sync mode: the Readies handed out were persisted and applied. Steps the node's own
