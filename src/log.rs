@@ -45,10 +45,10 @@ pub struct RaftLog<S: Storage> {
     /// True when no more committed entries are handed out until some are applied.
     applying_ents_paused: bool,
     /// The payloads of the entries handed out for persisting (the unstable entries in
-    /// progress, `[unstable.offset, unstable.offset_in_progress)`) were moved into the Ready
+    /// progress, `[unstable.offset, unstable.offset_in_progress)`) are moved into the Ready
     /// rather than cloned ([`Config::hand_over_entries`](crate::Config::hand_over_entries)):
     /// the entries stay here for their index and term, and reads of them go to the storage,
-    /// checked entry by entry against the terms kept here.
+    /// checked entry by entry against the terms kept here. Set from the configuration.
     pub handed_over: bool,
 }
 
@@ -627,15 +627,14 @@ impl<S: Storage> RaftLog<S> {
     }
 
     /// Moves the payloads of the unstable entries not yet handed out into `out` (the rest of
-    /// each entry is copied), marking them handed over: the Ready takes them without a
-    /// clone ([`Config::hand_over_entries`](crate::Config::hand_over_entries)). The caller
-    /// then accepts them as in progress.
+    /// each entry is copied): the Ready takes them without a clone
+    /// ([`Config::hand_over_entries`](crate::Config::hand_over_entries)). The caller then
+    /// accepts them as in progress.
     pub fn hand_over_next_ents(&mut self, out: &mut Vec<Entry>) {
         debug_assert!(
-            self.handed_over || self.unstable.offset_in_progress == self.unstable.offset,
-            "entries in progress that were not handed over"
+            self.handed_over,
+            "handing over entries in a log that reads its own"
         );
-        self.handed_over = true;
         self.unstable.take_next_entries(out);
     }
 
@@ -1828,11 +1827,17 @@ mod tests {
         s.apply_snapshot(snap(9, 1)).unwrap();
         s.append(&[data_ent(10, 1, 3)]).unwrap();
         let mut l = RaftLog::new(s, NO_LIMIT).unwrap();
+        l.handed_over = true;
         let ents = vec![data_ent(11, 1, 4), data_ent(12, 1, 5)];
         l.append(ents.clone());
         assert!(
             !l.waits_for_handed_over(10, &UNAVAILABLE),
-            "nothing handed over"
+            "nothing handed over yet"
+        );
+        assert_eq!(
+            l.slice(11, 13, NO_LIMIT),
+            Ok(ents.clone()),
+            "not handed over yet: read here"
         );
         let mut out = Vec::new();
         l.hand_over_next_ents(&mut out);

@@ -269,7 +269,8 @@ impl<S: Storage> Raft<S> {
     /// the config may be shared by many groups) and its storage.
     pub(crate) fn new(id: u64, applied: u64, cfg: Arc<Config>, store: S) -> Result<Self> {
         let rs = store.initial_state()?;
-        let raft_log = RaftLog::new(store, cfg.max_committed_size_per_ready)?;
+        let mut raft_log = RaftLog::new(store, cfg.max_committed_size_per_ready)?;
+        raft_log.handed_over = cfg.hand_over_entries;
         let mut r = Raft {
             id,
             term: 0,
