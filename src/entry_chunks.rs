@@ -254,6 +254,7 @@ impl From<Vec<Entry>> for EntryChunks {
 }
 
 /// The slices of a range of entries, one per chunk it touches.
+#[derive(Clone)]
 pub(crate) struct Slices<'a> {
     chunks: Option<&'a Chunks>,
     at: usize,
@@ -274,16 +275,6 @@ impl<'a> Iterator for Slices<'a> {
         let n = (chunk.len() - off).min(self.end - self.at);
         self.at += n;
         Some(&chunk[off..off + n])
-    }
-}
-
-impl Clone for Slices<'_> {
-    fn clone(&self) -> Self {
-        Slices {
-            chunks: self.chunks,
-            at: self.at,
-            end: self.end,
-        }
     }
 }
 
