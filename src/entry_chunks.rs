@@ -197,34 +197,38 @@ impl EntryChunks {
 
     /// Moves every entry of `src` to the end (`src` is left empty, with its capacity).
     pub(crate) fn append_from(&mut self, src: &mut Vec<Entry>) {
-        if src.is_empty() {
-            return;
-        }
-        let c = self.0.get_or_insert_with(Default::default);
-        c.len += src.len();
-        while !src.is_empty() {
-            let (tail, take) = c.tail_for(src.len());
-            if take == src.len() {
+        self.push_with(src.len(), |tail, k| {
+            if k == src.len() {
                 // The usual case: one block move.
                 tail.append(src);
-                break;
+            } else {
+                tail.extend(src.drain(..k));
             }
-            tail.extend(src.drain(..take));
-        }
-        c.check();
+        });
     }
 
     /// Clones `src` onto the end.
-    pub(crate) fn extend_from_slice(&mut self, mut src: &[Entry]) {
-        if src.is_empty() {
+    pub(crate) fn extend_from_slice(&mut self, src: &[Entry]) {
+        let mut rest = src;
+        self.push_with(src.len(), |tail, k| {
+            tail.extend_from_slice(&rest[..k]);
+            rest = &rest[k..];
+        });
+    }
+
+    /// Adds `n` entries at the end, chunk by chunk: `put(chunk, k)` moves or clones the next
+    /// `k` of them onto the last chunk.
+    fn push_with(&mut self, n: usize, mut put: impl FnMut(&mut Vec<Entry>, usize)) {
+        if n == 0 {
             return;
         }
         let c = self.0.get_or_insert_with(Default::default);
-        c.len += src.len();
-        while !src.is_empty() {
-            let (tail, take) = c.tail_for(src.len());
-            tail.extend_from_slice(&src[..take]);
-            src = &src[take..];
+        c.len += n;
+        let mut left = n;
+        while left > 0 {
+            let (tail, take) = c.tail_for(left);
+            put(tail, take);
+            left -= take;
         }
         c.check();
     }
