@@ -488,12 +488,6 @@ impl MemStorage {
         Ok(self.ents.slices(lo, lo + n))
     }
 
-    /// Entry `index`, if the log holds it (not compacted, not past the last).
-    pub fn entry(&self, index: u64) -> Option<&Entry> {
-        let k = index.checked_sub(self.first())?;
-        self.ents.get(usize::try_from(k).ok()?)
-    }
-
     /// The entries in `[low, high)`, borrowed, as consecutive slices: what an application
     /// applying from its storage reads
     /// ([`Config::apply_from_storage`](crate::Config::apply_from_storage)). Errors as

@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{config, storage_with_voters, Cluster, Lcg};
+use common::{config, deliver_all, lose_or_reorder, storage_with_voters, Cluster, Lcg};
 use raftcore::raftpb::{ConfChange, ConfChangeType, Entry, Message, MessageType};
 use raftcore::testkit::{self, ConfOutcome, StateMachine};
 use raftcore::{AppendMode, Config, MemStorage, RawNode, Ready};
@@ -82,29 +82,19 @@ fn run(mode: AppendMode, from_storage: bool, hand_over: bool, max_apply: u64) ->
                 let i = (sched.next() % 3) as usize;
                 let _ = nodes[i].propose(Bytes::from(format!("p{step}")));
             }
-            5 if !queue.is_empty() => {
-                let j = (sched.next() as usize) % queue.len();
-                let m = queue.remove(j);
-                if sched.next() % 2 == 0 {
-                    queue.push(m);
-                }
-            }
+            5 if !queue.is_empty() => lose_or_reorder(&mut sched, &mut queue),
             6 if step > 2500 => {
                 // Compact a node's log up to what every node applied, now and then (no node
                 // then needs a snapshot).
                 let i = (sched.next() % 4) as usize;
                 let applied = nodes.iter().map(|n| n.basic_status().applied).min();
                 let s = nodes[i].store_mut();
-                if let Some(a) = applied.filter(|&a| a > s.first_index_of_log() + 20) {
+                let first = raftcore::Storage::first_index(s).unwrap();
+                if let Some(a) = applied.filter(|&a| a > first + 20) {
                     s.compact(a - 10).unwrap();
                 }
             }
-            _ => {
-                for m in std::mem::take(&mut queue) {
-                    let to = m.to as usize - 1;
-                    let _ = nodes[to].step(m);
-                }
-            }
+            _ => deliver_all(&mut nodes, &mut queue),
         }
         for (i, n) in nodes.iter_mut().enumerate() {
             if !n.has_ready() {
@@ -131,16 +121,6 @@ fn run(mode: AppendMode, from_storage: bool, hand_over: bool, max_apply: u64) ->
     }
     out.applied = sms.into_iter().map(|r| r.0).collect();
     out
-}
-
-/// `MemStorage` has no public first index of its log beyond the trait's; this reads it.
-trait FirstIndex {
-    fn first_index_of_log(&self) -> u64;
-}
-impl FirstIndex for MemStorage {
-    fn first_index_of_log(&self) -> u64 {
-        raftcore::Storage::first_index(self).unwrap()
-    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{config, storage_with_voters, Lcg};
+use common::{config, deliver_all, lose_or_reorder, storage_with_voters, Lcg};
 use raftcore::raftpb::Message;
 use raftcore::{AppendMode, MemStorage, RawNode};
 
@@ -32,20 +32,8 @@ fn transcript(seed: u64, mode: AppendMode) -> Vec<String> {
                 let i = (sched.next() % 3) as usize;
                 let _ = nodes[i].propose(Bytes::from(format!("p{step}")));
             }
-            5 if !queue.is_empty() => {
-                // Lose or reorder a message.
-                let j = (sched.next() as usize) % queue.len();
-                let m = queue.remove(j);
-                if sched.next() % 2 == 0 {
-                    queue.push(m);
-                }
-            }
-            _ => {
-                for m in std::mem::take(&mut queue) {
-                    let to = m.to as usize - 1;
-                    let _ = nodes[to].step(m);
-                }
-            }
+            5 if !queue.is_empty() => lose_or_reorder(&mut sched, &mut queue),
+            _ => deliver_all(&mut nodes, &mut queue),
         }
         for n in nodes.iter_mut() {
             if !n.has_ready() {

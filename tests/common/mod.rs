@@ -474,3 +474,24 @@ impl Lcg {
         self.0 >> 33
     }
 }
+
+/// Loses or reorders one message of `queue`, as `sched` draws it (a no-op on an empty queue
+/// draws nothing).
+pub fn lose_or_reorder(sched: &mut Lcg, queue: &mut Vec<Message>) {
+    if queue.is_empty() {
+        return;
+    }
+    let j = (sched.next() as usize) % queue.len();
+    let m = queue.remove(j);
+    if sched.next() % 2 == 0 {
+        queue.push(m);
+    }
+}
+
+/// Steps every queued message into its node (`nodes[to - 1]`), ignoring what stepping returns.
+pub fn deliver_all(nodes: &mut [RawNode<MemStorage>], queue: &mut Vec<Message>) {
+    for m in std::mem::take(queue) {
+        let to = m.to as usize - 1;
+        let _ = nodes[to].step(m);
+    }
+}
